@@ -1,0 +1,137 @@
+"""From a public call to a backend: validate, pick the backend, convert, run, convert back.
+
+Everything that can be checked is checked here, before any backend writes:
+dtypes, shapes, ``out``, overlap.  A failed call therefore leaves ``out`` and
+every input as they were.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from ._arrays import (
+    array_kind,
+    check_dtype,
+    check_no_partial_overlap,
+    check_out,
+    check_pair,
+    host_array,
+)
+from ._registry import ActivationSpec
+
+_DEVICE_KINDS = ("cupy", "cuda")
+
+
+def _kind_group(kind: str) -> str:
+    return "device" if kind in _DEVICE_KINDS else "host"
+
+
+def _user_overlap_tools(kind: str) -> tuple[Any, Any]:
+    """(array module, data pointer function) for overlap checks on the user's own arrays."""
+    if kind in _DEVICE_KINDS:
+        import cupy
+
+        return cupy, lambda a: a.data.ptr
+    return np, lambda a: a.__array_interface__["data"][0]
+
+
+class _Call:
+    """One validated call: the backend, the native inputs, and where the result goes."""
+
+    def __init__(self, function: str, arrays: dict[str, Any], out: Any, check_float: tuple[str, ...]):
+        first = next(iter(arrays.values()))
+        self.function = function
+        self.kind = "numpy" if array_kind(first) == "host" else array_kind(first)
+        self.backend = backends.for_kind(self.kind)
+        self.user, self.native = {}, {}
+        for name, a in arrays.items():
+            kind = array_kind(a)
+            if kind == "host":
+                # Python scalars and lists go with either side; other host arrays must match.
+                a, kind = host_array(a), "numpy"
+            elif _kind_group(kind) != _kind_group(self.kind):
+                raise TypeError(
+                    f"{function}: all arrays must live on the same side (host or CUDA device); "
+                    f"{next(iter(arrays))} is a {self.kind} array but {name} is a {kind} array"
+                )
+            self.user[name] = a
+            self.native[name] = self.backend.to_native(a, kind)
+        for name in check_float:
+            check_dtype(function, name, self.native[name].dtype)
+        self.out = out
+        self.native_out = None
+
+    def set_out(self, shape: tuple, dtype: Any) -> None:
+        """Check ``out`` against the result's shape and dtype; decide how to fill it."""
+        out = self.out
+        if out is None:
+            return
+        check_out(self.function, out, shape, dtype, self.kind)
+        if array_kind(out) in self.backend.native_kinds:
+            self.native_out = out
+            check_no_partial_overlap(self.function, out, self.native, self.backend.xp, self.backend.data_ptr)
+        else:
+            xp, data_ptr = _user_overlap_tools(self.kind)
+            check_no_partial_overlap(self.function, out, self.user, xp, data_ptr)
+
+    def export(self, result: Any) -> Any:
+        return self.backend.export(result, self.kind, self.out)
+
+
+def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
+    call = _Call(spec.name, {"x": x}, out, ("x",))
+    xn = call.native["x"]
+    call.set_out(xn.shape, xn.dtype)
+    return call.export(call.backend.forward(spec.kernel, params, xn, call.native_out))
+
+
+def backward(spec: ActivationSpec, params: dict, dy: Any, x: Any, out: Any = None) -> Any:
+    function = f"{spec.name}_backward"
+    call = _Call(function, {"dy": dy, "x": x}, out, ("dy", "x"))
+    dyn, xn = call.native["dy"], call.native["x"]
+    check_pair(function, dyn, xn)
+    call.set_out(xn.shape, xn.dtype)
+    return call.export(call.backend.backward(spec.kernel, params, dyn, xn, call.native_out))
+
+
+def _check_alpha(function: str, alpha: Any, x_shape: tuple) -> None:
+    try:
+        shape = np.broadcast_shapes(tuple(alpha.shape), tuple(x_shape))
+    except ValueError:
+        shape = None
+    if shape != tuple(x_shape):
+        raise ValueError(
+            f"{function}: alpha of shape {tuple(alpha.shape)} does not broadcast to x's shape {tuple(x_shape)}; "
+            f"use a scalar, (C, 1, 1) for NCHW, (C,) for channels-last, or x's shape"
+        )
+
+
+def _alpha_dtype(user_alpha: Any, alpha: Any, x: Any) -> Any:
+    """A Python scalar or list alpha takes x's dtype (an array keeps its own)."""
+    if hasattr(user_alpha, "dtype") or alpha.dtype == x.dtype or alpha.dtype.kind != "f":
+        return alpha
+    return alpha.astype(x.dtype)
+
+
+def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
+    call = _Call("prelu", {"x": x, "alpha": alpha}, out, ("x", "alpha"))
+    xn, an = call.native["x"], _alpha_dtype(alpha, call.native["alpha"], call.native["x"])
+    _check_alpha("prelu", an, xn.shape)
+    call.set_out(xn.shape, xn.dtype)
+    return call.export(call.backend.prelu_forward(xn, an, call.native_out))
+
+
+def prelu_backward(dy: Any, x: Any, alpha: Any, out: Any = None) -> tuple[Any, Any]:
+    function = "prelu_backward"
+    call = _Call(function, {"dy": dy, "x": x, "alpha": alpha}, out, ("dy", "x", "alpha"))
+    dyn, xn = call.native["dy"], call.native["x"]
+    an = _alpha_dtype(alpha, call.native["alpha"], xn)
+    check_pair(function, dyn, xn)
+    _check_alpha(function, an, xn.shape)
+    call.set_out(xn.shape, xn.dtype)
+    dx, dalpha = call.backend.prelu_backward(dyn, xn, an, call.native_out)
+    # dalpha is a new array in the kind of alpha's side; out (if any) only receives dx.
+    dalpha_out = call.backend.export(dalpha, call.kind, None)
+    return call.export(dx), dalpha_out

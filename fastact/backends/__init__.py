@@ -1,0 +1,128 @@
+"""Backend selection: which backend runs a call.
+
+Order of precedence: ``use_backend(...)`` (per thread and per context, via a
+ContextVar) > ``set_backend(...)`` (process-wide) > the ``FASTACT_BACKEND``
+environment variable (read at import) > ``"auto"``.
+
+``"auto"``: the array decides.  CuPy arrays and other CUDA arrays run on
+``"cuda"``; everything else on ``"numpy"``.
+
+Backends are imported lazily, so ``import fastact`` never imports CuPy.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from contextvars import ContextVar
+from typing import Iterator
+
+from .base import Backend, BackendUnavailableError
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "BACKEND_NAMES",
+    "available_backends",
+    "get_backend",
+    "set_backend",
+    "use_backend",
+    "load",
+    "for_kind",
+]
+
+# name -> "module:Class"; "cuda-emulator" is test-only and never listed as available.
+_BACKEND_CLASSES = {
+    "numpy": "fastact.backends.numpy_backend:NumpyBackend",
+    "cuda": "fastact.backends.cuda_backend:CudaBackend",
+    "cuda-emulator": "fastact.backends.emulator_backend:EmulatorBackend",
+}
+BACKEND_NAMES = ("auto", *_BACKEND_CLASSES)
+_LISTED = ("numpy", "cuda")
+
+_loaded: dict[str, Backend] = {}
+_errors: dict[str, BackendUnavailableError] = {}
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {name!r}; accepted: {', '.join(BACKEND_NAMES)}")
+    return name
+
+
+_default = _check_name(os.environ.get("FASTACT_BACKEND", "auto").strip() or "auto")
+_context: ContextVar[str | None] = ContextVar("fastact_backend", default=None)
+
+
+def set_backend(name: str) -> None:
+    """Set the process-wide backend: 'auto' (default), 'numpy', 'cuda' (or test-only 'cuda-emulator')."""
+    global _default
+    _default = _check_name(name)
+
+
+def get_backend() -> str:
+    """The backend set for this thread/context: a name from ``BACKEND_NAMES``."""
+    return _context.get() or _default
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[str]:
+    """Use backend ``name`` inside a ``with`` block, for this thread/context only.
+
+    >>> with fastact.use_backend("numpy"):
+    ...     y = fastact.relu(x)
+    """
+    token = _context.set(_check_name(name))
+    try:
+        yield name
+    finally:
+        _context.reset(token)
+
+
+def load(name: str) -> Backend:
+    """The backend object for ``name``; BackendUnavailableError (with the reason) if unusable here."""
+    backend = _loaded.get(name)
+    if backend is not None:
+        return backend
+    if name in _errors:
+        raise _errors[name]
+    module_name, class_name = _BACKEND_CLASSES[_check_name(name)].split(":")
+    try:
+        module = importlib.import_module(module_name)
+        backend = getattr(module, class_name)()
+    except BackendUnavailableError as error:
+        _errors[name] = error
+        raise
+    except ImportError as error:
+        _errors[name] = BackendUnavailableError(f"backend {name!r} is not available: {error}")
+        raise _errors[name] from error
+    _loaded[name] = backend
+    return backend
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why backend ``name`` cannot be used here, or None if it can."""
+    try:
+        load(name)
+    except BackendUnavailableError as error:
+        return str(error)
+    return None
+
+
+def available_backends() -> list[str]:
+    """The backends that work on this machine (always includes 'numpy')."""
+    return [name for name in _LISTED if unavailable_reason(name) is None]
+
+
+def for_kind(kind: str) -> Backend:
+    """The backend for an input of array kind ``kind`` (see ``fastact._arrays.array_kind``)."""
+    name = get_backend()
+    if name == "auto":
+        name = "cuda" if kind in ("cupy", "cuda") else "numpy"
+    return load(name)
+
+
+def reset_cache() -> None:
+    """Forget loaded backends and their errors (tests use this after changing the environment)."""
+    _loaded.clear()
+    _errors.clear()

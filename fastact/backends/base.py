@@ -1,0 +1,61 @@
+"""The interface every backend implements.
+
+The dispatcher (``fastact/_dispatch.py``) validates parameters and arrays,
+converts the user's arrays into the backend's native arrays (``to_native``),
+calls one of the compute methods below, and converts the result back into
+the user's kind of array (``export``).  A backend therefore only ever sees
+native arrays of a supported dtype, already checked; ``out`` is a native
+array it must fill, or None when it should allocate the result.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run here; the message says why."""
+
+
+class Backend:
+    """Base class: array conversion shared by the backends, compute methods abstract."""
+
+    name: str = ""
+    # The array module of the native arrays (numpy or cupy).
+    xp: Any = None
+    # Array kinds (see fastact._arrays.array_kind) that are already native.
+    native_kinds: tuple[str, ...] = ()
+
+    # ---- arrays -----------------------------------------------------------
+    def to_native(self, a: Any, kind: str) -> Any:
+        """The user's array as a native array (a copy only when it lives elsewhere)."""
+        raise NotImplementedError
+
+    def export(self, result: Any, kind: str, out: Any) -> Any:
+        """The native result as the user's kind of array, copied into ``out`` if given."""
+        raise NotImplementedError
+
+    def data_ptr(self, a: Any) -> int:
+        raise NotImplementedError
+
+    def empty(self, shape: tuple, dtype: Any) -> Any:
+        return self.xp.empty(shape, dtype=dtype)
+
+    # ---- compute ----------------------------------------------------------
+    def forward(self, kernel: str, params: dict, x: Any, out: Any) -> Any:
+        """y = kernel(x; params) into ``out`` (allocated when None); returns y."""
+        raise NotImplementedError
+
+    def backward(self, kernel: str, params: dict, dy: Any, x: Any, out: Any) -> Any:
+        """dx = dy * kernel'(x; params) into ``out`` (allocated when None); returns dx."""
+        raise NotImplementedError
+
+    def prelu_forward(self, x: Any, alpha: Any, out: Any) -> Any:
+        raise NotImplementedError
+
+    def prelu_backward(self, dy: Any, x: Any, alpha: Any, out: Any) -> tuple[Any, Any]:
+        """(dx, dalpha); dalpha has alpha's shape and dtype."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Facts for ``python -m fastact info``."""
+        return {"name": self.name}

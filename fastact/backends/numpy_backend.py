@@ -1,0 +1,87 @@
+"""The NumPy backend: host arrays, the block engine, and the math in numpy_math.py."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import numpy_engine, numpy_math
+from .base import Backend
+
+
+def _padded(alpha: np.ndarray, ndim: int) -> np.ndarray:
+    """alpha with leading 1-axes so it has x's ndim (NumPy broadcasting, spelled out)."""
+    return alpha.reshape((1,) * (ndim - alpha.ndim) + alpha.shape)
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    xp = np
+    native_kinds = ("numpy",)
+
+    # ---- arrays -----------------------------------------------------------
+    def to_native(self, a: Any, kind: str) -> np.ndarray:
+        if kind == "numpy":
+            return a
+        if kind in ("cupy", "cuda"):
+            import cupy  # a device array forced onto the host
+
+            return cupy.asnumpy(cupy.asarray(a))
+        return np.asarray(a)
+
+    def export(self, result: np.ndarray, kind: str, out: Any) -> Any:
+        if kind == "numpy":
+            return result if out is None or out is result else out
+        import cupy  # back to the device the input came from
+
+        if out is not None:
+            out.set(result)
+            return out
+        return cupy.asarray(result)
+
+    def data_ptr(self, a: np.ndarray) -> int:
+        return a.__array_interface__["data"][0]
+
+    # ---- compute ----------------------------------------------------------
+    def _out(self, out: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+        return np.empty(like.shape, like.dtype) if out is None else out
+
+    def forward(self, kernel: str, params: dict, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        out = self._out(out, x)
+        chunk = numpy_math.FORWARD[kernel](**params, dtype=numpy_engine.compute_dtype(x.dtype))
+        numpy_engine.run(chunk, [out], [x])
+        return out
+
+    def backward(self, kernel: str, params: dict, dy: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        out = self._out(out, x)
+        chunk = numpy_math.BACKWARD[kernel](**params, dtype=numpy_engine.compute_dtype(x.dtype))
+        numpy_engine.run(chunk, [out], [dy, x])
+        return out
+
+    def prelu_forward(self, x: np.ndarray, alpha: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        out = self._out(out, x)
+        alpha = _padded(alpha, x.ndim)
+        if alpha.shape == x.shape:
+            numpy_engine.run(numpy_math.prelu_forward, [out], [x, alpha])
+        else:
+            numpy_engine.run(numpy_math.prelu_forward, [out], [x], small=alpha)
+        return out
+
+    def prelu_backward(self, dy, x, alpha, out):
+        out = self._out(out, x)
+        shape = alpha.shape
+        alpha = _padded(alpha, x.ndim)
+        if alpha.shape == x.shape:
+            dalpha = np.empty(shape, alpha.dtype)
+            numpy_engine.run(numpy_math.prelu_backward_elementwise, [out, dalpha.reshape(alpha.shape)], [dy, x, alpha])
+            return out, dalpha
+        total = numpy_engine.run(numpy_math.prelu_backward, [out], [dy, x], small=alpha, reduce=True)
+        return out, total.reshape(shape).astype(alpha.dtype)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "numpy": np.__version__,
+            "threads": numpy_engine.NUM_THREADS,
+            "block_elements": numpy_engine.BLOCK_ELEMENTS,
+        }

@@ -1,0 +1,227 @@
+"""The NumPy backend's elementwise engine: cache-sized blocks, in-place ufuncs, two cores.
+
+An activation written as a handful of in-place ufuncs would, applied to whole
+arrays, allocate full-size temporaries and stream every intermediate through
+main memory.  The engine instead cuts the arrays into blocks of
+``BLOCK_ELEMENTS`` elements (they stay in L2 cache), hands each block to the
+activation's *chunk function* together with scratch buffers of the block's
+shape, and lets worker threads take contiguous runs of blocks (NumPy releases
+the GIL inside ufunc loops).  Main memory is then touched once per operand.
+
+The engine also owns everything the math should not care about:
+
+* layout: contiguous operands are flattened; other layouts keep their shape,
+  reordered so the blocks follow memory order (any strides, negative too);
+* dtype: float16 and bfloat16 blocks are widened into float32 scratch and the
+  result rounded back (16-bit types compute in float32, float64 in float64);
+* broadcasting of a small parameter array (PReLU's alpha) and the
+  deterministic reduction of per-block partial sums over its broadcast axes.
+
+Chunk functions receive operands already in the compute dtype, and must read
+every input they need before their last write to an output: ``out`` may be an
+input itself (in-place calls).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+# 16 Ki elements (64 KiB of float32 per operand): a block and its few scratch
+# buffers stay in L2.  Measured by bench/bench_numpy_engine.py (4 Ki was 50%
+# slower from per-call overhead, 256 Ki no faster).
+BLOCK_ELEMENTS = int(os.environ.get("FASTACT_BLOCK_ELEMENTS", 16384))
+# Below this many elements threads cost more than they save.
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
+def _default_threads() -> int:
+    value = os.environ.get("FASTACT_NUM_THREADS")
+    if value:
+        return max(1, int(value))
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+NUM_THREADS = _default_threads()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(NUM_THREADS, thread_name_prefix="fastact")
+    return _pool
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """float64 computes in float64; float32, float16 and bfloat16 in float32."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+class Scratch:
+    """Per-thread scratch buffers shaped like the current block.
+
+    ``tmp(i)`` is float scratch slot i, ``mask(i)`` bool scratch slot i,
+    ``full(v)`` a read-only block filled with v (NumPy's ufuncs take a
+    different, much slower loop for a scalar operand than for two arrays:
+    np.maximum(x, 0) runs at a quarter of np.maximum(x, zeros)).
+    """
+
+    _local = threading.local()
+
+    def __init__(self, dtype: np.dtype, shape: tuple, size: int) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.size = size
+        store = getattr(Scratch._local, "store", None)
+        if store is None:
+            store = Scratch._local.store = {}
+        self._store = store
+
+    def _buffer(self, key: tuple, dtype: np.dtype, fill: Any = None) -> np.ndarray:
+        buf = self._store.get(key)
+        if buf is None or buf.size < self.size:
+            buf = np.empty(max(self.size, BLOCK_ELEMENTS), dtype)
+            if fill is not None:
+                buf.fill(fill)
+            self._store[key] = buf
+        return buf[: self.size].reshape(self.shape)
+
+    def tmp(self, slot: int = 0) -> np.ndarray:
+        return self._buffer(("f", self.dtype.char, slot), self.dtype)
+
+    def mask(self, slot: int = 0) -> np.ndarray:
+        return self._buffer(("b", slot), np.dtype(bool))
+
+    def full(self, value: float) -> np.ndarray:
+        return self._buffer(("c", self.dtype.char, float(value)), self.dtype, fill=value)
+
+
+def _flatten_order(arrays: Sequence[np.ndarray]) -> str | None:
+    """'C' or 'F' when every array is contiguous in that order (then each flattens to a view)."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return "C"
+    if all(a.flags.f_contiguous for a in arrays):
+        return "F"
+    return None
+
+
+def _memory_axes(a: np.ndarray) -> list[int]:
+    """Axes of ``a`` from the largest stride to the smallest (the order blocks should follow)."""
+    return sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis]))
+
+
+def blocks(shape: tuple, max_elements: int) -> list[tuple[slice, ...]]:
+    """Cut ``shape`` into boxes of at most ``max_elements`` (at least one row of the last axis each).
+
+    The trailing axes that fit are taken whole; the next axis is cut into
+    runs; the leading axes are iterated one index at a time.
+    """
+    ndim = len(shape)
+    if ndim == 0:
+        return [()]
+    inner, split = 1, ndim
+    while split > 0 and inner * shape[split - 1] <= max_elements:
+        inner *= shape[split - 1]
+        split -= 1
+    if split == 0:
+        return [tuple(slice(None) for _ in shape)]
+    axis = split - 1
+    step = max(1, max_elements // inner)
+    tail = tuple(slice(None) for _ in range(axis + 1, ndim))
+    result = []
+    for lead in np.ndindex(*shape[:axis]):
+        head = tuple(slice(i, i + 1) for i in lead)
+        for start in range(0, shape[axis], step):
+            result.append((*head, slice(start, min(start + step, shape[axis])), *tail))
+    return result
+
+
+def _small_index(index: tuple[slice, ...], small_shape: tuple) -> tuple[slice, ...]:
+    """The part of a broadcast parameter (1 on broadcast axes) that a block uses."""
+    return tuple(s if n != 1 else slice(None) for s, n in zip(index, small_shape))
+
+
+ChunkFn = Callable[..., Any]
+
+
+def run(
+    chunk_fn: ChunkFn,
+    outs: Sequence[np.ndarray],
+    ins: Sequence[np.ndarray],
+    small: np.ndarray | None = None,
+    reduce: bool = False,
+) -> np.ndarray | None:
+    """Apply ``chunk_fn(scratch, *out_blocks, *in_blocks[, small_block])`` over all blocks.
+
+    ``outs`` and ``ins`` share one shape.  ``small`` (optional) is broadcastable
+    to it with the same ndim; each call gets the slice of it that the block
+    covers.  With ``reduce=True`` each call returns a partial sum shaped like
+    that slice, and ``run`` returns the float64 total, shaped like ``small``:
+    partial sums are added in a fixed order, so the result has the same bits
+    run to run.
+    """
+    shape = outs[0].shape
+    cdtype = compute_dtype(outs[0].dtype)  # the first output has x's dtype
+    full = [*outs, *ins]
+    order = _flatten_order(full) if small is None or small.size == 1 else None
+    if order is not None:
+        flat = [a.reshape(-1, order="F") if order == "F" else a.reshape(-1) for a in full]
+        small_view = None if small is None else small.reshape(1)
+        perm = None
+    else:
+        perm = _memory_axes(outs[0])
+        flat = [a.transpose(perm) for a in full]
+        small_view = None if small is None else small.transpose(perm)
+    work = blocks(flat[0].shape, BLOCK_ELEMENTS)
+    n_out = len(outs)
+    total = flat[0].size
+
+    def run_range(part: Sequence[tuple[slice, ...]]) -> np.ndarray | None:
+        acc = np.zeros(small_view.shape, np.float64) if reduce else None
+        for index in part:
+            views = [a[index] for a in flat]
+            block_shape = views[0].shape
+            scratch = Scratch(cdtype, block_shape, views[0].size)
+            args = []
+            for slot, view in enumerate(views):
+                if view.dtype == cdtype:
+                    args.append(view)
+                else:
+                    # Widen 16-bit blocks (and odd-dtype outputs) into float scratch.
+                    buf = scratch._buffer(("cast", slot), cdtype)
+                    if slot >= n_out:
+                        np.copyto(buf, view, casting="unsafe")
+                    args.append(buf)
+            if small_view is not None:
+                small_index = _small_index(index, small_view.shape) if perm is not None else (slice(None),)
+                part_small = small_view[small_index]
+                args.append(part_small if part_small.dtype == cdtype else part_small.astype(cdtype))
+            partial = chunk_fn(scratch, *args)
+            for view, arg in zip(views[:n_out], args[:n_out]):
+                if arg is not view:
+                    np.copyto(view, arg, casting="unsafe")
+            if reduce:
+                acc[small_index] += partial
+        return acc
+
+    if NUM_THREADS > 1 and total >= PARALLEL_MIN_ELEMENTS and len(work) > 1:
+        n = min(NUM_THREADS, len(work))
+        bounds = [len(work) * i // n for i in range(n + 1)]
+        futures = [_executor().submit(run_range, work[bounds[i] : bounds[i + 1]]) for i in range(n)]
+        partials = [f.result() for f in futures]
+    else:
+        partials = [run_range(work)]
+    if not reduce:
+        return None
+    acc = partials[0]
+    for p in partials[1:]:
+        acc = acc + p
+    if perm is not None:
+        acc = acc.transpose(np.argsort(perm))
+    return acc.reshape(small.shape)

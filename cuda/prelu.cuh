@@ -20,11 +20,16 @@ struct ScalarSlope {
   __device__ __forceinline__ Index operator()(Index) const { return 0; }
 };
 
+// Unsigned division: indices are never negative, and unsigned division is the
+// shorter instruction sequence.
 template <typename Index>
 struct ChannelSlope {
-  Index inner, channels;
+  using Unsigned = decltype(0u + Index());
+  Unsigned inner, channels;
   __device__ ChannelSlope(Index inner_, Index channels_) : inner(inner_), channels(channels_) {}
-  __device__ __forceinline__ Index operator()(Index i) const { return (i / inner) % channels; }
+  __device__ __forceinline__ Index operator()(Index i) const {
+    return static_cast<Index>((static_cast<Unsigned>(i) / inner) % channels);
+  }
 };
 
 template <typename C, typename Slope>

@@ -146,6 +146,16 @@ def activation_kernel(direction: str, kernel: str, dtype, vector: int, index: st
     return f"fastact::activation_{direction}<{functor}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
 
 
+def prelu_forward_vector(scalar: bool, index: str, vector: int) -> int:
+    """The vector width prelu_forward may use.
+
+    64-bit indexed per-channel slopes take the scalar path: in the vector path
+    the 64-bit divisions (a called routine) spilled registers on sm_80
+    (python -m fastact.cuda_check); this only concerns x of 2**31 elements and more.
+    """
+    return 1 if (index == "long long" and not scalar) else vector
+
+
 def prelu_forward_kernel(scalar: bool, dtype, vector: int, index: str) -> str:
     slope = "fastact::ScalarSlope" if scalar else "fastact::ChannelSlope"
     return f"fastact::prelu_forward<{slope}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
@@ -165,7 +175,8 @@ def module_kernels(family: str, dtype) -> list[str]:
     for index in INDEX_TYPES:
         for vector in vector_widths(dtype):
             if family == "prelu":
-                names += [prelu_forward_kernel(scalar, dtype, vector, index) for scalar in (True, False)]
+                names += [prelu_forward_kernel(scalar, dtype, vector, index) for scalar in (True, False)
+                          if prelu_forward_vector(scalar, index, vector) == vector]
             else:
                 names += [activation_kernel(d, family, dtype, vector, index) for d in ("forward", "backward")]
         if family == "prelu":

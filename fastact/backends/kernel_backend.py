@@ -119,7 +119,8 @@ class KernelBackend(Backend):
             (xc,), destination, work, slopes = self._prelu_operands(p, target, [x], alpha)
             n = xc.size
             launch = plan.elementwise_launch(n, x.dtype, [self.data_ptr(xc), self.data_ptr(work)], self.sm_count())
-            name = plan.prelu_forward_kernel(p.scalar, x.dtype, launch.vector, launch.index)
+            vector = plan.prelu_forward_vector(p.scalar, launch.index, launch.vector)
+            name = plan.prelu_forward_kernel(p.scalar, x.dtype, vector, launch.index)
             index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
             args = (index(n), work.reshape(-1), xc.reshape(-1), slopes, index(p.inner), index(p.channels))
             self.launch("prelu", x.dtype, name, (launch.grid,), (launch.block,), args)

@@ -183,6 +183,12 @@ def run(
     total = flat[0].size
 
     def run_range(part: Sequence[tuple[slice, ...]]) -> np.ndarray | None:
+        # IEEE results (inf * 0 = NaN, ...) are the specified behaviour, not a
+        # warning; errstate is per thread, so it is set here, in the worker.
+        with np.errstate(all="ignore"):
+            return run_blocks(part)
+
+    def run_blocks(part: Sequence[tuple[slice, ...]]) -> np.ndarray | None:
         acc = np.zeros(small_view.shape, np.float64) if reduce else None
         for index in part:
             views = [a[index] for a in flat]

@@ -1,0 +1,308 @@
+"""Shared test machinery: backends, dtypes, layouts, edge values, and the one checker.
+
+Tests are written once and parametrized over backend x dtype x layout.  The
+checks every activation must pass (oracle agreement, NaN, inputs unchanged,
+``out=`` and in-place, result kind) live in :func:`check_forward` and
+:func:`check_backward`, so an activation gets them all by adding a case row.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact import backends, reference
+from fastact._registry import get_spec
+
+try:
+    import ml_dtypes
+
+    BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - the test extra installs it
+    ml_dtypes = None
+    BFLOAT16 = None
+
+BACKENDS = ("numpy", "cuda", "cuda-emulator")
+DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
+
+
+def backend_param(name: str):
+    """A pytest param for a backend, skipped with the reason where it cannot run here."""
+    reason = backends.unavailable_reason(name)
+    marks = [pytest.mark.skip(reason=f"backend {name!r} unavailable: {reason}")] if reason else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+def dtype_of(name: str) -> np.dtype:
+    if name == "bfloat16":
+        if BFLOAT16 is None:
+            pytest.skip("bfloat16 needs ml_dtypes")
+        return BFLOAT16
+    return np.dtype(name)
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def as_param(value: Any, dtype: np.dtype) -> Any:
+    """A parameter as the compute type holds it (the kernels see float32 for 16/32-bit data)."""
+    if value is None or isinstance(value, (bool, np.ndarray)):
+        return value
+    return float(compute_dtype(dtype).type(value))
+
+
+# --------------------------------------------------------------------------- #
+# Layouts: each builds, with array module xp (numpy or cupy), a view holding
+# the given host values in one memory layout.
+# --------------------------------------------------------------------------- #
+def _contiguous(v, xp):
+    return xp.array(v)
+
+
+def _strided(v, xp):
+    base = xp.zeros((v.size * 2,), v.dtype)
+    base[::2] = xp.asarray(v.ravel())
+    return base[::2].reshape(v.shape)
+
+
+def _reversed(v, xp):
+    return xp.array(v[::-1])[::-1]
+
+
+def _transposed(v, xp):
+    return xp.array(np.ascontiguousarray(v.T)).T
+
+
+def _offset(v, xp):
+    base = xp.zeros(v.size + 1, v.dtype)
+    base[1:] = xp.asarray(v.ravel())
+    return base[1:].reshape(v.shape)
+
+
+def _slice2d(v, xp):
+    rows, cols = v.shape
+    base = xp.zeros((rows + 3, cols + 5), v.dtype)
+    base[1 : rows + 1, 2 : cols + 2] = xp.asarray(v)
+    return base[1 : rows + 1, 2 : cols + 2]
+
+
+# name -> (shape to draw, builder)
+LAYOUTS: dict[str, tuple[tuple, Callable]] = {
+    "contiguous": ((4, 33), _contiguous),
+    "0d": ((), _contiguous),
+    "empty": ((0, 5), _contiguous),
+    "odd": ((37,), _contiguous),
+    "strided": ((6, 11), _strided),
+    "reversed": ((45,), _reversed),
+    "transposed": ((9, 14), _transposed),
+    "offset": ((41,), _offset),
+    "slice2d": ((7, 13), _slice2d),
+}
+
+
+def xp_for(backend: str):
+    if backend == "cuda":
+        import cupy
+
+        return cupy
+    return np
+
+
+def maker(backend: str, layout: str, values: np.ndarray) -> Callable[[], Any]:
+    """A function returning a fresh backend-side array of ``values`` in ``layout``."""
+    build = LAYOUTS[layout][1]
+    return lambda: build(values, xp_for(backend))
+
+
+def edge_values(dtype: np.dtype, params: dict) -> np.ndarray:
+    """Values where activations break: signed zeros, infinities, NaN, kinks, huge."""
+    values = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 1.0, -1.0, 3.0, -3.0, 6.0, 1e-3, -1e-3]
+    for key in ("threshold", "theta", "max_value"):
+        if params.get(key) is not None:
+            values += [params[key], np.nextafter(params[key], np.inf), np.nextafter(params[key], -np.inf)]
+    return np.array(values, np.float64)
+
+
+def draw_values(shape: tuple, dtype: np.dtype, params: dict, seed: int = 0, finite: bool = False) -> np.ndarray:
+    """Random normal*3 values of ``shape``, with the edge values planted at the start.
+
+    ``finite=True`` replaces the planted NaN/inf/huge values (for dy, so that a
+    NaN in dx can only come from x).
+    """
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    v = rng.standard_normal(n) * 3.0
+    edges = edge_values(dtype, params)
+    k = min(n, edges.size)
+    v[:k] = edges[:k]
+    if finite:
+        v = np.where(np.isfinite(v) & (np.abs(v) < 1e4), v, 0.5)
+    with np.errstate(over="ignore"):
+        return v.astype(dtype).reshape(shape)
+
+
+# --------------------------------------------------------------------------- #
+# Moving arrays to and from a backend's side.
+# --------------------------------------------------------------------------- #
+def to_backend(backend: str, a: np.ndarray) -> Any:
+    if backend == "cuda":
+        import cupy
+
+        return cupy.asarray(a)
+    return a
+
+
+def to_host(a: Any) -> np.ndarray:
+    if isinstance(a, np.ndarray):
+        return a
+    return a.get()
+
+
+def expected_kind(backend: str) -> type:
+    if backend == "cuda":
+        import cupy
+
+        return cupy.ndarray
+    return np.ndarray
+
+
+# --------------------------------------------------------------------------- #
+# Comparison.
+# --------------------------------------------------------------------------- #
+def ulp(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The spacing of ``dtype`` at each (float64) value."""
+    info = np.finfo(dtype) if dtype != BFLOAT16 else ml_dtypes.finfo(dtype)
+    mag = np.abs(values)
+    exponent = np.floor(np.log2(np.maximum(mag, float(info.smallest_normal))))
+    return np.exp2(exponent - info.nmant)
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: np.dtype, ulps: float = 2.0, what: str = "") -> None:
+    """``actual`` (dtype) within ``ulps`` units in the last place of the float64 ``expected``.
+
+    NaN must be exactly where expected, infinities exact; signed zeros compare equal.
+    """
+    actual64 = np.asarray(actual).astype(np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert actual64.shape == expected.shape, f"{what}: shape {actual64.shape} != {expected.shape}"
+    nan_a, nan_e = np.isnan(actual64), np.isnan(expected)
+    bad = nan_a != nan_e
+    assert not bad.any(), f"{what}: NaN mismatch at {np.argwhere(bad)[:5].tolist()}: got {actual64[bad][:5]}, want {expected[bad][:5]}"
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = expected.astype(dtype).astype(np.float64)  # the correctly rounded result
+        finite = np.isfinite(rounded) & ~nan_e
+        inf = ~finite & ~nan_e
+        assert np.array_equal(actual64[inf], rounded[inf]), f"{what}: infinities differ: {actual64[inf]} vs {rounded[inf]}"
+        err = np.abs(actual64[finite] - expected[finite])
+        tol = ulps * ulp(expected[finite], dtype)
+    worst = np.argmax(err - tol) if err.size else None
+    assert err.size == 0 or (err <= tol).all(), (
+        f"{what}: {int((err > tol).sum())} values off by more than {ulps} ulp; worst: got "
+        f"{actual64[finite][worst]!r}, want {expected[finite][worst]!r}"
+    )
+
+
+def assert_sum_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, dtype: np.dtype) -> None:
+    """A reduced sum within the summation error bound, any order of adding.
+
+    4 eps (sum |terms| + |sum|), plus one unit in the last place of the result
+    for its final rounding (which covers subnormal results).  NaN and
+    infinities must match exactly.
+    """
+    actual = np.asarray(actual).astype(np.float64)
+    eps = float(ulp(np.array(1.0), dtype)[()])
+    special = ~np.isfinite(expected)
+    assert np.array_equal(actual[special], expected[special], equal_nan=True), f"{actual[special]} vs {expected[special]}"
+    finite = ~special
+    err = np.abs(actual[finite] - expected[finite])
+    bound = 4 * eps * (magnitude[finite] + np.abs(expected[finite])) + ulp(expected[finite], dtype)
+    assert np.all(err <= bound), (
+        f"sum off: max error {err.max() if err.size else 0} for magnitude {magnitude[finite].max() if err.size else 0}"
+    )
+
+
+def assert_same(a: np.ndarray, b: np.ndarray, what: str = "") -> None:
+    """Bitwise-equal values (NaN == NaN; +0 == -0)."""
+    a64, b64 = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
+    assert a64.shape == b64.shape, what
+    assert np.array_equal(a64, b64, equal_nan=True), f"{what}: {a64[a64 != b64][:5]} vs {b64[a64 != b64][:5]}"
+
+
+def snapshot(a: Any) -> np.ndarray:
+    return to_host(a).copy()
+
+
+def assert_unchanged(before: np.ndarray, after: Any, name: str) -> None:
+    after = to_host(after)
+    assert before.tobytes() == np.ascontiguousarray(after).tobytes(), f"{name} was modified"
+
+
+# --------------------------------------------------------------------------- #
+# The checks every elementwise activation gets.
+# --------------------------------------------------------------------------- #
+def oracle_for(name: str, params: dict, dtype: np.dtype) -> tuple[Callable, Callable]:
+    """The float64 oracle pair for activation ``name`` with ``params``, parameters as the kernel sees them."""
+    spec = get_spec(name)
+    kernel_params = {k: as_param(v, dtype) for k, v in spec.kernel_params(**spec.bind((), params)).items()}
+    forward, backward = reference.ORACLE[spec.kernel]
+    return (lambda x: forward(x, **kernel_params)), (lambda dy, x: backward(dy, x, **kernel_params))
+
+
+def check_forward(backend: str, name: str, params: dict, make_x: Callable[[], Any], ulps: float = 2.0) -> None:
+    """Oracle agreement, result kind, inputs unchanged, out= and in-place, for one input layout."""
+    function = getattr(fastact, name)
+    x = make_x()
+    x_host = to_host(x).copy()
+    dtype = x_host.dtype
+    oracle, _ = oracle_for(name, params, dtype)
+    expected = oracle(x_host)
+    before = snapshot(x)
+    with fastact.use_backend(backend):
+        y = function(x, **params)
+        assert isinstance(y, expected_kind(backend)), f"result is {type(y)}"
+        assert y.shape == x_host.shape and y.dtype == dtype
+        assert_unchanged(before, x, "x")
+        assert_close(to_host(y), expected, dtype, ulps, f"{name}{params} forward")
+        out = xp_for(backend).full(x_host.shape, 7, dtype)
+        assert function(x, **params, out=out) is out
+        assert_same(to_host(out), to_host(y), f"{name} out=")
+        x_inplace = make_x()
+        assert function(x_inplace, **params, out=x_inplace) is x_inplace
+        assert_same(to_host(x_inplace), to_host(y), f"{name} in-place")
+
+
+def check_backward(
+    backend: str, name: str, params: dict, make_dy: Callable[[], Any], make_x: Callable[[], Any], ulps: float = 2.0
+) -> None:
+    """As check_forward, for NAME_backward; in-place into dy and into x."""
+    function = getattr(fastact, f"{name}_backward")
+    dy, x = make_dy(), make_x()
+    dy_host, x_host = to_host(dy).copy(), to_host(x).copy()
+    dtype = x_host.dtype
+    _, oracle = oracle_for(name, params, dtype)
+    expected = oracle(dy_host, x_host)
+    before_dy, before_x = snapshot(dy), snapshot(x)
+    with fastact.use_backend(backend):
+        dx = function(dy, x, **params)
+        assert isinstance(dx, expected_kind(backend))
+        assert dx.shape == x_host.shape and dx.dtype == dtype
+        assert_unchanged(before_dy, dy, "dy")
+        assert_unchanged(before_x, x, "x")
+        assert_close(to_host(dx), expected, dtype, ulps, f"{name}{params} backward")
+        for target in ("dy", "x"):  # in-place into either input
+            dy2, x2 = make_dy(), make_x()
+            out = dy2 if target == "dy" else x2
+            assert function(dy2, x2, **params, out=out) is out
+            assert_same(to_host(out), to_host(dx), f"{name} backward in-place into {target}")
+
+
+def nan_count(a: np.ndarray) -> int:
+    return int(np.isnan(np.asarray(a).astype(np.float64)).sum())
+
+
+def isclose_scalar(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)

@@ -1,0 +1,123 @@
+"""The ReLU family against the float64 oracle, over backend x dtype x layout x parameters."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastact
+import support
+from support import BACKENDS, DTYPE_NAMES, LAYOUTS, backend_param, dtype_of
+
+# (activation, params): defaults, each option alone, and the corners of relu's parameter space.
+CASES = [
+    ("relu", {}),
+    ("relu", {"alpha": 0.1}),
+    ("relu", {"alpha": -0.5}),
+    ("relu", {"alpha": 2.5}),
+    ("relu", {"max_value": 6.0}),
+    ("relu", {"max_value": 0.0}),
+    ("relu", {"threshold": -1.0}),
+    ("relu", {"threshold": 0.5}),
+    ("relu", {"alpha": 0.3, "max_value": 3.0, "threshold": -0.75}),
+    ("relu", {"alpha": -1.5, "max_value": 4.0, "threshold": 0.25}),
+    ("relu", {"max_value": 1.0, "threshold": 2.0}),
+    ("relu", {"alpha": 0.1, "threshold": 0.1}),
+    ("leaky_relu", {}),
+    ("leaky_relu", {"alpha": 0.0}),
+    ("leaky_relu", {"alpha": 1.0}),
+    ("relu6", {}),
+    ("thresholded_relu", {}),
+    ("thresholded_relu", {"theta": -0.5}),
+]
+CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items()) or 'defaults'}" for name, params in CASES]
+
+backend_params = [backend_param(b) for b in BACKENDS]
+
+
+@pytest.mark.parametrize("backend", backend_params)
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("name,params", CASES, ids=CASE_IDS)
+def test_forward_and_backward(backend, dtype_name, layout, name, params):
+    dtype = dtype_of(dtype_name)
+    shape = LAYOUTS[layout][0]
+    x = support.draw_values(shape, dtype, params, seed=1)
+    dy = support.draw_values(shape, dtype, {}, seed=2, finite=True)
+    support.check_forward(backend, name, params, support.maker(backend, layout, x))
+    support.check_backward(backend, name, params, support.maker(backend, layout, dy), support.maker(backend, layout, x))
+
+
+@pytest.mark.parametrize("backend", backend_params)
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+def test_kinks_exactly(backend, dtype_name):
+    """SPEC 2.1 values at every kink, written out (not through the oracle)."""
+    dtype = dtype_of(dtype_name)
+    xp = support.xp_for(backend)
+    ones = lambda a: xp.ones(a.shape, dtype)  # noqa: E731
+    arr = lambda *v: xp.asarray(np.array(v, np.float64).astype(dtype))  # noqa: E731
+    h = support.to_host
+    with fastact.use_backend(backend):
+        x = arr(-np.inf, -1.0, 0.0, 1.0, np.inf, np.nan)
+        assert h(fastact.relu(x)).astype(float).tolist()[:5] == [0.0, 0.0, 0.0, 1.0, np.inf]
+        assert np.isnan(h(fastact.relu(x))[5].astype(float))
+        # relu6: derivative 0 at 0 and at 6.
+        x6 = arr(0.0, 6.0, 3.0, 7.0)
+        assert h(fastact.relu6_backward(ones(x6), x6)).astype(float).tolist() == [0.0, 0.0, 1.0, 0.0]
+        # leaky: derivative alpha at 0 (left derivative), 1 above.
+        x0 = arr(0.0, 1e-3, -1e-3)
+        slope = float(np.float64(dtype.type(0.25)))
+        assert h(fastact.leaky_relu_backward(ones(x0), x0, 0.25)).astype(float).tolist() == [slope, 1.0, slope]
+        # threshold: exactly the threshold gives 0 (x <= t); negative threshold passes (t, 0) through.
+        xt = arr(1.0, 1.5, -0.25)
+        assert h(fastact.thresholded_relu(xt)).astype(float).tolist() == [0.0, 1.5, 0.0]
+        assert h(fastact.relu(xt, threshold=-0.5)).astype(float).tolist() == [1.0, 1.5, -0.25]
+        # alpha == 0 gives exactly 0 at -inf, never NaN.
+        assert h(fastact.relu(arr(-np.inf), threshold=2.0)).astype(float).tolist() == [0.0]
+        # NaN in x: NaN in y and dx, whatever the parameters.
+        xn = arr(np.nan)
+        for params in ({}, {"alpha": 0.2}, {"max_value": 6.0}, {"threshold": 1.0}):
+            assert np.isnan(h(fastact.relu(xn, **params)).astype(float)).all()
+            assert np.isnan(h(fastact.relu_backward(ones(xn), xn, **params)).astype(float)).all()
+
+
+@pytest.mark.parametrize("backend", backend_params)
+def test_backends_agree_bitwise(backend):
+    """The ReLU family has no rounding freedom: every backend gives the NumPy backend's bits."""
+    rng = np.random.default_rng(5)
+    x_host = (rng.standard_normal(10_001) * 4).astype(np.float32)
+    dy_host = rng.standard_normal(10_001).astype(np.float32)
+    for name, params in CASES:
+        with fastact.use_backend("numpy"):
+            y_ref = getattr(fastact, name)(x_host, **params)
+            dx_ref = getattr(fastact, f"{name}_backward")(dy_host, x_host, **params)
+        x, dy = support.to_backend(backend, x_host), support.to_backend(backend, dy_host)
+        with fastact.use_backend(backend):
+            support.assert_same(support.to_host(getattr(fastact, name)(x, **params)), y_ref, name)
+            support.assert_same(support.to_host(getattr(fastact, f"{name}_backward")(dy, x, **params)), dx_ref, name)
+
+
+def test_aliases_of_relu():
+    """leaky_relu, relu6 and thresholded_relu are relu with other parameters (SPEC 2.1 table)."""
+    x = np.linspace(-8, 8, 1001)
+    np.testing.assert_array_equal(fastact.leaky_relu(x, 0.3), fastact.relu(x, alpha=0.3))
+    np.testing.assert_array_equal(fastact.relu6(x), fastact.relu(x, max_value=6.0))
+    np.testing.assert_array_equal(fastact.thresholded_relu(x, 0.7), fastact.relu(x, threshold=0.7))
+    assert fastact.leaky_relu(np.array([-1.0]))[0] == -0.2  # default alpha 0.2 as Keras/TF
+
+
+def test_large_blocks_and_threads_match_small():
+    """Arrays large enough to be cut into many blocks and shared by threads give the same bits."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((700, 1500)) * 3).astype(np.float32)
+    x[::97, ::89] = np.nan
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    for name, params in CASES:
+        f, b = getattr(fastact, name), getattr(fastact, f"{name}_backward")
+        y, dx = f(x, **params), b(dy, x, **params)
+        # Element by element (tiny calls, never split) must agree with the big call.
+        rows = [0, 1, 350, 699]
+        for r in rows:
+            support.assert_same(y[r], f(x[r], **params), name)
+            support.assert_same(dx[r], b(dy[r], x[r], **params), name)
+        # And a transposed, non-contiguous view goes through the N-d block path.
+        support.assert_same(f(x.T, **params), y.T, name)

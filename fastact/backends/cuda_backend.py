@@ -115,8 +115,7 @@ class CudaBackend(KernelBackend):
         with self._lock:
             module = self._modules.get(key)
             if module is None:
-                major, minor = device.compute_capability[:-1], device.compute_capability[-1]
-                arch, kind = cuda_compile.arch_option(int(major + minor))
+                arch, kind = cuda_compile.arch_option(int(device.compute_capability))  # "90" for 9.0
                 compiled = cuda_compile.compile_kernels(cuda_plan.module_kernels(family, dtype), arch, kind)
                 loaded = self.xp.cuda.function.Module()
                 loaded.load(compiled.binary)

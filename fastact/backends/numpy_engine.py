@@ -103,9 +103,10 @@ class Scratch:
     def full(self, value: float) -> np.ndarray:
         return self._buffer(("c", self.dtype.char, float(value)), self.dtype, fill=value)
 
-    def per_row(self, slot: int = 0) -> np.ndarray:
+    def per_row(self, slot: int = 0, dtype: Any = None) -> np.ndarray:
         """Float scratch with one value per row (the block's shape, last axis 1): row-wise reductions."""
-        return self._buffer(("r", self.dtype.char, slot), self.dtype, shape=(*self.shape[:-1], 1))
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        return self._buffer(("r", dtype.char, slot), dtype, shape=(*self.shape[:-1], 1))
 
 
 def _flatten_order(arrays: Sequence[np.ndarray]) -> str | None:
@@ -247,7 +248,7 @@ def _execute(
                     args.append(view)
                 else:
                     # Widen 16-bit blocks (and odd-dtype outputs) into float scratch.
-                    buf = scratch._buffer(("cast", slot), cdtype)
+                    buf = scratch._buffer(("cast", cdtype.char, slot), cdtype)
                     if slot >= n_out:
                         np.copyto(buf, view, casting="unsafe")
                     args.append(buf)

@@ -587,6 +587,9 @@ def _linear_grad(s, out, dy, x):
 #     log_softmax:  dx = dy - y sum(dy)
 # Logits of any finite size are safe (every exp argument is <= 0).  As in
 # PyTorch, a row with NaN or +inf, or all -inf, is NaN; -inf alone gives 0.
+# log_softmax sums in float64: the sum is 1 + (the rest), and for the row's
+# max element the result is -log(1 + rest), which a float32 sum would round
+# to 0 when rest < 6e-8.
 # --------------------------------------------------------------------------- #
 def _row_sum(s, values: np.ndarray, slot: int) -> np.ndarray:
     return np.add.reduce(values, axis=-1, keepdims=True, out=s.per_row(slot))
@@ -609,8 +612,11 @@ def _softmax(s, out, x):
 
 def _log_softmax(s, out, x):
     shifted = _shifted(s, x, s.tmp(0))
-    total = _row_sum(s, np.exp(shifted, out=s.tmp(1)), 1)
-    np.subtract(shifted, np.log(total, out=total), out=out)
+    exps = np.exp(shifted, out=s.tmp(1))
+    total = np.add.reduce(exps, axis=-1, keepdims=True, dtype=np.float64, out=s.per_row(1, np.float64))
+    log_total = s.per_row(2)  # in the compute dtype
+    np.copyto(log_total, np.log(total, out=total), casting="same_kind")
+    np.subtract(shifted, log_total, out=out)
 
 
 def _softmax_grad(s, out, dy, x):

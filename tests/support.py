@@ -220,7 +220,7 @@ def rowwise_dy_scale(dy: np.ndarray, axis: int) -> np.ndarray:
     magnitude = np.abs(np.asarray(dy).astype(np.float64))
     if magnitude.ndim == 0:
         return magnitude
-    return np.broadcast_to(magnitude.max(axis=axis, keepdims=True), magnitude.shape)
+    return np.broadcast_to(magnitude.max(axis=axis, keepdims=True, initial=0.0), magnitude.shape)
 
 
 def assert_close(

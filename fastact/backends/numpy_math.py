@@ -526,10 +526,11 @@ def _hard_silu_grad(s, out, dy, x):
 # --------------------------------------------------------------------------- #
 # mish: x tanh(softplus(x)).  With ex = exp(min(x, 40)) (tanh(softplus(40)) is
 # 1 in float64), w = ex (1 + ex), n = w + ex = ex (ex + 2) = (1 + ex)^2 - 1,
-# q = 1 / (n + 2):
-#   tanh(softplus(x)) = n q                 (no overflow: n <= e^80)
-#   forward:  max(x, -TAIL) * n q
-#   backward: n q + xc * 4 w q q, xc = clamp(x, -TAIL, 40)
+# d = n + 2:
+#   tanh(softplus(x)) = n / d               (no overflow: n <= e^80; a true
+#                                            division, so exactly 1 for large x)
+#   forward:  max(x, -TAIL) * n / d
+#   backward: n / d + xc * 4 (w / d) / d, xc = clamp(x, -TAIL, 40)
 #             (= tsp + x sigmoid(x) sech^2(softplus(x)), as PyTorch's
 #             mish_backward; sigmoid(x) sech^2(sp) = 4 ex (1 + ex) / (n + 2)^2,
 #             with no cancellation in 1 - tsp^2)
@@ -538,15 +539,14 @@ MISH_CAP = 40.0
 
 
 def _mish_parts(s, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(w, n q, q) in tmp slots 0-2, from x (read only)."""
+    """(w, n / d, d) in tmp slots 0-2, from x (read only)."""
     ex = np.minimum(x, s.full(MISH_CAP), out=s.tmp(3))
     np.exp(ex, out=ex)
     w = np.add(ex, s.full(1), out=s.tmp(0))
     np.multiply(w, ex, out=w)
     n = np.add(w, ex, out=s.tmp(1))
-    q = np.add(n, s.full(2), out=s.tmp(2))
-    np.reciprocal(q, out=q)
-    return w, np.multiply(n, q, out=n), q
+    d = np.add(n, s.full(2), out=s.tmp(2))
+    return w, np.divide(n, d, out=n), d
 
 
 def _mish(s, out, x):
@@ -555,9 +555,9 @@ def _mish(s, out, x):
 
 
 def _mish_grad(s, out, dy, x):
-    w, gate, q = _mish_parts(s, x)
-    slope = np.multiply(w, q, out=w)
-    np.multiply(slope, q, out=slope)
+    w, gate, d = _mish_parts(s, x)
+    slope = np.divide(w, d, out=w)
+    np.divide(slope, d, out=slope)
     np.multiply(slope, s.full(4), out=slope)
     np.multiply(slope, _clamped(s, x, -TAIL, MISH_CAP, 3), out=slope)
     np.add(slope, gate, out=slope)

@@ -8,11 +8,11 @@ lives in exactly one place per backend, under the spec's ``kernel`` name:
 * CUDA:  ``cuda/activations.cuh``
 
 Adding an activation = one ``register(...)`` here + one NumPy function pair +
-one CUDA functor + an oracle row in ``tests/oracle.py``.
+one CUDA functor + an oracle row in ``fastact/reference.py``.
 """
 from __future__ import annotations
 
-from ._registry import ActivationSpec, Param, array, optional_nonnegative, real, register, required
+from ._registry import ActivationSpec, Param, array, boolean, integer, optional_nonnegative, real, register, required
 
 # --------------------------------------------------------------------------- #
 # The ReLU family: one kernel, "relu", with parameters (alpha, max_value,
@@ -137,6 +137,269 @@ PRELU = register(
             "    >>> fastact.prelu(x, np.array([0.1, 0.5]))\n"
             "    array([[-0.1,  2. ],\n"
             "           [-0.3,  4. ]])"
+        ),
+    )
+)
+
+
+# --------------------------------------------------------------------------- #
+# The wider family (SPEC 2.3).  Their stable forms are written down next to
+# the NumPy math in fastact/backends/numpy_math.py, for the CUDA functors to
+# mirror.
+# --------------------------------------------------------------------------- #
+_SMOOTH_NOTES = """Computed in stable forms (fastact/backends/numpy_math.py): no overflow and no
+NaN for any finite x, the limits at +-inf (where PyTorch's formulas may give
+NaN), NaN in x gives NaN in y and dx."""
+
+
+def _no_params() -> dict:
+    return {}
+
+
+def _elu_kernel(alpha: float = 1.0, scale: float = 1.0) -> dict:
+    return {"alpha": alpha, "scale": scale}
+
+
+ELU = register(
+    ActivationSpec(
+        name="elu",
+        summary="Exponential linear unit (Keras, PyTorch).",
+        params=(Param("alpha", 1.0, real, "value approached as x -> -inf is -alpha (may be negative)."),),
+        formula="x if x > 0 else alpha * (exp(x) - 1)",
+        derivative="1 if x > 0 else alpha * exp(x)  (alpha at x == 0)",
+        kernel="elu",
+        kernel_params=lambda alpha: _elu_kernel(alpha=alpha),
+        notes=_SMOOTH_NOTES,
+        example=(
+            "    >>> fastact.elu(np.array([-1.0, 0.0, 2.0]))\n"
+            "    array([-0.63212056,  0.        ,  2.        ])"
+        ),
+    )
+)
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+SELU = register(
+    ActivationSpec(
+        name="selu",
+        summary="Scaled ELU (self-normalizing networks): scale * elu(x, alpha), constants of Klambauer et al.",
+        params=(),
+        formula=f"scale * (x if x > 0 else alpha * (exp(x) - 1)),  scale = {SELU_SCALE!r}, alpha = {SELU_ALPHA!r}",
+        derivative="scale if x > 0 else scale * alpha * exp(x)  (scale * alpha at x == 0, as PyTorch)",
+        kernel="elu",
+        kernel_params=lambda: _elu_kernel(alpha=SELU_ALPHA, scale=SELU_SCALE),
+        notes=_SMOOTH_NOTES,
+        example=(
+            "    >>> fastact.selu(np.array([-1.0, 0.0, 2.0]))\n"
+            "    array([-1.11133074,  0.        ,  2.10140197])"
+        ),
+    )
+)
+
+GELU = register(
+    ActivationSpec(
+        name="gelu",
+        summary="Gaussian error linear unit: x * Phi(x), exact (erf) by default, the tanh form when approximate.",
+        params=(Param("approximate", False, boolean, "use the tanh approximation (PyTorch approximate='tanh')."),),
+        formula=(
+            "0.5 * x * (1 + erf(x / sqrt(2)))                                   (approximate=False)\n"
+            "      0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))   (approximate=True)"
+        ),
+        derivative=(
+            "Phi(x) + x * exp(-x**2 / 2) / sqrt(2 pi)   (exact);\n"
+            "      the derivative of the tanh form when approximate"
+        ),
+        kernel="gelu",
+        kernel_params=lambda approximate: {"approximate": approximate},
+        notes=_SMOOTH_NOTES + """
+erf is fastact's own (NumPy has none; scipy is not a dependency): a Chebyshev
+series for erfc with relative error below 1e-16 in float64 and 1e-8 in float32.""",
+        example=(
+            "    >>> fastact.gelu(np.array([-1.0, 0.0, 2.0]))\n"
+            "    array([-0.15865525,  0.        ,  1.95449974])"
+        ),
+    )
+)
+
+SILU = register(
+    ActivationSpec(
+        name="silu",
+        summary="Sigmoid linear unit, also called swish: x * sigmoid(x).",
+        params=(),
+        formula="x * sigmoid(x) = x / (1 + exp(-x))",
+        derivative="sigmoid(x) * (1 + x * (1 - sigmoid(x)))",
+        kernel="silu",
+        kernel_params=_no_params,
+        aliases=("swish",),
+        notes=_SMOOTH_NOTES,
+        example=(
+            "    >>> fastact.silu(np.array([-1.0, 0.0, 2.0]))\n"
+            "    array([-0.26894142,  0.        ,  1.76159416])"
+        ),
+    )
+)
+
+SOFTPLUS = register(
+    ActivationSpec(
+        name="softplus",
+        summary="Softplus, a smooth ReLU: log(1 + exp(x)), without overflow.",
+        params=(),
+        formula="log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))",
+        derivative="sigmoid(x)",
+        kernel="softplus",
+        kernel_params=_no_params,
+        notes=_SMOOTH_NOTES,
+        example=(
+            "    >>> fastact.softplus(np.array([-1.0, 0.0, 1e4]))\n"
+            "    array([3.13261688e-01, 6.93147181e-01, 1.00000000e+04])"
+        ),
+    )
+)
+
+SIGMOID = register(
+    ActivationSpec(
+        name="sigmoid",
+        summary="The logistic function 1 / (1 + exp(-x)).",
+        params=(),
+        formula="1 / (1 + exp(-x))",
+        derivative="sigmoid(x) * (1 - sigmoid(x)) = sigmoid(x) * sigmoid(-x)",
+        kernel="sigmoid",
+        kernel_params=_no_params,
+        notes=_SMOOTH_NOTES,
+        example=(
+            "    >>> fastact.sigmoid(np.array([-1.0, 0.0, 2.0]))\n"
+            "    array([0.26894142, 0.5       , 0.88079708])"
+        ),
+    )
+)
+
+TANH = register(
+    ActivationSpec(
+        name="tanh",
+        summary="The hyperbolic tangent.",
+        params=(),
+        formula="tanh(x)",
+        derivative="1 - tanh(x)**2 = 1 / cosh(x)**2",
+        kernel="tanh",
+        kernel_params=_no_params,
+        notes=_SMOOTH_NOTES,
+        example=(
+            "    >>> fastact.tanh_backward(np.ones(3), np.array([-1.0, 0.0, 2.0]))\n"
+            "    array([0.41997434, 1.        , 0.07065082])"
+        ),
+    )
+)
+
+HARD_SIGMOID = register(
+    ActivationSpec(
+        name="hard_sigmoid",
+        summary="Piecewise-linear sigmoid: relu6(x + 3) / 6 (Keras 3, PyTorch hardsigmoid).",
+        params=(),
+        formula="min(max(x + 3, 0), 6) / 6",
+        derivative="1/6 where -3 < x < 3, else 0  (0 at x == -3 and at x == 3, as PyTorch)",
+        kernel="hard_sigmoid",
+        kernel_params=_no_params,
+        example=(
+            "    >>> fastact.hard_sigmoid(np.array([-4.0, 0.0, 1.5]))\n"
+            "    array([0.  , 0.5 , 0.75])"
+        ),
+    )
+)
+
+HARD_SILU = register(
+    ActivationSpec(
+        name="hard_silu",
+        summary="Hard SiLU, also called hard_swish: x * hard_sigmoid(x) (Keras 3, PyTorch hardswish).",
+        params=(),
+        formula="x * min(max(x + 3, 0), 6) / 6",
+        derivative=(
+            "0 if x < -3; x / 3 + 1/2 if -3 <= x <= 3; 1 if x > 3\n"
+            "      (PyTorch's hardswish_backward, boundaries included: -1/2 at x == -3, 3/2 at x == 3)"
+        ),
+        kernel="hard_silu",
+        kernel_params=_no_params,
+        aliases=("hard_swish",),
+        notes="hard_silu(-inf) is 0 (the limit), where PyTorch's formula gives NaN.",
+        example=(
+            "    >>> fastact.hard_silu(np.array([-4.0, -1.0, 4.0]))\n"
+            "    array([-0.        , -0.33333333,  4.        ])"
+        ),
+    )
+)
+
+MISH = register(
+    ActivationSpec(
+        name="mish",
+        summary="Mish: x * tanh(softplus(x)).",
+        params=(),
+        formula="x * tanh(log(1 + exp(x)))",
+        derivative="tanh(softplus(x)) + x * sigmoid(x) * (1 - tanh(softplus(x))**2)",
+        kernel="mish",
+        kernel_params=_no_params,
+        notes=_SMOOTH_NOTES,
+        example=(
+            "    >>> fastact.mish(np.array([-1.0, 0.0, 2.0]))\n"
+            "    array([-0.30340146,  0.        ,  1.94395896])"
+        ),
+    )
+)
+
+_ROWWISE_NOTES = """Works on whole rows along ``axis`` (any axis; a 0-d x is one element).  Stable
+for logits of any finite size.  As in PyTorch, a row holding NaN or +inf, or
+only -inf, gives NaN for the whole row; -inf alone gives 0 (log: -inf)."""
+
+_AXIS = Param("axis", -1, integer, "the axis along which the rows run (negative counts from the end).")
+
+SOFTMAX = register(
+    ActivationSpec(
+        name="softmax",
+        summary="Softmax along an axis: exp(x) / sum(exp(x)), computed as exp(x - max) / sum(exp(x - max)).",
+        params=(_AXIS,),
+        formula="exp(x - max(x)) / sum(exp(x - max(x)), axis)",
+        derivative="dx = y * (dy - sum(dy * y, axis)) with y = softmax(x, axis)  (not elementwise)",
+        kernel="softmax",
+        kernel_params=lambda axis: {"axis": axis},
+        form="rowwise",
+        notes=_ROWWISE_NOTES,
+        example=(
+            "    >>> fastact.softmax(np.array([[1.0, 2.0, 3.0], [1e4, 0.0, -1e4]]))\n"
+            "    array([[0.09003057, 0.24472847, 0.66524096],\n"
+            "           [1.        , 0.        , 0.        ]])"
+        ),
+    )
+)
+
+LOG_SOFTMAX = register(
+    ActivationSpec(
+        name="log_softmax",
+        summary="Log-softmax along an axis: x - log(sum(exp(x))), computed around the row's max.",
+        params=(_AXIS,),
+        formula="(x - max(x)) - log(sum(exp(x - max(x)), axis))",
+        derivative="dx = dy - softmax(x, axis) * sum(dy, axis)  (not elementwise)",
+        kernel="log_softmax",
+        kernel_params=lambda axis: {"axis": axis},
+        form="rowwise",
+        notes=_ROWWISE_NOTES,
+        example=(
+            "    >>> fastact.log_softmax(np.array([1.0, 2.0, 3.0]))\n"
+            "    array([-2.40760596, -1.40760596, -0.40760596])"
+        ),
+    )
+)
+
+LINEAR = register(
+    ActivationSpec(
+        name="linear",
+        summary="The identity (Keras 'linear'): the activation of a layer without one.",
+        params=(),
+        formula="x",
+        derivative="1  (dx = dy, NaN where x is NaN)",
+        kernel="linear",
+        kernel_params=_no_params,
+        example=(
+            "    >>> fastact.linear(np.array([-1.0, 2.0]))\n"
+            "    array([-1.,  2.])"
         ),
     )
 )

@@ -69,18 +69,23 @@ __device__ __forceinline__ void elementwise_loop(const Op& op, Index n, T* out, 
 }
 
 // Forward and backward of an activation functor as engine operations.
+// NaN in x gives NaN in y and dx for every activation (SPEC 2.4): the rule is
+// applied here, once, explicitly, rather than left to each functor's math
+// (a clamp or a selection can turn a NaN into a number).
 template <typename Activation>
 struct ForwardOp {
   Activation activation;
   template <typename Index, typename C>
-  __device__ __forceinline__ C operator()(Index, C x) const { return activation.forward(x); }
+  __device__ __forceinline__ C operator()(Index, C x) const { return isnan(x) ? x : activation.forward(x); }
 };
 
 template <typename Activation>
 struct BackwardOp {
   Activation activation;
   template <typename Index, typename C>
-  __device__ __forceinline__ C operator()(Index, C dy, C x) const { return activation.backward(dy, x); }
+  __device__ __forceinline__ C operator()(Index, C dy, C x) const {
+    return isnan(x) ? x : dy * activation.derivative(x);
+  }
 };
 
 // y = activation.forward(x).  The functor is passed by value: it is the
@@ -92,7 +97,7 @@ activation_forward(Activation activation, Index n, T* y, const T* x) {
   elementwise_loop<VEC>(ForwardOp<Activation>{activation}, n, y, in);
 }
 
-// dx = activation.backward(dy, x) = dy * activation'(x).
+// dx = dy * activation.derivative(x).
 template <typename Activation, typename T, typename Index, int VEC>
 __global__ void __launch_bounds__(kElementwiseThreads)
 activation_backward(Activation activation, Index n, T* dx, const T* dy, const T* x) {

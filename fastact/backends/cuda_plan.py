@@ -54,7 +54,8 @@ class Functor:
 
     def struct_dtype(self, dtype) -> np.dtype:
         fields = [(name, compute_dtype(dtype) if kind == "compute" else np.dtype(kind)) for name, kind in self.fields]
-        return np.dtype(fields, align=True)  # the C layout of the struct
+        # An empty C++ struct still has size 1: a parameterless functor is passed as one byte.
+        return np.dtype(fields or [("empty", np.uint8)], align=True)  # the C layout of the struct
 
 
 def _relu_fields(alpha: float, max_value: float | None, threshold: float) -> dict:
@@ -66,12 +67,26 @@ def _relu_fields(alpha: float, max_value: float | None, threshold: float) -> dic
     }
 
 
+def _parameterless(template: str) -> Functor:
+    return Functor(template, (), lambda: {})
+
+
 FUNCTORS = {
     "relu": Functor(
         "fastact::Relu",
         (("alpha", "compute"), ("max_value", "compute"), ("threshold", "compute"), ("has_max", "int32")),
         _relu_fields,
     ),
+    "elu": Functor("fastact::Elu", (("alpha", "compute"), ("scale", "compute")), lambda alpha, scale: {"alpha": alpha, "scale": scale}),
+    "gelu": Functor("fastact::Gelu", (("approximate", "int32"),), lambda approximate: {"approximate": int(approximate)}),
+    "silu": _parameterless("fastact::Silu"),
+    "softplus": _parameterless("fastact::Softplus"),
+    "sigmoid": _parameterless("fastact::Sigmoid"),
+    "tanh": _parameterless("fastact::Tanh"),
+    "hard_sigmoid": _parameterless("fastact::HardSigmoid"),
+    "hard_silu": _parameterless("fastact::HardSilu"),
+    "mish": _parameterless("fastact::Mish"),
+    "linear": _parameterless("fastact::Linear"),
 }
 
 

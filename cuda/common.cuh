@@ -27,6 +27,10 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_compute<__nv_bfloat16>
 template <> __device__ __forceinline__ float from_compute<float>(float v) { return v; }
 template <> __device__ __forceinline__ double from_compute<double>(double v) { return v; }
 
+// -inf of the compute type (no <limits> under NVRTC).
+__device__ __forceinline__ float negative_infinity(float) { return __int_as_float(0xff800000); }
+__device__ __forceinline__ double negative_infinity(double) { return __longlong_as_double(0xfff0000000000000ull); }
+
 // A product that is rounded on its own: the _rn intrinsics are never fused
 // into an FMA with a following add, so a sum of products rounds each product
 // first, exactly as the NumPy backend does.

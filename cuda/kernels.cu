@@ -7,3 +7,4 @@
 #include "elementwise.cuh"
 #include "activations.cuh"
 #include "prelu.cuh"
+#include "rowwise.cuh"

@@ -7,6 +7,10 @@
 // thousands of thread creations.  The scheduler runs every thread of a block
 // up to its next __syncthreads() (or its end) before any goes past it: that
 // is the barrier's contract, and nothing more is promised, as on the GPU.
+// A warp shuffle (cuda_shim.h) is a smaller barrier: a thread parked at one
+// goes on once all 32 threads of its warp are parked at one; so lanes of a
+// warp run in lockstep from shuffle to shuffle, and warps drift apart until
+// the next __syncthreads(), as they may on the GPU.
 //
 // Fast path: thread 0 runs first; if it ends without reaching a barrier the
 // kernel has none (CUDA requires __syncthreads to be reached by all threads or
@@ -28,11 +32,13 @@
 
 namespace fastact_emulator {
 
+enum class Parked { kNo, kAtSyncthreads, kAtShuffle };
+
 struct Coroutine {
   ucontext_t context{};
   std::vector<char> stack;
   uint3 index;
-  bool waiting = false;  // parked at __syncthreads()
+  Parked parked = Parked::kNo;
   bool done = false;
 };
 
@@ -44,18 +50,21 @@ inline const std::function<void()>* current_body = nullptr;
 inline bool barriers_forbidden = false;
 inline std::string error;
 
-inline void fail(const std::string& message) {
+inline void fail(const char* message) {
   if (error.empty()) error = message;
 }
 
-inline void syncthreads() {
+inline void park(Parked where, const char* name) {
   if (barriers_forbidden || current == nullptr) {
-    fail("__syncthreads() reached by some threads of a block but not by thread 0 (divergent barrier)");
+    fail((std::string(name) + " reached by some threads of a block but not by thread 0 (divergent barrier)").c_str());
     return;
   }
-  current->waiting = true;
+  current->parked = where;
   swapcontext(&current->context, &scheduler_context);
 }
+
+inline void syncthreads() { park(Parked::kAtSyncthreads, "__syncthreads()"); }
+inline void syncwarp() { park(Parked::kAtShuffle, "a warp shuffle"); }
 
 inline void coroutine_entry() {
   (*current_body)();
@@ -66,14 +75,15 @@ inline void coroutine_entry() {
 inline void resume(Coroutine& c) {
   current = &c;
   thread_index = c.index;
-  c.waiting = false;
+  c.parked = Parked::kNo;
   swapcontext(&scheduler_context, &c.context);
   current = nullptr;
 }
 
 inline void start(Coroutine& c, uint3 index) {
   c.index = index;
-  c.waiting = c.done = false;
+  c.parked = Parked::kNo;
+  c.done = false;
   c.stack.resize(kStackBytes);
   getcontext(&c.context);
   c.context.uc_stack.ss_sp = c.stack.data();
@@ -85,6 +95,9 @@ inline void start(Coroutine& c, uint3 index) {
 inline uint3 thread_at(unsigned linear) {
   return {linear % block_dim.x, (linear / block_dim.x) % block_dim.y, linear / (block_dim.x * block_dim.y)};
 }
+
+inline bool release_warps(Coroutine* threads, unsigned count);
+inline bool release_block(Coroutine* threads, unsigned count);
 
 inline void run_block(const std::function<void()>& body) {
   static std::vector<Coroutine> threads;
@@ -104,20 +117,51 @@ inline void run_block(const std::function<void()>& body) {
   }
   for (unsigned t = 1; t < count; ++t) start(threads[t], thread_at(t));
   for (;;) {
-    unsigned waiting = 0, done = 0;
-    for (unsigned t = 0; t < count; ++t) {
+    for (unsigned t = 0; t < count && error.empty(); ++t) {
       Coroutine& c = threads[t];
-      if (!c.done && !c.waiting) resume(c);
-      waiting += c.waiting;
-      done += c.done;
+      if (!c.done && c.parked == Parked::kNo) resume(c);
     }
-    if (waiting == 0) return;  // every thread finished
-    if (done != 0) {
-      fail("__syncthreads() not reached by every thread of a block (divergent barrier)");
-      return;
-    }
-    for (unsigned t = 0; t < count; ++t) threads[t].waiting = false;  // release the barrier
+    if (!error.empty()) return;
+    if (release_warps(threads.data(), count)) continue;
+    if (!release_block(threads.data(), count)) return;  // every thread finished, or an error
   }
+}
+
+// Lets every warp whose threads are all parked at a shuffle go on; true if any did.
+inline bool release_warps(Coroutine* threads, unsigned count) {
+  bool released = false;
+  for (unsigned first = 0; first < count; first += 32) {
+    const unsigned end = first + 32 < count ? first + 32 : count;
+    unsigned parked = 0;
+    for (unsigned t = first; t < end; ++t) parked += threads[t].parked == Parked::kAtShuffle;
+    if (parked != end - first) continue;
+    for (unsigned t = first; t < end; ++t) threads[t].parked = Parked::kNo;
+    released = true;
+  }
+  return released;
+}
+
+// When no thread can run: releases __syncthreads() if every thread is parked
+// there (true), or returns false with every thread finished, or with the
+// error that explains why not.
+inline bool release_block(Coroutine* threads, unsigned count) {
+  unsigned at_barrier = 0, at_shuffle = 0, done = 0;
+  for (unsigned t = 0; t < count; ++t) {
+    at_barrier += threads[t].parked == Parked::kAtSyncthreads;
+    at_shuffle += threads[t].parked == Parked::kAtShuffle;
+    done += threads[t].done;
+  }
+  if (done == count) return false;
+  if (at_shuffle != 0) {
+    fail("a warp shuffle not reached by every thread of the warp (a lane exited or waits at __syncthreads())");
+    return false;
+  }
+  if (done != 0) {
+    fail("__syncthreads() not reached by every thread of a block (divergent barrier)");
+    return false;
+  }
+  for (unsigned t = 0; t < count; ++t) threads[t].parked = Parked::kNo;  // release the barrier
+  return true;
 }
 
 inline void run_grid(const unsigned* grid, const unsigned* block, const std::function<void()>& body) {

@@ -186,6 +186,9 @@ def prelu_sum_kernel(index: str) -> str:
 
 def module_kernels(family: str, dtype) -> list[str]:
     """Every instantiation of one compiled module: an activation kernel name or 'prelu', one dtype."""
+    if family in ROWWISE_OPS:
+        return [rowwise_kernel(d, family, dtype, lanes, index)
+                for index in INDEX_TYPES for lanes in ROW_LANES for d in ("forward", "backward")]
     names = []
     for index in INDEX_TYPES:
         for vector in vector_widths(dtype):
@@ -199,7 +202,94 @@ def module_kernels(family: str, dtype) -> list[str]:
     return names
 
 
-MODULE_FAMILIES = (*FUNCTORS, "prelu")
+# --------------------------------------------------------------------------- #
+# Row-wise kernels: softmax and log_softmax along an axis (cuda/rowwise.cuh).
+# --------------------------------------------------------------------------- #
+# kernel name -> (forward op, backward op), C++ class templates on the compute type.
+ROWWISE_OPS = {
+    "softmax": ("fastact::SoftmaxForward", "fastact::SoftmaxBackward"),
+    "log_softmax": ("fastact::LogSoftmaxForward", "fastact::LogSoftmaxBackward"),
+}
+# Threads sharing a row: one (strided rows, and rows of one chunk), a warp, a block.
+ROW_LANES = (1, 32, THREADS)
+# Elements each thread holds in registers per chunk (kRowItems in cuda/rowwise.cuh).
+ROW_ITEMS = 8
+# The longest row a warp takes (4 chunks per lane); longer rows take a block.
+WARP_ROW_MAX = 1024
+# The strided kernel (a thread per row, rows inner elements apart) reads
+# coalesced when a warp's 32 threads read consecutive addresses: inner >= 32.
+STRIDED_MIN_INNER = 32
+
+
+@dataclass(frozen=True)
+class RowwisePlan:
+    """x as ``rows`` rows of ``length`` elements, ``inner`` apart (see cuda/rowwise.cuh).
+
+    ``move_axis``: the axis is moved last first (a C-contiguous copy of each
+    input, and of the result back), after which inner == 1.
+    """
+
+    rows: int
+    length: int
+    inner: int
+    lanes: int
+    move_axis: bool
+
+
+def contiguous_row_lanes(length: int) -> int:
+    """Threads per contiguous row: one when the row fits one thread's chunk, a warp up to WARP_ROW_MAX, else a block."""
+    if length <= ROW_ITEMS:
+        return 1
+    return 32 if length <= WARP_ROW_MAX else THREADS
+
+
+def rowwise_plan(shape: tuple, axis: int, sm_count: int) -> RowwisePlan:
+    """Rows along ``axis`` (non-negative; a 0-d shape is one element) and how to run them.
+
+    axis last (inner == 1): contiguous rows, a thread, warp or block per row.
+    Otherwise the strided kernel runs in place, a thread per row, when its
+    reads are coalesced (inner >= STRIDED_MIN_INNER) and there are rows for
+    at least two blocks per SM (each thread walks a whole row, so fewer rows
+    would leave the device idle).  Else moving the axis last is cheaper: a
+    transposed copy costs one extra read and write of each operand, while an
+    uncoalesced strided pass wastes most of every 32-byte sector it reads,
+    and an under-filled one leaves SMs idle for the whole row walk.
+    """
+    shape = tuple(shape) or (1,)
+    outer, length, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
+    if inner == 1:
+        return RowwisePlan(outer, length, 1, contiguous_row_lanes(length), False)
+    if inner >= STRIDED_MIN_INNER and outer * inner >= 2 * sm_count * THREADS:
+        return RowwisePlan(outer * inner, length, inner, 1, False)
+    return RowwisePlan(outer * inner, length, 1, contiguous_row_lanes(length), True)
+
+
+@dataclass(frozen=True)
+class RowwiseLaunch:
+    grid: int
+    index: str
+
+    @property
+    def block(self) -> int:
+        return THREADS
+
+
+def rowwise_launch(p: RowwisePlan, sm_count: int) -> RowwiseLaunch:
+    """Grid (a grid-stride loop over rows) and index type of a row-wise kernel."""
+    grid = grid_size(p.rows * p.lanes, sm_count)  # THREADS // lanes rows per block
+    # Indices reach n plus one grid stride of rows, and a row's last chunk
+    # may start up to lanes * ROW_ITEMS past its end.
+    n = p.rows * p.length + p.lanes * ROW_ITEMS
+    return RowwiseLaunch(grid, index_type(n, grid * THREADS))
+
+
+def rowwise_kernel(direction: str, kernel: str, dtype, lanes: int, index: str) -> str:
+    """Name expression of fastact::rowwise for one op, direction and instantiation."""
+    op = ROWWISE_OPS[kernel][0 if direction == "forward" else 1]
+    return f"fastact::rowwise<{op}<{compute_type(dtype)}>, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {lanes}>"
+
+
+MODULE_FAMILIES = (*FUNCTORS, *ROWWISE_OPS, "prelu")
 
 
 # --------------------------------------------------------------------------- #

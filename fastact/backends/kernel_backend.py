@@ -81,6 +81,8 @@ class KernelBackend(Backend):
         return self._activation("backward", kernel, params, [dy, x], out)
 
     def _activation(self, direction: str, kernel: str, params: dict, inputs: list, out: Any) -> Any:
+        if kernel in plan.ROWWISE_OPS:
+            return self._rowwise(direction, kernel, params["axis"], inputs, out)
         dtype = inputs[-1].dtype
         functor = plan.pack_functor(kernel, params, dtype)
 
@@ -94,6 +96,33 @@ class KernelBackend(Backend):
 
         with self.device_of(inputs[-1]):
             return self._run_flat(self._result(out, inputs[-1]), inputs, run)
+
+    # ---- softmax, log_softmax ------------------------------------------------
+    def _rowwise(self, direction: str, kernel: str, axis: int, inputs: list, out: Any) -> Any:
+        """Rows along ``axis`` in place (strided) or with the axis moved last (see cuda_plan.rowwise_plan)."""
+        xp, x = self.xp, inputs[-1]
+        with self.device_of(x):
+            target = self._result(out, x)
+            if x.size == 0:
+                return target
+            p = plan.rowwise_plan(x.shape, axis, self.sm_count())
+
+            def arranged(a):
+                a = a.reshape(1) if a.ndim == 0 else a
+                return xp.moveaxis(a, axis, -1) if p.move_axis else a
+
+            operands = [xp.ascontiguousarray(arranged(a)) for a in inputs]
+            destination = arranged(target)
+            work = destination if destination.flags.c_contiguous else xp.empty(destination.shape, destination.dtype)
+            launch = plan.rowwise_launch(p, self.sm_count())
+            index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
+            x_flat, dy_flat = operands[-1].reshape(-1), operands[0].reshape(-1)  # forward: x in dy's place, never read
+            args = (index(p.rows), index(p.length), index(p.inner), work.reshape(-1), x_flat, dy_flat)
+            name = plan.rowwise_kernel(direction, kernel, x.dtype, p.lanes, launch.index)
+            self.launch(kernel, x.dtype, name, (launch.grid,), (launch.block,), args)
+            if work is not destination:
+                destination[...] = work
+            return target
 
     # ---- PReLU --------------------------------------------------------------
     def _prelu_operands(self, p: plan.PreluPlan, target: Any, inputs: Sequence[Any], alpha: Any):

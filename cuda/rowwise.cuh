@@ -49,21 +49,31 @@ __device__ __forceinline__ C exp_below(C x, C max) { return x == negative_infini
 enum class Dot { kNone, kWeighted /* sum of dy exp(x - max) */, kPlain /* sum of dy */ };
 
 // What a lane (then the row) has seen: the max of x and, relative to it,
-// sum = sum of exp(x - max) and dot (see Dot), accumulated in A.
-template <typename C, typename A, Dot D>
+// sum = sum of exp(x - max) and dot (see Dot).
+//
+// The sums are kept in double for every dtype.  Each exp(x - max) is within
+// 2 ulp of the compute type, and a double sum of such positive terms stays
+// within that; a float sum would add an error growing with the row length
+// (a lane adds length / LANES terms in sequence) that the float32 bound of
+// 1e-5 cannot absorb for long rows: log_softmax's max element is
+// -log(1 + rest), log_softmax_backward's dx = dy - y sum(dy) cancels.
+// (Double adds are cheap on sm_80/sm_90; the kernel stays memory bound.)
+template <typename C, Dot D>
 struct RowStats {
   C max;
-  A sum;
-  A dot;
+  double sum;
+  double dot;
 
-  __device__ __forceinline__ static RowStats empty() { return {negative_infinity(C()), A(0), A(0)}; }
+  __device__ __forceinline__ static RowStats empty() { return {negative_infinity(C()), 0.0, 0.0}; }
 
   // A sum relative to `from` made relative to `to` (>= from).  Unchanged when
   // from == to (also both -inf, where from - to is NaN); a NaN max makes it
-  // NaN.  The product is rounded on its own, so that the two sides of a
-  // butterfly step compute the same bits (no FMA on one side only).
-  __device__ __forceinline__ static A rescaled(A value, C from, C to) {
-    return from == to ? value : rounded_product(value, A(exp(from - to)));
+  // NaN.  exp in double: rescales repeat (once per chunk that raises the
+  // max, and at each reduction step), so their errors would add up.  The
+  // product is rounded on its own, so that the two sides of a butterfly step
+  // compute the same bits (no FMA on one side only).
+  __device__ __forceinline__ static double rescaled(double value, C from, C to) {
+    return from == to ? value : rounded_product(value, exp(double(from) - double(to)));
   }
 
   __device__ __forceinline__ void move_to(C new_max) {
@@ -81,9 +91,9 @@ struct RowStats {
 #pragma unroll
     for (int j = 0; j < kRowItems; ++j) {
       const C e = exp_below(x[j], max);
-      sum += A(e);
-      if (D == Dot::kWeighted) dot += A(dy[j] * e);
-      if (D == Dot::kPlain) dot += A(dy[j]);
+      sum += e;
+      if (D == Dot::kWeighted) dot += double(dy[j]) * e;  // exact product for 16/32-bit types
+      if (D == Dot::kPlain) dot += dy[j];
     }
   }
 
@@ -97,7 +107,7 @@ struct RowStats {
 
   __device__ __forceinline__ RowStats shuffled_xor(int lane_mask) const {
     return {__shfl_xor_sync(kFullWarp, max, lane_mask), __shfl_xor_sync(kFullWarp, sum, lane_mask),
-            D == Dot::kNone ? A(0) : __shfl_xor_sync(kFullWarp, dot, lane_mask)};
+            D == Dot::kNone ? 0.0 : __shfl_xor_sync(kFullWarp, dot, lane_mask)};
   }
 };
 
@@ -133,21 +143,20 @@ __device__ __forceinline__ Stats reduce_lanes(Stats stats) {
 template <typename C>
 struct SoftmaxForward {
   static constexpr bool kReadsDy = false;
-  using Stats = RowStats<C, C, Dot::kNone>;
+  using Stats = RowStats<C, Dot::kNone>;
   struct Row {
     C max, sum;
   };
-  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, s.sum}; }
+  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(s.sum)}; }
   __device__ __forceinline__ static C output(const Row& row, C x, C) { return exp_below(x, row.max) / row.sum; }
 };
 
-// The sum is kept in double: for the row's max element y = -log(1 + rest),
-// which a float sum would round to 0 when rest < 6e-8 (the NumPy backend
-// does the same).
+// log in double: for the row's max element y = -log(1 + rest), which would
+// round to 0 with the sum rounded to float when rest < 6e-8.
 template <typename C>
 struct LogSoftmaxForward {
   static constexpr bool kReadsDy = false;
-  using Stats = RowStats<C, double, Dot::kNone>;
+  using Stats = RowStats<C, Dot::kNone>;
   struct Row {
     C max, log_sum;
   };
@@ -158,11 +167,11 @@ struct LogSoftmaxForward {
 template <typename C>
 struct SoftmaxBackward {
   static constexpr bool kReadsDy = true;
-  using Stats = RowStats<C, C, Dot::kWeighted>;
+  using Stats = RowStats<C, Dot::kWeighted>;
   struct Row {
     C max, sum, weighted;
   };
-  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, s.sum, s.dot / s.sum}; }
+  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(s.sum), C(s.dot / s.sum)}; }
   __device__ __forceinline__ static C output(const Row& row, C x, C dy) {
     return exp_below(x, row.max) / row.sum * (dy - row.weighted);
   }
@@ -171,11 +180,11 @@ struct SoftmaxBackward {
 template <typename C>
 struct LogSoftmaxBackward {
   static constexpr bool kReadsDy = true;
-  using Stats = RowStats<C, C, Dot::kPlain>;
+  using Stats = RowStats<C, Dot::kPlain>;
   struct Row {
     C max, sum, sum_dy;
   };
-  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, s.sum, s.dot}; }
+  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(s.sum), C(s.dot)}; }
   __device__ __forceinline__ static C output(const Row& row, C x, C dy) {
     return dy - exp_below(x, row.max) / row.sum * row.sum_dy;
   }

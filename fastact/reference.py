@@ -101,3 +101,78 @@ NAIVE: dict[str, tuple[Callable, Callable]] = {
         lambda dy, x, alpha, xp=np: (xp.where(x > 0, dy, alpha * dy), xp.where(x > 0, 0, x * dy)),
     ),
 }
+
+
+# --------------------------------------------------------------------------- #
+# Linear layers in float64, for the fused calls: written as directly as
+# possible (one einsum per group and kernel tap), sharing no code with the
+# backends.  Padding is explicit: ((top, bottom), (left, right)).
+# --------------------------------------------------------------------------- #
+def dense(x, w, b=None):
+    """x @ w (+ b) in float64; x (..., in), w (in, out)."""
+    z = np.einsum("...i,io->...o", _f64(x), _f64(w))
+    return z if b is None else z + _f64(b)
+
+
+def dense_backward(dz, x, w):
+    """(dx, dw) of x @ w for the gradient dz of the product, in float64."""
+    dz, x, w = _f64(dz), _f64(x), _f64(w)
+    rows = x.reshape(-1, x.shape[-1]), dz.reshape(-1, dz.shape[-1])
+    return np.einsum("...o,io->...i", dz, w), np.einsum("ri,ro->io", *rows)
+
+
+def _to_nchw(x, w, data_format):
+    """x and w in PyTorch's layout: NHWC (N, H, W, C) and (kh, kw, C/g, O) are transposed."""
+    x, w = _f64(x), _f64(w)
+    if data_format == "NHWC":
+        return x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1)
+    return x, w
+
+
+def _taps(w_shape, out_size, stride, dilation):
+    """(i, j, rows, columns): the padded-input pixels that kernel tap (i, j) meets."""
+    (oh, ow), (sh, sw), (dh, dw) = out_size, stride, dilation
+    for i in range(w_shape[2]):
+        for j in range(w_shape[3]):
+            yield i, j, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+
+
+def _conv_sizes(x_shape, w_shape, stride, padding, dilation):
+    return tuple(
+        (n + sum(p) - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(x_shape[2:], padding, dilation, w_shape[2:], stride)
+    )
+
+
+def conv2d(x, w, b=None, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, data_format="NCHW"):
+    """conv2d(x, w) (+ b) in float64, as PyTorch's conv2d (NCHW) or Keras' Conv2D (NHWC)."""
+    x, w = _to_nchw(x, w, data_format)
+    xpad = np.pad(x, ((0, 0), (0, 0), *padding))
+    out_size = _conv_sizes(x.shape, w.shape, stride, padding, dilation)
+    cin, cout = x.shape[1] // groups, w.shape[0] // groups
+    z = np.zeros((x.shape[0], w.shape[0], *out_size))
+    for g in range(groups):
+        xs, ws = xpad[:, g * cin : (g + 1) * cin], w[g * cout : (g + 1) * cout]
+        for i, j, rows, cols in _taps(w.shape, out_size, stride, dilation):
+            z[:, g * cout : (g + 1) * cout] += np.einsum("nchw,oc->nohw", xs[:, :, rows, cols], ws[:, :, i, j])
+    if b is not None:
+        z += _f64(b)[:, None, None]
+    return z.transpose(0, 2, 3, 1) if data_format == "NHWC" else z
+
+
+def conv2d_backward(dz, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, data_format="NCHW"):
+    """(dx, dw) of conv2d(x, w) for the gradient dz of its output, in float64, in the given layout."""
+    x, w = _to_nchw(x, w, data_format)
+    dz = _f64(dz).transpose(0, 3, 1, 2) if data_format == "NHWC" else _f64(dz)
+    xpad = np.pad(x, ((0, 0), (0, 0), *padding))
+    dxpad, dw = np.zeros_like(xpad), np.zeros_like(w)
+    cin, cout = x.shape[1] // groups, w.shape[0] // groups
+    for g in range(groups):
+        ci, co = slice(g * cin, (g + 1) * cin), slice(g * cout, (g + 1) * cout)
+        for i, j, rows, cols in _taps(w.shape, dz.shape[2:], stride, dilation):
+            dxpad[:, ci, rows, cols] += np.einsum("nohw,oc->nchw", dz[:, co], w[co, :, i, j])
+            dw[co, :, i, j] += np.einsum("nohw,nchw->oc", dz[:, co], xpad[:, ci, rows, cols])
+    (top, _), (left, _) = padding
+    dx = dxpad[:, :, top : top + x.shape[2], left : left + x.shape[3]]
+    if data_format == "NHWC":
+        return dx.transpose(0, 2, 3, 1), dw.transpose(2, 3, 1, 0)
+    return dx, dw

@@ -206,6 +206,29 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: np.dtype, ulps
     )
 
 
+def assert_sum_close(
+    actual: np.ndarray, expected: np.ndarray, scale: np.ndarray, terms: int, dtype: np.dtype, what: str = ""
+) -> None:
+    """``actual`` (dtype) agrees with the float64 sum ``expected`` of ``terms`` products.
+
+    ``scale`` is the sum of the products' absolute values (the same sum on
+    |operands|).  Allowed: rounding to dtype (2 ulp) plus the error a sum of
+    ``terms`` products accumulates in the compute dtype, (terms + 2) * eps * scale,
+    with a margin of 4 for the activation's slope and the epilogue's roundings.
+    """
+    actual64 = np.asarray(actual).astype(np.float64)
+    expected, scale = np.asarray(expected, np.float64), np.asarray(scale, np.float64)
+    assert actual64.shape == expected.shape, f"{what}: shape {actual64.shape} != {expected.shape}"
+    eps = float(np.finfo(compute_dtype(dtype)).eps)
+    tol = 2 * ulp(expected, dtype) + 4 * (terms + 2) * eps * scale
+    err = np.abs(actual64 - expected)
+    bad = ~(err <= tol)
+    assert not bad.any(), (
+        f"{what}: {int(bad.sum())} of {bad.size} values off; first at {np.argwhere(bad)[0].tolist()}: "
+        f"got {actual64[bad][0]!r}, want {expected[bad][0]!r} (tolerance {tol[bad][0]:.3g})"
+    )
+
+
 def assert_same(a: np.ndarray, b: np.ndarray, what: str = "") -> None:
     """Bitwise-equal values (NaN == NaN; +0 == -0)."""
     a64, b64 = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)

@@ -166,7 +166,7 @@ def _prelu_contribution(s, dy, x):
 def prelu_backward(s, out, dy, x, alpha):
     """dx into ``out``; returns this block's dalpha contribution, reduced to alpha's slice shape."""
     nan = _nan_mask(s, x)
-    partial = _reduce_to(_prelu_contribution(s, dy, x), alpha.shape)
+    partial = reduce_to(_prelu_contribution(s, dy, x), alpha.shape)
     np.multiply(dy, _prelu_slope(s, x, alpha), out=out)
     _put_nan(out, nan)
     return partial
@@ -182,7 +182,7 @@ def prelu_backward_elementwise(s, out, dalpha, dy, x, alpha):
     _put_nan(out, nan)
 
 
-def _reduce_to(values: np.ndarray, shape: tuple) -> np.ndarray:
+def reduce_to(values: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum over the axes where ``shape`` is 1 (keepdims), in float64."""
     axes = tuple(i for i, (n, k) in enumerate(zip(values.shape, shape)) if k == 1 and n != 1)
     return np.add.reduce(values, axis=axes, dtype=np.float64, keepdims=True) if axes else values.astype(np.float64)

@@ -31,6 +31,8 @@ from .numpy_engine import compute_dtype
 # The im2col buffer of one batch chunk stays under this size (one sample's
 # buffer is the floor): extra memory is bounded whatever the batch size.
 IM2COL_BUDGET_BYTES = 256 << 20
+# Largest bias written out over (C, H, W) for the forward epilogue (see _forward_bias).
+EXPANDED_BIAS_BYTES = 2 << 20
 
 
 # --------------------------------------------------------------------------- #
@@ -41,6 +43,25 @@ def along_axis(bias: np.ndarray, ndim: int, axis: int) -> np.ndarray:
     shape = [1] * ndim
     shape[axis] = bias.size
     return bias.reshape(shape)
+
+
+def _forward_bias(bias: np.ndarray, shape: tuple, axis: int, dtype: np.dtype) -> np.ndarray:
+    """The forward's small operand: the bias written out over the axes from ``axis`` on, when that is small.
+
+    With the bias axis not last (NCHW), a broadcast bias is a stride-0
+    operand in NumPy's inner loop, which adds at under half the speed of a
+    contiguous one (3.3 us against 1.4 us per 16 Ki float32 block); a
+    contiguous slice of the written-out bias made bias_act 15% faster on
+    (32, 128, 56, 56) float32 (9.6 -> 8.2 ms, one thread).  Channels-last
+    already adds contiguously along C and got slower written out (9.7 ->
+    13.0 ms).  The array stays under ``EXPANDED_BIAS_BYTES`` because every
+    sample reads it again.
+    """
+    broadcast = along_axis(bias, len(shape), axis)
+    trailing = (1,) * axis + tuple(shape[axis:])
+    if axis == len(shape) - 1 or math.prod(trailing) * dtype.itemsize > EXPANDED_BIAS_BYTES:
+        return broadcast
+    return np.broadcast_to(broadcast, trailing).astype(dtype)
 
 
 def _bias_act_forward_chunk(activation: numpy_math.ChunkFn) -> numpy_math.ChunkFn:
@@ -64,8 +85,9 @@ def epilogue(kernel: str, params: dict, z: np.ndarray, bias: np.ndarray | None, 
     activation = numpy_math.FORWARD[kernel](**params, dtype=compute_dtype(out.dtype))
     if bias is None:
         numpy_engine.run(activation, [out], [z])
-    else:
-        numpy_engine.run(_bias_act_forward_chunk(activation), [out], [z], small=along_axis(bias, z.ndim, axis))
+        return out
+    small = _forward_bias(bias, z.shape, axis % z.ndim, compute_dtype(out.dtype))
+    numpy_engine.run(_bias_act_forward_chunk(activation), [out], [z], small=small)
     return out
 
 

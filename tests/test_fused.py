@@ -1,8 +1,8 @@
 """The fused calls (SPEC section 4) against float64 references, over backend x dtype x geometry.
 
-bias_act is checked to 2 ulp (one rounding per step); dense and conv2d sum
-many products in the compute dtype and are checked with the bound of
-``support.assert_sum_close``.  Where PyTorch is installed, the references are
+bias_act is checked to 2 ulp (one rounding per step); sums are checked with
+the bound of ``support.assert_sum_close`` (biases: float64 totals; GEMMs: float32 or
+float64 accumulation, a bound that grows with the number of terms).  Where PyTorch is installed, the references are
 checked against its conv2d/linear and autograd too.
 """
 from __future__ import annotations
@@ -12,10 +12,25 @@ import pytest
 
 import fastact
 import support
-from fastact import reference
+from fastact import backends, reference
+from fastact.backends import Backend
 from support import BACKENDS, backend_param, dtype_of, to_backend, to_host
 
-backend_params = [backend_param(b) for b in BACKENDS]
+
+
+def fused_backend_param(name: str):
+    """backend_param, skipped where the backend has no fused calls yet.
+
+    The CUDA and emulator backends get their fused kernels in a later change
+    (issue 5, CUDA side); these tests then run there unchanged.
+    """
+    param = backend_param(name)
+    if param.marks or type(backends.load(name)).bias_act is not Backend.bias_act:
+        return param
+    return pytest.param(name, marks=[pytest.mark.skip(reason=f"backend {name!r} has no fused kernels yet")], id=name)
+
+
+backend_params = [fused_backend_param(b) for b in BACKENDS]
 FLOAT_DTYPES = ("float32", "float64")
 HALF_DTYPES = ("float16", "bfloat16")
 
@@ -28,6 +43,11 @@ def draw(shape, dtype, seed, scale=1.0):
 def activation_pair(name: str, params: dict, dtype: np.dtype):
     """(act(z), dy * act'(z)) in float64, parameters as the kernel sees them."""
     return support.oracle_for(name, params, dtype)
+
+
+def gemm_close(actual, expected, magnitude, dtype, terms, what):
+    """A GEMM result: its products are added in the compute dtype, so the bound grows with ``terms``."""
+    support.assert_sum_close(actual, expected, magnitude, dtype, terms, accumulated=True, what=what)
 
 
 def as_activation(name: str, params: dict):
@@ -95,10 +115,8 @@ def test_bias_act(backend, dtype_name, layout, shape, axis, name, params):
     support.assert_same(to_host(x_inplace), to_host(y), "bias_act in place")
     expected_dx = backward(dy, z)
     support.assert_close(to_host(dx), expected_dx, dtype, 2.0, "bias_act_backward dx")
-    support.assert_sum_close(
-        to_host(dbias), expected_dx.sum(axis=others), np.abs(expected_dx).sum(axis=others), int(np.prod([shape[i] for i in others])),
-        dtype, "dbias",
-    )
+    terms = int(np.prod([shape[i] for i in others]))
+    support.assert_sum_close(to_host(dbias), expected_dx.sum(axis=others), np.abs(expected_dx).sum(axis=others), dtype, terms, what="dbias")
 
 
 @pytest.mark.parametrize("backend", backend_params)
@@ -143,17 +161,17 @@ def check_dense(backend, dtype, x_shape, features, name, params, with_bias):
         dx, dw, db = fastact.dense_bias_act_backward(dyb, xb, wb, bb, activation)
     assert isinstance(y, support.expected_kind(backend)) and y.dtype == dtype and dx.dtype == dtype and dw.dtype == dtype
     k = x_shape[-1]
-    support.assert_sum_close(to_host(y), forward(z), reference.dense(np.abs(x), np.abs(w), None if b is None else np.abs(b)), k, dtype, "y")
+    gemm_close(to_host(y), forward(z), reference.dense(np.abs(x), np.abs(w), None if b is None else np.abs(b)), dtype, k, "y")
     expected_dx, expected_dw = reference.dense_backward(expected_dz, x, w)
     scale_dx, scale_dw = reference.dense_backward(np.abs(expected_dz), np.abs(x), np.abs(w))
     rows = int(np.prod(x_shape[:-1]))
-    support.assert_sum_close(to_host(dx), expected_dx, scale_dx, features, dtype, "dx")
-    support.assert_sum_close(to_host(dw), expected_dw, scale_dw, rows, dtype, "dw")
+    gemm_close(to_host(dx), expected_dx, scale_dx, dtype, features, "dx")
+    gemm_close(to_host(dw), expected_dw, scale_dw, dtype, rows, "dw")
     if b is None:
         assert db is None
     else:
         flat = expected_dz.reshape(-1, features)
-        support.assert_sum_close(to_host(db), flat.sum(0), np.abs(flat).sum(0), rows, dtype, "db")
+        support.assert_sum_close(to_host(db), flat.sum(0), np.abs(flat).sum(0), dtype, rows, what="db")
     return y, dx, dw, db
 
 
@@ -251,19 +269,19 @@ def check_conv(backend, dtype, case, data_format, with_bias, make=None):
     support.assert_unchanged(w, wb, "w")
     taps = int(np.prod(w_shape[1:]))
     scale = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), **ref)
-    support.assert_sum_close(to_host(y), forward(z), scale, taps, dtype, "y")
+    gemm_close(to_host(y), forward(z), scale, dtype, taps, "y")
     conv_options = {k: v for k, v in ref.items()}
     expected_dx, expected_dw = reference.conv2d_backward(expected_dz, x, w, **conv_options)
     scale_dx, scale_dw = reference.conv2d_backward(np.abs(expected_dz), np.abs(x), np.abs(w), **conv_options)
     pixels = int(np.prod(z.shape)) // w_shape[0]
-    support.assert_sum_close(to_host(dx), expected_dx, scale_dx, w_shape[0] * w_shape[2] * w_shape[3], dtype, "dx")
-    support.assert_sum_close(to_host(dw), expected_dw, scale_dw, pixels, dtype, "dw")
+    gemm_close(to_host(dx), expected_dx, scale_dx, dtype, w_shape[0] * w_shape[2] * w_shape[3], "dx")
+    gemm_close(to_host(dw), expected_dw, scale_dw, dtype, pixels, "dw")
     channel_axis = 1 if data_format == "NCHW" else 3
     others = tuple(i for i in range(4) if i != channel_axis)
     if b is None:
         assert db is None
     else:
-        support.assert_sum_close(to_host(db), expected_dz.sum(others), np.abs(expected_dz).sum(others), pixels, dtype, "db")
+        support.assert_sum_close(to_host(db), expected_dz.sum(others), np.abs(expected_dz).sum(others), dtype, pixels, what="db")
 
 
 @pytest.mark.parametrize("backend", backend_params)

@@ -135,6 +135,19 @@ def test_bias_act_bias_dtype_and_lists(backend):
     support.assert_close(to_host(y_list), expected, np.dtype(np.float16), 2.0, "list bias")
 
 
+@pytest.mark.parametrize("budget", [0, 200, 1 << 12])  # none; from axis 2 (30 floats); from axis 1
+def test_bias_act_written_out_bias_is_exact(monkeypatch, budget):
+    """However much of the bias the NumPy forward writes out (none, some trailing axes), y is the same bits."""
+    from fastact.backends import numpy_fused
+
+    x, bias = draw((3, 4, 5, 6), np.float32, 6), draw((6,), np.float32, 7)
+    with fastact.use_backend("numpy"):
+        expected = [fastact.bias_act(x, bias[: x.shape[axis]], "leaky_relu", axis=axis) for axis in (1, 2, 3)]
+        monkeypatch.setattr(numpy_fused, "EXPANDED_BIAS_BYTES", budget)
+        for axis, y in zip((1, 2, 3), expected):
+            support.assert_same(fastact.bias_act(x, bias[: x.shape[axis]], "leaky_relu", axis=axis), y, f"axis {axis}")
+
+
 # --------------------------------------------------------------------------- #
 # dense_bias_act
 # --------------------------------------------------------------------------- #

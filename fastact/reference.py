@@ -284,3 +284,104 @@ NAIVE: dict[str, tuple[Callable, Callable]] = {
         lambda dy, x, alpha, xp=np: (xp.where(x > 0, dy, alpha * dy), xp.where(x > 0, 0, x * dy)),
     ),
 }
+
+
+def _naive_erf(xp):
+    """scipy.special.erf (cupyx.scipy.special.erf for CuPy): what a user reaches for (NumPy has no erf)."""
+    if xp is np:
+        from scipy.special import erf
+    else:
+        from cupyx.scipy.special import erf
+    return erf
+
+
+def _naive_sigmoid(x, xp=np):
+    return 1 / (1 + xp.exp(-x))
+
+
+def _naive_gelu(x, approximate=False, xp=np):
+    if approximate:
+        return 0.5 * x * (1 + xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + _naive_erf(xp)(x / math.sqrt(2)))
+
+
+def _naive_gelu_backward(dy, x, approximate=False, xp=np):
+    if approximate:
+        k = math.sqrt(2 / math.pi)
+        t = xp.tanh(k * (x + 0.044715 * x**3))
+        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+    cdf = 0.5 * (1 + _naive_erf(xp)(x / math.sqrt(2)))
+    return dy * (cdf + x * xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
+def _naive_mish_backward(dy, x, xp=np):
+    t = xp.tanh(xp.log1p(xp.exp(x)))
+    return dy * (t + x * _naive_sigmoid(x, xp) * (1 - t * t))
+
+
+def _naive_softmax(x, axis=-1, xp=np):
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _naive_log_softmax(x, axis=-1, xp=np):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _naive_softmax_backward(dy, x, axis=-1, xp=np):
+    y = _naive_softmax(x, axis, xp)
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def _naive_log_softmax_backward(dy, x, axis=-1, xp=np):
+    return dy - _naive_softmax(x, axis, xp) * dy.sum(axis=axis, keepdims=True)
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+NAIVE.update({
+    "elu": (
+        lambda x, alpha=1.0, xp=np: xp.where(x > 0, x, alpha * (xp.exp(x) - 1)),
+        lambda dy, x, alpha=1.0, xp=np: xp.where(x > 0, dy, dy * alpha * xp.exp(x)),
+    ),
+    "selu": (
+        lambda x, xp=np: _SELU_SCALE * xp.where(x > 0, x, _SELU_ALPHA * (xp.exp(x) - 1)),
+        lambda dy, x, xp=np: dy * _SELU_SCALE * xp.where(x > 0, 1, _SELU_ALPHA * xp.exp(x)),
+    ),
+    "gelu": (_naive_gelu, _naive_gelu_backward),
+    "silu": (
+        lambda x, xp=np: x * _naive_sigmoid(x, xp),
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp) * (1 + x * (1 - _naive_sigmoid(x, xp))),
+    ),
+    "softplus": (
+        lambda x, xp=np: xp.logaddexp(0, x),
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp),
+    ),
+    "sigmoid": (
+        _naive_sigmoid,
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp) * (1 - _naive_sigmoid(x, xp)),
+    ),
+    "tanh": (
+        lambda x, xp=np: xp.tanh(x),
+        lambda dy, x, xp=np: dy * (1 - xp.tanh(x) ** 2),
+    ),
+    "hard_sigmoid": (
+        lambda x, xp=np: xp.clip(x + 3, 0, 6) / 6,
+        lambda dy, x, xp=np: xp.where((x > -3) & (x < 3), dy / 6, 0),
+    ),
+    "hard_silu": (
+        lambda x, xp=np: x * xp.clip(x + 3, 0, 6) / 6,
+        lambda dy, x, xp=np: xp.where(x < -3, 0, xp.where(x <= 3, dy * (x / 3 + 0.5), dy)),
+    ),
+    "mish": (
+        lambda x, xp=np: x * xp.tanh(xp.log1p(xp.exp(x))),
+        _naive_mish_backward,
+    ),
+    "softmax": (_naive_softmax, _naive_softmax_backward),
+    "log_softmax": (_naive_log_softmax, _naive_log_softmax_backward),
+    "linear": (
+        lambda x, xp=np: x.copy(),
+        lambda dy, x, xp=np: dy.copy(),
+    ),
+})

@@ -23,6 +23,7 @@ input itself (in-place calls).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -84,8 +85,10 @@ class Scratch:
         self._store = store
 
     def _buffer(self, key: tuple, dtype: np.dtype, fill: Any = None, shape: tuple | None = None) -> np.ndarray:
-        shape = self.shape if shape is None else shape
-        size = int(np.prod(shape))
+        if shape is None:
+            shape, size = self.shape, self.size
+        else:
+            size = math.prod(shape)
         buf = self._store.get(key)
         if buf is None or buf.size < size:
             buf = np.empty(max(size, BLOCK_ELEMENTS), dtype)

@@ -314,8 +314,8 @@ HARD_SILU = register(
         params=(),
         formula="x * min(max(x + 3, 0), 6) / 6",
         derivative=(
-            "0 if x < -3; x / 3 + 1/2 if -3 <= x <= 3; 1 if x > 3\n"
-            "      (PyTorch's hardswish_backward, boundaries included: -1/2 at x == -3, 3/2 at x == 3)"
+            "0 if x <= -3; x / 3 + 1/2 if -3 < x < 3; 1 if x >= 3\n"
+            "      (as PyTorch 2.13's hardswish_backward: 0 at x == -3 and 1 at x == 3)"
         ),
         kernel="hard_silu",
         kernel_params=_no_params,

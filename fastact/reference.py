@@ -181,8 +181,8 @@ def hard_silu(x):
 
 
 def hard_silu_derivative(x):
-    """PyTorch's hardswish_backward: 0 for x < -3, x/3 + 1/2 for x <= 3, else 1."""
-    return np.where(np.isnan(x), np.nan, np.where(x < -3, 0.0, np.where(x <= 3, x / 3.0 + 0.5, 1.0)))
+    """PyTorch's hardswish_backward (2.13): 0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3."""
+    return np.where(np.isnan(x), np.nan, np.where(x <= -3, 0.0, np.where(x < 3, x / 3.0 + 0.5, 1.0)))
 
 
 def mish(x):
@@ -372,7 +372,7 @@ NAIVE.update({
     ),
     "hard_silu": (
         lambda x, xp=np: x * xp.clip(x + 3, 0, 6) / 6,
-        lambda dy, x, xp=np: xp.where(x < -3, 0, xp.where(x <= 3, dy * (x / 3 + 0.5), dy)),
+        lambda dy, x, xp=np: xp.where(x <= -3, 0, xp.where(x < 3, dy * (x / 3 + 0.5), dy)),
     ),
     "mish": (
         lambda x, xp=np: x * xp.tanh(xp.log1p(xp.exp(x))),

@@ -138,7 +138,8 @@ def test_conventions_exactly(dtype_name):
     assert values("selu_backward", [1.0], [0.0]) == [cast(selu_slope)]
     assert values("elu_backward", [1.0, 1.0], [0.0, 1e-3], alpha=0.5) == [0.5, 1.0]
     assert values("hard_sigmoid_backward", ones, [-3.0, 3.0, -2.5, 2.5]) == [0.0, 0.0, cast(1 / 6), cast(1 / 6)]
-    assert values("hard_silu_backward", ones, [-3.5, -3.0, 3.0, 3.5]) == [0.0, -0.5, 1.5, 1.0]
+    assert values("hard_silu_backward", ones, [-3.5, -3.0, 3.0, 3.5]) == [0.0, 0.0, 1.0, 1.0]
+    assert values("hard_silu_backward", [1.0, 1.0], [-2.25, 2.25]) == [-0.25, 1.25]
     assert values("gelu_backward", [1.0], [0.0]) == [0.5]
     assert values("hard_silu", [-np.inf, np.inf]) == [0.0, np.inf]
     for name in ("silu", "mish", "gelu"):

@@ -486,8 +486,9 @@ def _tanh_grad(s, out, dy, x):
 #                 backward 1/6 where -3 < x < 3, else 0 (NaN where x is NaN)
 #   hard_silu:    forward xc * min(xc + 3, 6) / 6 with xc = max(x, -3)
 #                 (= PyTorch's x * relu6(x + 3) / 6, and 0 rather than NaN at -inf)
-#                 backward 0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 for x > 3
-#                 (PyTorch's hardswish_backward, boundaries included: -1/2 at -3, 3/2 at 3)
+#                 backward 0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3
+#                 (PyTorch 2.13's hardswish_backward, measured: 0 at -3 and 1 at 3;
+#                 ATen sources before it gave x/3 + 1/2 on the closed interval)
 # --------------------------------------------------------------------------- #
 def _hard_sigmoid(s, out, x):
     shifted = np.add(x, s.full(3), out=s.tmp(0))
@@ -513,8 +514,8 @@ def _hard_silu(s, out, x):
 
 
 def _hard_silu_grad(s, out, dy, x):
-    inside = np.less_equal(np.abs(x, out=s.tmp(0)), s.full(3), out=s.mask(0))
-    above = np.greater(x, s.full(3), out=s.mask(1))
+    inside = np.less(np.abs(x, out=s.tmp(0)), s.full(3), out=s.mask(0))
+    above = np.greater_equal(x, s.full(3), out=s.mask(1))
     slope = _clamped(s, x, -3.0, 3.0, 0)
     np.divide(slope, s.full(3), out=slope)
     np.add(slope, s.full(0.5), out=slope)

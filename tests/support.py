@@ -327,6 +327,15 @@ def check_backward(backend: str, name: str, params: dict, make_dy: Callable[[], 
             assert_same(to_host(out), to_host(dx), f"{name} backward in-place into {target}")
 
 
+def check_case(backend: str, dtype: np.dtype, layout: str, name: str, params: dict) -> None:
+    """check_forward and check_backward on drawn values (edge values planted) in one layout."""
+    shape = LAYOUTS[layout][0]
+    x = draw_values(shape, dtype, params, seed=1)
+    dy = draw_values(shape, dtype, {}, seed=2, finite=True)
+    check_forward(backend, name, params, maker(backend, layout, x))
+    check_backward(backend, name, params, maker(backend, layout, dy), maker(backend, layout, x))
+
+
 def nan_count(a: np.ndarray) -> int:
     return int(np.isnan(np.asarray(a).astype(np.float64)).sum())
 

@@ -15,7 +15,9 @@ The engine also owns everything the math should not care about:
 * dtype: float16 and bfloat16 blocks are widened into float32 scratch and the
   result rounded back (16-bit types compute in float32, float64 in float64);
 * broadcasting of a small parameter array (PReLU's alpha) and the
-  deterministic reduction of per-block partial sums over its broadcast axes.
+  deterministic reduction of per-block partial sums over its broadcast axes;
+* row-wise activations (softmax): :func:`run_rows` hands over blocks of whole,
+  contiguous rows along any axis, with per-row scratch for the reductions.
 
 Chunk functions receive operands already in the compute dtype, and must read
 every input they need before their last write to an output: ``out`` may be an

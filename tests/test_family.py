@@ -215,18 +215,7 @@ def test_aliases():
 
 
 def test_large_blocks_and_threads_match_small():
-    """Many blocks on the worker threads give the same bits as one-row calls."""
-    rng = np.random.default_rng(9)
-    x = (rng.standard_normal((700, 1500)) * 4).astype(np.float32)
-    x[::97, ::89] = np.nan
-    dy = rng.standard_normal(x.shape).astype(np.float32)
-    for name, params in ELEMENTWISE:
-        f, b = getattr(fastact, name), getattr(fastact, f"{name}_backward")
-        y, dx = f(x, **params), b(dy, x, **params)
-        for r in (0, 1, 350, 699):
-            support.assert_same(y[r], f(x[r], **params), name)
-            support.assert_same(dx[r], b(dy[r], x[r], **params), name)
-        support.assert_same(f(x.T, **params), y.T, name)
+    support.check_large_blocks(ELEMENTWISE)
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

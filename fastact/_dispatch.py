@@ -117,16 +117,16 @@ def _check_alpha(function: str, alpha: Any, x_shape: tuple) -> None:
         )
 
 
-def _alpha_dtype(user_alpha: Any, alpha: Any, x: Any) -> Any:
-    """A Python scalar or list alpha takes x's dtype (an array keeps its own)."""
-    if hasattr(user_alpha, "dtype") or alpha.dtype == x.dtype or alpha.dtype.kind != "f":
-        return alpha
-    return alpha.astype(x.dtype)
+def untyped_as_x_dtype(user_value: Any, value: Any, x: Any) -> Any:
+    """A Python scalar or list operand (alpha, a bias) takes x's dtype (an array keeps its own)."""
+    if hasattr(user_value, "dtype") or value.dtype == x.dtype or value.dtype.kind != "f":
+        return value
+    return value.astype(x.dtype)
 
 
 def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
     call = _Call("prelu", {"x": x, "alpha": alpha}, out, ("x", "alpha"))
-    xn, an = call.native["x"], _alpha_dtype(alpha, call.native["alpha"], call.native["x"])
+    xn, an = call.native["x"], untyped_as_x_dtype(alpha, call.native["alpha"], call.native["x"])
     _check_alpha("prelu", an, xn.shape)
     call.set_out(xn.shape, xn.dtype)
     return call.export(call.backend.prelu_forward(xn, an, call.native_out))
@@ -136,7 +136,7 @@ def prelu_backward(dy: Any, x: Any, alpha: Any, out: Any = None) -> tuple[Any, A
     function = "prelu_backward"
     call = _Call(function, {"dy": dy, "x": x, "alpha": alpha}, out, ("dy", "x", "alpha"))
     dyn, xn = call.native["dy"], call.native["x"]
-    an = _alpha_dtype(alpha, call.native["alpha"], xn)
+    an = untyped_as_x_dtype(alpha, call.native["alpha"], xn)
     check_pair(function, dyn, xn)
     _check_alpha(function, an, xn.shape)
     call.set_out(xn.shape, xn.dtype)

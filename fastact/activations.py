@@ -156,6 +156,24 @@ def _no_params() -> dict:
     return {}
 
 
+def _parameterless(name: str, summary: str, formula: str, derivative: str, example: str, **more) -> ActivationSpec:
+    """The declaration of an activation without parameters whose kernel has its name."""
+    more.setdefault("notes", _SMOOTH_NOTES)
+    return ActivationSpec(
+        name=name, summary=summary, params=(), formula=formula, derivative=derivative,
+        kernel=name, kernel_params=_no_params, example=example, **more,
+    )
+
+
+def _rowwise(name: str, summary: str, formula: str, derivative: str, example: str) -> ActivationSpec:
+    """The declaration of a row-wise activation (softmax): one ``axis`` parameter, kernel of its name."""
+    return ActivationSpec(
+        name=name, summary=summary, params=(_AXIS,), formula=formula, derivative=derivative,
+        kernel=name, kernel_params=lambda axis: {"axis": axis}, form="rowwise", notes=_ROWWISE_NOTES,
+        example=example,
+    )
+
+
 def _elu_kernel(alpha: float = 1.0, scale: float = 1.0) -> dict:
     return {"alpha": alpha, "scale": scale}
 
@@ -223,33 +241,25 @@ series for erfc with relative error below 1e-16 in float64 and 1e-8 in float32."
 )
 
 SILU = register(
-    ActivationSpec(
-        name="silu",
-        summary="Sigmoid linear unit, also called swish: x * sigmoid(x).",
-        params=(),
+    _parameterless(
+        "silu",
+        "Sigmoid linear unit, also called swish: x * sigmoid(x).",
         formula="x * sigmoid(x) = x / (1 + exp(-x))",
         derivative="sigmoid(x) * (1 + x * (1 - sigmoid(x)))",
-        kernel="silu",
-        kernel_params=_no_params,
-        aliases=("swish",),
-        notes=_SMOOTH_NOTES,
         example=(
             "    >>> fastact.silu(np.array([-1.0, 0.0, 2.0]))\n"
             "    array([-0.26894142,  0.        ,  1.76159416])"
         ),
+        aliases=("swish",),
     )
 )
 
 SOFTPLUS = register(
-    ActivationSpec(
-        name="softplus",
-        summary="Softplus, a smooth ReLU: log(1 + exp(x)), without overflow.",
-        params=(),
+    _parameterless(
+        "softplus",
+        "Softplus, a smooth ReLU: log(1 + exp(x)), without overflow.",
         formula="log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))",
         derivative="sigmoid(x)",
-        kernel="softplus",
-        kernel_params=_no_params,
-        notes=_SMOOTH_NOTES,
         example=(
             "    >>> fastact.softplus(np.array([-1.0, 0.0, 1e4]))\n"
             "    array([3.13261688e-01, 6.93147181e-01, 1.00000000e+04])"
@@ -258,15 +268,11 @@ SOFTPLUS = register(
 )
 
 SIGMOID = register(
-    ActivationSpec(
-        name="sigmoid",
-        summary="The logistic function 1 / (1 + exp(-x)).",
-        params=(),
+    _parameterless(
+        "sigmoid",
+        "The logistic function 1 / (1 + exp(-x)).",
         formula="1 / (1 + exp(-x))",
         derivative="sigmoid(x) * (1 - sigmoid(x)) = sigmoid(x) * sigmoid(-x)",
-        kernel="sigmoid",
-        kernel_params=_no_params,
-        notes=_SMOOTH_NOTES,
         example=(
             "    >>> fastact.sigmoid(np.array([-1.0, 0.0, 2.0]))\n"
             "    array([0.26894142, 0.5       , 0.88079708])"
@@ -275,15 +281,11 @@ SIGMOID = register(
 )
 
 TANH = register(
-    ActivationSpec(
-        name="tanh",
-        summary="The hyperbolic tangent.",
-        params=(),
+    _parameterless(
+        "tanh",
+        "The hyperbolic tangent.",
         formula="tanh(x)",
         derivative="1 - tanh(x)**2 = 1 / cosh(x)**2",
-        kernel="tanh",
-        kernel_params=_no_params,
-        notes=_SMOOTH_NOTES,
         example=(
             "    >>> fastact.tanh_backward(np.ones(3), np.array([-1.0, 0.0, 2.0]))\n"
             "    array([0.41997434, 1.        , 0.07065082])"
@@ -292,14 +294,11 @@ TANH = register(
 )
 
 HARD_SIGMOID = register(
-    ActivationSpec(
-        name="hard_sigmoid",
-        summary="Piecewise-linear sigmoid: relu6(x + 3) / 6 (Keras 3, PyTorch hardsigmoid).",
-        params=(),
+    _parameterless(
+        "hard_sigmoid",
+        "Piecewise-linear sigmoid: relu6(x + 3) / 6 (Keras 3, PyTorch hardsigmoid).",
         formula="min(max(x + 3, 0), 6) / 6",
         derivative="1/6 where -3 < x < 3, else 0  (0 at x == -3 and at x == 3, as PyTorch)",
-        kernel="hard_sigmoid",
-        kernel_params=_no_params,
         example=(
             "    >>> fastact.hard_sigmoid(np.array([-4.0, 0.0, 1.5]))\n"
             "    array([0.  , 0.5 , 0.75])"
@@ -308,36 +307,29 @@ HARD_SIGMOID = register(
 )
 
 HARD_SILU = register(
-    ActivationSpec(
-        name="hard_silu",
-        summary="Hard SiLU, also called hard_swish: x * hard_sigmoid(x) (Keras 3, PyTorch hardswish).",
-        params=(),
+    _parameterless(
+        "hard_silu",
+        "Hard SiLU, also called hard_swish: x * hard_sigmoid(x) (Keras 3, PyTorch hardswish).",
         formula="x * min(max(x + 3, 0), 6) / 6",
         derivative=(
-            "0 if x < -3; x / 3 + 1/2 if -3 <= x <= 3; 1 if x > 3\n"
-            "      (PyTorch's hardswish_backward, boundaries included: -1/2 at x == -3, 3/2 at x == 3)"
+            "0 if x <= -3; x / 3 + 1/2 if -3 < x < 3; 1 if x >= 3\n"
+            "      (as PyTorch 2.13's hardswish_backward: 0 at x == -3 and 1 at x == 3)"
         ),
-        kernel="hard_silu",
-        kernel_params=_no_params,
-        aliases=("hard_swish",),
-        notes="hard_silu(-inf) is 0 (the limit), where PyTorch's formula gives NaN.",
         example=(
             "    >>> fastact.hard_silu(np.array([-4.0, -1.0, 4.0]))\n"
             "    array([-0.        , -0.33333333,  4.        ])"
         ),
+        aliases=("hard_swish",),
+        notes="hard_silu(-inf) is 0 (the limit), where PyTorch's formula gives NaN.",
     )
 )
 
 MISH = register(
-    ActivationSpec(
-        name="mish",
-        summary="Mish: x * tanh(softplus(x)).",
-        params=(),
+    _parameterless(
+        "mish",
+        "Mish: x * tanh(softplus(x)).",
         formula="x * tanh(log(1 + exp(x)))",
         derivative="tanh(softplus(x)) + x * sigmoid(x) * (1 - tanh(softplus(x))**2)",
-        kernel="mish",
-        kernel_params=_no_params,
-        notes=_SMOOTH_NOTES,
         example=(
             "    >>> fastact.mish(np.array([-1.0, 0.0, 2.0]))\n"
             "    array([-0.30340146,  0.        ,  1.94395896])"
@@ -352,16 +344,11 @@ only -inf, gives NaN for the whole row; -inf alone gives 0 (log: -inf)."""
 _AXIS = Param("axis", -1, integer, "the axis along which the rows run (negative counts from the end).")
 
 SOFTMAX = register(
-    ActivationSpec(
-        name="softmax",
-        summary="Softmax along an axis: exp(x) / sum(exp(x)), computed as exp(x - max) / sum(exp(x - max)).",
-        params=(_AXIS,),
+    _rowwise(
+        "softmax",
+        "Softmax along an axis: exp(x) / sum(exp(x)), computed as exp(x - max) / sum(exp(x - max)).",
         formula="exp(x - max(x)) / sum(exp(x - max(x)), axis)",
         derivative="dx = y * (dy - sum(dy * y, axis)) with y = softmax(x, axis)  (not elementwise)",
-        kernel="softmax",
-        kernel_params=lambda axis: {"axis": axis},
-        form="rowwise",
-        notes=_ROWWISE_NOTES,
         example=(
             "    >>> fastact.softmax(np.array([[1.0, 2.0, 3.0], [1e4, 0.0, -1e4]]))\n"
             "    array([[0.09003057, 0.24472847, 0.66524096],\n"
@@ -371,16 +358,11 @@ SOFTMAX = register(
 )
 
 LOG_SOFTMAX = register(
-    ActivationSpec(
-        name="log_softmax",
-        summary="Log-softmax along an axis: x - log(sum(exp(x))), computed around the row's max.",
-        params=(_AXIS,),
+    _rowwise(
+        "log_softmax",
+        "Log-softmax along an axis: x - log(sum(exp(x))), computed around the row's max.",
         formula="(x - max(x)) - log(sum(exp(x - max(x)), axis))",
         derivative="dx = dy - softmax(x, axis) * sum(dy, axis)  (not elementwise)",
-        kernel="log_softmax",
-        kernel_params=lambda axis: {"axis": axis},
-        form="rowwise",
-        notes=_ROWWISE_NOTES,
         example=(
             "    >>> fastact.log_softmax(np.array([1.0, 2.0, 3.0]))\n"
             "    array([-2.40760596, -1.40760596, -0.40760596])"
@@ -389,17 +371,15 @@ LOG_SOFTMAX = register(
 )
 
 LINEAR = register(
-    ActivationSpec(
-        name="linear",
-        summary="The identity (Keras 'linear'): the activation of a layer without one.",
-        params=(),
+    _parameterless(
+        "linear",
+        "The identity (Keras 'linear'): the activation of a layer without one.",
         formula="x",
         derivative="1  (dx = dy, NaN where x is NaN)",
-        kernel="linear",
-        kernel_params=_no_params,
         example=(
             "    >>> fastact.linear(np.array([-1.0, 2.0]))\n"
             "    array([-1.,  2.])"
         ),
+        notes="dx = dy, NaN where x is NaN (SPEC 2.4), although the derivative is 1.",
     )
 )

@@ -181,8 +181,8 @@ def hard_silu(x):
 
 
 def hard_silu_derivative(x):
-    """PyTorch's hardswish_backward: 0 for x < -3, x/3 + 1/2 for x <= 3, else 1."""
-    return np.where(np.isnan(x), np.nan, np.where(x < -3, 0.0, np.where(x <= 3, x / 3.0 + 0.5, 1.0)))
+    """PyTorch's hardswish_backward (2.13): 0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3."""
+    return np.where(np.isnan(x), np.nan, np.where(x <= -3, 0.0, np.where(x < 3, x / 3.0 + 0.5, 1.0)))
 
 
 def mish(x):
@@ -284,3 +284,179 @@ NAIVE: dict[str, tuple[Callable, Callable]] = {
         lambda dy, x, alpha, xp=np: (xp.where(x > 0, dy, alpha * dy), xp.where(x > 0, 0, x * dy)),
     ),
 }
+
+
+# --------------------------------------------------------------------------- #
+# Linear layers in float64, for the fused calls: written as directly as
+# possible (one einsum per group and kernel tap), sharing no code with the
+# backends.  Padding is explicit: ((top, bottom), (left, right)).
+# --------------------------------------------------------------------------- #
+def dense(x, w, b=None):
+    """x @ w (+ b) in float64; x (..., in), w (in, out)."""
+    z = np.einsum("...i,io->...o", _f64(x), _f64(w))
+    return z if b is None else z + _f64(b)
+
+
+def dense_backward(dz, x, w):
+    """(dx, dw) of x @ w for the gradient dz of the product, in float64."""
+    dz, x, w = _f64(dz), _f64(x), _f64(w)
+    rows = x.reshape(-1, x.shape[-1]), dz.reshape(-1, dz.shape[-1])
+    return np.einsum("...o,io->...i", dz, w), np.einsum("ri,ro->io", *rows)
+
+
+def _to_nchw(x, w, data_format):
+    """x and w in PyTorch's layout: NHWC (N, H, W, C) and (kh, kw, C/g, O) are transposed."""
+    x, w = _f64(x), _f64(w)
+    if data_format == "NHWC":
+        return x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1)
+    return x, w
+
+
+def _taps(w_shape, out_size, stride, dilation):
+    """(i, j, rows, columns): the padded-input pixels that kernel tap (i, j) meets."""
+    (oh, ow), (sh, sw), (dh, dw) = out_size, stride, dilation
+    for i in range(w_shape[2]):
+        for j in range(w_shape[3]):
+            yield i, j, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+
+
+def _conv_sizes(x_shape, w_shape, stride, padding, dilation):
+    return tuple(
+        (n + sum(p) - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(x_shape[2:], padding, dilation, w_shape[2:], stride)
+    )
+
+
+def conv2d(x, w, b=None, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, data_format="NCHW"):
+    """conv2d(x, w) (+ b) in float64, as PyTorch's conv2d (NCHW) or Keras' Conv2D (NHWC)."""
+    x, w = _to_nchw(x, w, data_format)
+    xpad = np.pad(x, ((0, 0), (0, 0), *padding))
+    out_size = _conv_sizes(x.shape, w.shape, stride, padding, dilation)
+    cin, cout = x.shape[1] // groups, w.shape[0] // groups
+    z = np.zeros((x.shape[0], w.shape[0], *out_size))
+    for g in range(groups):
+        xs, ws = xpad[:, g * cin : (g + 1) * cin], w[g * cout : (g + 1) * cout]
+        for i, j, rows, cols in _taps(w.shape, out_size, stride, dilation):
+            z[:, g * cout : (g + 1) * cout] += np.einsum("nchw,oc->nohw", xs[:, :, rows, cols], ws[:, :, i, j])
+    if b is not None:
+        z += _f64(b)[:, None, None]
+    return z.transpose(0, 2, 3, 1) if data_format == "NHWC" else z
+
+
+def conv2d_backward(dz, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, data_format="NCHW"):
+    """(dx, dw) of conv2d(x, w) for the gradient dz of its output, in float64, in the given layout."""
+    x, w = _to_nchw(x, w, data_format)
+    dz = _f64(dz).transpose(0, 3, 1, 2) if data_format == "NHWC" else _f64(dz)
+    xpad = np.pad(x, ((0, 0), (0, 0), *padding))
+    dxpad, dw = np.zeros_like(xpad), np.zeros_like(w)
+    cin, cout = x.shape[1] // groups, w.shape[0] // groups
+    for g in range(groups):
+        ci, co = slice(g * cin, (g + 1) * cin), slice(g * cout, (g + 1) * cout)
+        for i, j, rows, cols in _taps(w.shape, dz.shape[2:], stride, dilation):
+            dxpad[:, ci, rows, cols] += np.einsum("nohw,oc->nchw", dz[:, co], w[co, :, i, j])
+            dw[co, :, i, j] += np.einsum("nohw,nchw->oc", dz[:, co], xpad[:, ci, rows, cols])
+    (top, _), (left, _) = padding
+    dx = dxpad[:, :, top : top + x.shape[2], left : left + x.shape[3]]
+    if data_format == "NHWC":
+        return dx.transpose(0, 2, 3, 1), dw.transpose(2, 3, 1, 0)
+    return dx, dw
+
+
+def _naive_erf(xp):
+    """scipy.special.erf (cupyx.scipy.special.erf for CuPy): what a user reaches for (NumPy has no erf)."""
+    if xp is np:
+        from scipy.special import erf
+    else:
+        from cupyx.scipy.special import erf
+    return erf
+
+
+def _naive_sigmoid(x, xp=np):
+    return 1 / (1 + xp.exp(-x))
+
+
+def _naive_gelu(x, approximate=False, xp=np):
+    if approximate:
+        return 0.5 * x * (1 + xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + _naive_erf(xp)(x / math.sqrt(2)))
+
+
+def _naive_gelu_backward(dy, x, approximate=False, xp=np):
+    if approximate:
+        k = math.sqrt(2 / math.pi)
+        t = xp.tanh(k * (x + 0.044715 * x**3))
+        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+    cdf = 0.5 * (1 + _naive_erf(xp)(x / math.sqrt(2)))
+    return dy * (cdf + x * xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
+def _naive_mish_backward(dy, x, xp=np):
+    t = xp.tanh(xp.log1p(xp.exp(x)))
+    return dy * (t + x * _naive_sigmoid(x, xp) * (1 - t * t))
+
+
+def _naive_softmax(x, axis=-1, xp=np):
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _naive_log_softmax(x, axis=-1, xp=np):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _naive_softmax_backward(dy, x, axis=-1, xp=np):
+    y = _naive_softmax(x, axis, xp)
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def _naive_log_softmax_backward(dy, x, axis=-1, xp=np):
+    return dy - _naive_softmax(x, axis, xp) * dy.sum(axis=axis, keepdims=True)
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+NAIVE.update({
+    "elu": (
+        lambda x, alpha=1.0, xp=np: xp.where(x > 0, x, alpha * (xp.exp(x) - 1)),
+        lambda dy, x, alpha=1.0, xp=np: xp.where(x > 0, dy, dy * alpha * xp.exp(x)),
+    ),
+    "selu": (
+        lambda x, xp=np: _SELU_SCALE * xp.where(x > 0, x, _SELU_ALPHA * (xp.exp(x) - 1)),
+        lambda dy, x, xp=np: dy * _SELU_SCALE * xp.where(x > 0, 1, _SELU_ALPHA * xp.exp(x)),
+    ),
+    "gelu": (_naive_gelu, _naive_gelu_backward),
+    "silu": (
+        lambda x, xp=np: x * _naive_sigmoid(x, xp),
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp) * (1 + x * (1 - _naive_sigmoid(x, xp))),
+    ),
+    "softplus": (
+        lambda x, xp=np: xp.logaddexp(0, x),
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp),
+    ),
+    "sigmoid": (
+        _naive_sigmoid,
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp) * (1 - _naive_sigmoid(x, xp)),
+    ),
+    "tanh": (
+        lambda x, xp=np: xp.tanh(x),
+        lambda dy, x, xp=np: dy * (1 - xp.tanh(x) ** 2),
+    ),
+    "hard_sigmoid": (
+        lambda x, xp=np: xp.clip(x + 3, 0, 6) / 6,
+        lambda dy, x, xp=np: xp.where((x > -3) & (x < 3), dy / 6, 0),
+    ),
+    "hard_silu": (
+        lambda x, xp=np: x * xp.clip(x + 3, 0, 6) / 6,
+        lambda dy, x, xp=np: xp.where(x <= -3, 0, xp.where(x < 3, dy * (x / 3 + 0.5), dy)),
+    ),
+    "mish": (
+        lambda x, xp=np: x * xp.tanh(xp.log1p(xp.exp(x))),
+        _naive_mish_backward,
+    ),
+    "softmax": (_naive_softmax, _naive_softmax_backward),
+    "log_softmax": (_naive_log_softmax, _naive_log_softmax_backward),
+    "linear": (
+        lambda x, xp=np: x.copy(),
+        lambda dy, x, xp=np: dy.copy(),
+    ),
+})

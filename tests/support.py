@@ -121,17 +121,21 @@ def maker(backend: str, layout: str, values: np.ndarray) -> Callable[[], Any]:
 def edge_values(dtype: np.dtype, params: dict) -> np.ndarray:
     """Values where activations break: signed zeros, infinities, NaN, kinks, huge."""
     values = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 1.0, -1.0, 3.0, -3.0, 6.0, 1e-3, -1e-3]
-    # Where exp-based activations change regime: float32 exp overflow (88.7),
-    # the clamps of the stable forms (40, 800) and the 1e4 of SPEC's stability rule.
-    values += [20.0, -20.0, 40.0, -40.0, 89.0, -89.0, 800.0, -800.0, 1e4, -1e4]
     for key in ("threshold", "theta", "max_value"):
         if params.get(key) is not None:
             values += [params[key], np.nextafter(params[key], np.inf), np.nextafter(params[key], -np.inf)]
     return np.array(values, np.float64)
 
 
-def draw_values(shape: tuple, dtype: np.dtype, params: dict, seed: int = 0, finite: bool = False) -> np.ndarray:
-    """Random normal*3 values of ``shape``, with the edge values planted at the start.
+# Where exp-based activations change regime: float32 exp overflow (88.7), the
+# clamps of the stable forms (40, 800) and the 1e4 of SPEC's stability rule.
+LARGE_EDGES = (20.0, -20.0, 40.0, -40.0, 89.0, -89.0, 800.0, -800.0, 1e4, -1e4)
+
+
+def draw_values(
+    shape: tuple, dtype: np.dtype, params: dict, seed: int = 0, finite: bool = False, extra_edges: tuple = ()
+) -> np.ndarray:
+    """Random normal*3 values of ``shape``, with the edge values (then ``extra_edges``) planted at the start.
 
     ``finite=True`` replaces the planted NaN/inf/huge values (for dy, so that a
     NaN in dx can only come from x).
@@ -139,7 +143,7 @@ def draw_values(shape: tuple, dtype: np.dtype, params: dict, seed: int = 0, fini
     rng = np.random.default_rng(seed)
     n = int(np.prod(shape))
     v = rng.standard_normal(n) * 3.0
-    edges = edge_values(dtype, params)
+    edges = np.concatenate([edge_values(dtype, params), extra_edges])
     k = min(n, edges.size)
     v[:k] = edges[:k]
     if finite:
@@ -253,7 +257,13 @@ def assert_close(
 
 
 def assert_sum_close(
-    actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, dtype: np.dtype, terms: int = 1
+    actual: np.ndarray,
+    expected: np.ndarray,
+    magnitude: np.ndarray,
+    dtype: np.dtype,
+    terms: int = 1,
+    accumulated: bool = False,
+    what: str = "sum",
 ) -> None:
     """A reduced sum of ``terms`` rounded products within the summation error bound, any order of adding.
 
@@ -261,8 +271,13 @@ def assert_sum_close(
     for its final rounding, plus, per term, the smallest subnormal of the
     compute type (a product that lands in the subnormal range has an absolute,
     not a relative, rounding error).  NaN and infinities must match exactly.
+    ``accumulated=True`` is for sums added up in the compute dtype itself (a
+    GEMM), whose error grows with the number of terms: terms * eps(compute) *
+    sum |terms| more (the classic bound for recursive summation, doubled).
     """
     actual = np.asarray(actual).astype(np.float64)
+    expected, magnitude = np.asarray(expected, np.float64), np.asarray(magnitude, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     eps = float(ulp(np.array(1.0), dtype)[()])
     special = ~np.isfinite(expected)
     assert np.array_equal(actual[special], expected[special], equal_nan=True), f"{actual[special]} vs {expected[special]}"
@@ -270,8 +285,10 @@ def assert_sum_close(
     err = np.abs(actual[finite] - expected[finite])
     tiny = float(np.finfo(compute_dtype(dtype)).smallest_subnormal)
     bound = 4 * eps * (magnitude[finite] + np.abs(expected[finite])) + ulp(expected[finite], dtype) + terms * tiny
+    if accumulated:
+        bound += terms * float(np.finfo(compute_dtype(dtype)).eps) * magnitude[finite]
     assert np.all(err <= bound), (
-        f"sum off: max error {err.max() if err.size else 0} for magnitude {magnitude[finite].max() if err.size else 0}"
+        f"{what} off: max error {err.max() if err.size else 0} for magnitude {magnitude[finite].max() if err.size else 0}"
     )
 
 
@@ -348,6 +365,33 @@ def check_backward(backend: str, name: str, params: dict, make_dy: Callable[[], 
             out = dy2 if target == "dy" else x2
             assert function(dy2, x2, **params, out=out) is out
             assert_same(to_host(out), to_host(dx), f"{name} backward in-place into {target}")
+
+
+def check_case(backend: str, dtype: np.dtype, layout: str, name: str, params: dict, extra_edges: tuple = ()) -> None:
+    """check_forward and check_backward on drawn values (edge values planted) in one layout."""
+    shape = LAYOUTS[layout][0]
+    x = draw_values(shape, dtype, params, seed=1, extra_edges=extra_edges)
+    dy = draw_values(shape, dtype, {}, seed=2, finite=True)
+    check_forward(backend, name, params, maker(backend, layout, x))
+    check_backward(backend, name, params, maker(backend, layout, dy), maker(backend, layout, x))
+
+
+def check_large_blocks(cases: list) -> None:
+    """Arrays cut into many blocks and shared by the threads give the bits of tiny one-row calls.
+
+    Also a transposed, non-contiguous view, which goes through the N-d block path.
+    """
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((700, 1500)) * 4).astype(np.float32)
+    x[::97, ::89] = np.nan
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    for name, params in cases:
+        f, b = getattr(fastact, name), getattr(fastact, f"{name}_backward")
+        y, dx = f(x, **params), b(dy, x, **params)
+        for r in (0, 1, 350, 699):
+            assert_same(y[r], f(x[r], **params), name)
+            assert_same(dx[r], b(dy[r], x[r], **params), name)
+        assert_same(f(x.T, **params), y.T, name)
 
 
 def nan_count(a: np.ndarray) -> int:

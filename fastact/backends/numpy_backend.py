@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from . import numpy_engine, numpy_math
+from . import numpy_engine, numpy_fused, numpy_math
 from .base import Backend
 
 
@@ -86,10 +86,24 @@ class NumpyBackend(Backend):
         total = numpy_engine.run(numpy_math.prelu_backward, [out], [dy, x], small=alpha, reduce=True)
         return out, total.reshape(shape).astype(alpha.dtype)
 
+    def bias_act(self, kernel, params, x, bias, axis, out):
+        return numpy_fused.epilogue(kernel, params, x, bias, axis, self._out(out, x))
+
+    def bias_act_backward(self, kernel, params, dy, x, bias, axis):
+        dx = np.empty(x.shape, x.dtype)
+        dbias = numpy_fused.epilogue_backward(kernel, params, dy, x, bias, axis, dx)
+        return dx, numpy_fused.in_dtype(dbias, bias)
+
+    dense_bias_act = staticmethod(numpy_fused.dense_bias_act)
+    dense_bias_act_backward = staticmethod(numpy_fused.dense_bias_act_backward)
+    conv2d_bias_act = staticmethod(numpy_fused.conv2d_bias_act)
+    conv2d_bias_act_backward = staticmethod(numpy_fused.conv2d_bias_act_backward)
+
     def describe(self) -> dict:
         return {
             "name": self.name,
             "numpy": np.__version__,
             "threads": numpy_engine.NUM_THREADS,
             "block_elements": numpy_engine.BLOCK_ELEMENTS,
+            "im2col_budget_bytes": numpy_fused.IM2COL_BUDGET_BYTES,
         }

@@ -15,7 +15,9 @@ The engine also owns everything the math should not care about:
 * dtype: float16 and bfloat16 blocks are widened into float32 scratch and the
   result rounded back (16-bit types compute in float32, float64 in float64);
 * broadcasting of a small parameter array (PReLU's alpha) and the
-  deterministic reduction of per-block partial sums over its broadcast axes.
+  deterministic reduction of per-block partial sums over its broadcast axes;
+* row-wise activations (softmax): :func:`run_rows` hands over blocks of whole,
+  contiguous rows along any axis, with per-row scratch for the reductions.
 
 Chunk functions receive operands already in the compute dtype, and must read
 every input they need before their last write to an output: ``out`` may be an
@@ -23,6 +25,7 @@ input itself (in-place calls).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -103,8 +106,7 @@ class Scratch:
     def _view(self, key: tuple, dtype: np.dtype, fill: Any = None, shape: tuple | None = None) -> np.ndarray:
         view = self._views.get(key)
         if view is None:
-            shape = self.shape if shape is None else shape
-            size = int(np.prod(shape))
+            shape, size = (self.shape, self.size) if shape is None else (shape, math.prod(shape))
             buf = self._buffers.get(key)
             if buf is None or buf.size < size:
                 buf = np.empty(max(size, BLOCK_ELEMENTS), dtype)
@@ -265,8 +267,7 @@ def _execute(
         acc = np.zeros(small_view.shape, np.float64) if reduce else None
         for index in part:
             views = [a[index] for a in flat]
-            block_shape = views[0].shape
-            scratch = Scratch.get(cdtype, block_shape)
+            scratch = Scratch.get(cdtype, views[0].shape)
             args = []
             for slot, view in enumerate(views):
                 if view.dtype == cdtype and (not contiguous or view.flags.c_contiguous):

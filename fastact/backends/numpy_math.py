@@ -166,7 +166,7 @@ def _prelu_contribution(s, dy, x):
 def prelu_backward(s, out, dy, x, alpha):
     """dx into ``out``; returns this block's dalpha contribution, reduced to alpha's slice shape."""
     nan = _nan_mask(s, x)
-    partial = _reduce_to(_prelu_contribution(s, dy, x), alpha.shape)
+    partial = reduce_to(_prelu_contribution(s, dy, x), alpha.shape)
     np.multiply(dy, _prelu_slope(s, x, alpha), out=out)
     _put_nan(out, nan)
     return partial
@@ -182,7 +182,7 @@ def prelu_backward_elementwise(s, out, dalpha, dy, x, alpha):
     _put_nan(out, nan)
 
 
-def _reduce_to(values: np.ndarray, shape: tuple) -> np.ndarray:
+def reduce_to(values: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum over the axes where ``shape`` is 1 (keepdims), in float64."""
     axes = tuple(i for i, (n, k) in enumerate(zip(values.shape, shape)) if k == 1 and n != 1)
     return np.add.reduce(values, axis=axes, dtype=np.float64, keepdims=True) if axes else values.astype(np.float64)
@@ -486,8 +486,9 @@ def _tanh_grad(s, out, dy, x):
 #                 backward 1/6 where -3 < x < 3, else 0 (NaN where x is NaN)
 #   hard_silu:    forward xc * min(xc + 3, 6) / 6 with xc = max(x, -3)
 #                 (= PyTorch's x * relu6(x + 3) / 6, and 0 rather than NaN at -inf)
-#                 backward 0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 for x > 3
-#                 (PyTorch's hardswish_backward, boundaries included: -1/2 at -3, 3/2 at 3)
+#                 backward 0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3
+#                 (PyTorch 2.13's hardswish_backward, measured: 0 at -3 and 1 at 3;
+#                 ATen sources before it gave x/3 + 1/2 on the closed interval)
 # --------------------------------------------------------------------------- #
 def _hard_sigmoid(s, out, x):
     shifted = np.add(x, s.full(3), out=s.tmp(0))
@@ -513,8 +514,8 @@ def _hard_silu(s, out, x):
 
 
 def _hard_silu_grad(s, out, dy, x):
-    inside = np.less_equal(np.abs(x, out=s.tmp(0)), s.full(3), out=s.mask(0))
-    above = np.greater(x, s.full(3), out=s.mask(1))
+    inside = np.less(np.abs(x, out=s.tmp(0)), s.full(3), out=s.mask(0))
+    above = np.greater_equal(x, s.full(3), out=s.mask(1))
     slope = _clamped(s, x, -3.0, 3.0, 0)
     np.divide(slope, s.full(3), out=slope)
     np.add(slope, s.full(0.5), out=slope)

@@ -174,8 +174,8 @@ struct HardSigmoid {
 
 // hard_silu (hard_swish), as PyTorch's hardswish:
 //   forward xc min(xc + 3, 6) / 6 with xc = max(x, -3) (0 rather than NaN at -inf);
-//   derivative 0 for x < -3, x/3 + 1/2 on [-3, 3], 1 for x > 3 (hardswish_backward,
-//   boundaries included: -1/2 at -3, 3/2 at 3).
+//   derivative 0 for x <= -3, x/3 + 1/2 on (-3, 3), 1 for x >= 3 (PyTorch 2.13's
+//   hardswish_backward, measured by the NumPy side: 0 at -3 and 1 at 3).
 template <typename C>
 struct HardSilu {
   __device__ __forceinline__ C forward(C x) const {
@@ -183,8 +183,8 @@ struct HardSilu {
     return xc * (xc + C(3) < C(6) ? xc + C(3) : C(6)) / C(6);
   }
   __device__ __forceinline__ C derivative(C x) const {
-    if (x < C(-3)) return C(0);
-    return x <= C(3) ? x / C(3) + C(0.5) : C(1);
+    if (x <= C(-3)) return C(0);
+    return x < C(3) ? x / C(3) + C(0.5) : C(1);
   }
 };
 

@@ -13,6 +13,7 @@ import pytest
 
 import fastact
 import support
+from fastact import reference
 from fastact.backends import cuda_plan, unavailable_reason
 from fastact.backends.emulator_backend import EmulatorBackend
 
@@ -199,3 +200,129 @@ def test_planted_missing_barrier_is_caught():
     _, wrong = broken.prelu_backward(dy, x, alpha, None)
     assert dalpha == -4096.0
     assert wrong != dalpha
+
+
+# --------------------------------------------------------------------------- #
+# Row-wise kernels (softmax, log_softmax) and the warp shuffles under them.
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize(
+    "shape,axis,expected",
+    [
+        ((5, 3), 1, cuda_plan.RowwisePlan(5, 3, 1, 1, False)),  # a row fits one thread's chunk
+        ((4, 100), 1, cuda_plan.RowwisePlan(4, 100, 1, 32, False)),  # a warp per row
+        ((3, 3000), 1, cuda_plan.RowwisePlan(3, 3000, 1, 256, False)),  # a block per row
+        ((20, 600), 0, cuda_plan.RowwisePlan(600, 20, 600, 1, False)),  # strided: coalesced, enough rows
+        ((700, 40), 0, cuda_plan.RowwisePlan(40, 700, 1, 32, True)),  # too few rows for a thread each: moved
+        ((5, 7, 9), 1, cuda_plan.RowwisePlan(45, 7, 1, 1, True)),  # inner 9: uncoalesced strided, moved
+        ((), 0, cuda_plan.RowwisePlan(1, 1, 1, 1, False)),  # 0-d: one element
+    ],
+)
+def test_rowwise_plan(shape, axis, expected):
+    assert cuda_plan.rowwise_plan(shape, axis, EmulatorBackend.SM_COUNT) == expected
+
+
+ROWWISE_PATHS = [  # (shape, axis, lanes): every kernel shape, one chunk (registers) or several (reloads)
+    ((6, 5), 1, 1),
+    ((6, 100), 1, 32),
+    ((6, 300), 1, 32),
+    ((2, 1500), 1, 256),
+    ((2, 5000), 1, 256),
+    ((20, 600), 0, 1),
+    ((700, 40), 0, 32),
+]
+
+
+def _logits(shape, dtype, seed=5):
+    """Normal logits of scale 5 with a -inf and a NaN planted (their rows follow PyTorch's rules)."""
+    x = np.random.default_rng(seed).standard_normal(shape) * 5
+    x.flat[1] = -np.inf
+    x.flat[-1] = np.nan
+    return x.astype(dtype)
+
+
+def _emulated_rowwise(backend, kernel, axis, x, dy=None, out=None):
+    if dy is None:
+        return backend.forward(kernel, {"axis": axis}, x, out)
+    return backend.backward(kernel, {"axis": axis}, dy, x, out)
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,axis,lanes", ROWWISE_PATHS, ids=[f"{s}-axis{a}-lanes{n}" for s, a, n in ROWWISE_PATHS])
+def test_rowwise_paths_match_the_oracle(emulator, monkeypatch, dtype_name, kernel, shape, axis, lanes):
+    dtype = support.dtype_of(dtype_name)
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    x = _logits(shape, dtype)
+    dy = support.draw_values(shape, dtype, {}, seed=6, finite=True)
+    forward, backward = reference.ORACLE[kernel]
+    y = _emulated_rowwise(emulator, kernel, axis, x)
+    support.assert_close(y, forward(x, axis), dtype, kernel, f"{kernel} {shape}")
+    dx = _emulated_rowwise(emulator, kernel, axis, x, dy)
+    scale = support.rowwise_dy_scale(dy, axis)
+    support.assert_close(dx, backward(dy, x, axis), dtype, kernel, f"{kernel}_backward {shape}", scale)
+    in_place = x.copy()
+    support.assert_same(_emulated_rowwise(emulator, kernel, axis, in_place, out=in_place), y, "in place")
+    assert {int(k.rsplit(",", 1)[1].rstrip("> ")) for k in recorder.kernels} == {lanes}
+
+
+@pytest.mark.parametrize("shape", [(64, 300), (4, 3000)], ids=["warp", "block"])
+def test_rowwise_is_deterministic_and_independent_of_the_grid(emulator, shape):
+    """The same bits run to run, and a row's result does not depend on the rows launched with it."""
+    x = _logits(shape, np.dtype(np.float32))
+    dy = support.draw_values(shape, np.dtype(np.float32), {}, seed=7, finite=True)
+    for kernel in ("softmax", "log_softmax"):
+        dx = _emulated_rowwise(emulator, kernel, 1, x, dy)
+        support.assert_same(_emulated_rowwise(emulator, kernel, 1, x, dy), dx, "run to run")
+        for r in (0, shape[0] - 1):
+            alone = _emulated_rowwise(emulator, kernel, 1, x[r : r + 1], dy[r : r + 1])
+            support.assert_same(alone[0], dx[r], f"row {r} alone")
+
+
+def test_rowwise_64_bit_instantiations_compute_the_same(emulator, monkeypatch):
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    cases = [((6, 5), 1), ((6, 300), 1), ((2, 3000), 1), ((20, 600), 0)]
+    expected = [_emulated_rowwise(emulator, "softmax", a, _logits(s, np.dtype(np.float64))) for s, a in cases]
+    monkeypatch.setattr(cuda_plan, "index_type", lambda n, threads: "long long")
+    for (shape, axis), want in zip(cases, expected):
+        support.assert_same(_emulated_rowwise(emulator, "softmax", axis, _logits(shape, np.dtype(np.float64))), want)
+    assert sum("long long" in k for k in recorder.kernels) == len(cases)
+
+
+def test_planted_shuffle_bug_is_caught():
+    """A butterfly that skips its first level leaves each half-warp with half the row."""
+    broken = EmulatorBackend(defines=("FASTACT_PLANT_SHUFFLE_SKIPS_LEVEL",))
+    x = np.random.default_rng(8).standard_normal((4, 100)).astype(np.float32)
+    expected = reference.ORACLE["softmax"][0](x, 1)
+    support.assert_close(_emulated_rowwise(EmulatorBackend(), "softmax", 1, x), expected, x.dtype, "softmax")
+    wrong = _emulated_rowwise(broken, "softmax", 1, x)
+    assert np.abs(wrong.sum(axis=1) - 1).max() > 0.1
+
+
+SHUFFLE_PROBE = """
+__global__ void shuffle_probe(int* xor_out, int* down_out, double* warp_sums) {
+  const int lane = threadIdx.x % 32;
+  xor_out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, lane * 10, 3);
+  down_out[threadIdx.x] = __shfl_down_sync(0xffffffffu, lane * 10, 5);
+  double v = threadIdx.x;
+  for (int delta = 16; delta > 0; delta /= 2) v += __shfl_down_sync(0xffffffffu, v, delta);
+  if (lane == 0) warp_sums[threadIdx.x / 32] = v;
+}
+__global__ void lane_exits_before_shuffle(int* out) {
+  if (threadIdx.x == 3) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1);
+}
+"""
+
+
+def test_emulated_shuffles_follow_cuda():
+    from fastact.backends.emulator_build import EmulatedModule
+
+    module = EmulatedModule(["shuffle_probe", "lane_exits_before_shuffle"], extra_code=SHUFFLE_PROBE)
+    xor_out, down_out, sums = np.zeros(64, np.int32), np.zeros(64, np.int32), np.zeros(2)
+    module.launch("shuffle_probe", (1,), (64,), (xor_out, down_out, sums))
+    lane = np.arange(64) % 32
+    np.testing.assert_array_equal(xor_out, (lane ^ 3) * 10)
+    np.testing.assert_array_equal(down_out, np.where(lane + 5 < 32, lane + 5, lane) * 10)  # past the end: own value
+    np.testing.assert_array_equal(sums, [sum(range(32)), sum(range(32, 64))])
+    with pytest.raises(RuntimeError, match="shuffle"):
+        module.launch("lane_exits_before_shuffle", (1,), (64,), (np.zeros(64, np.int32),))

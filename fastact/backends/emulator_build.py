@@ -43,13 +43,14 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("FASTACT_EMULATOR_CACHE", Path.home() / ".cache" / "fastact" / "emulator"))
 
 
-def translation_unit(kernels: Sequence[str], defines: Sequence[str]) -> str:
-    """The C++ file compiled for the emulator: the real kernels and a table of launchers."""
+def translation_unit(kernels: Sequence[str], defines: Sequence[str], extra_code: str = "") -> str:
+    """The C++ file compiled for the emulator: the real kernels, ``extra_code`` (tests' own kernels), launchers."""
     rows = ",\n".join(f'  {{"{k}", &fastact_emulator::launch<&{k}>}}' for k in kernels)
     return (
         "".join(f"#define {d} 1\n" for d in defines)
         + '#include "emulator/cuda_shim.h"\n'
         + f'#include "{MAIN_SOURCE}"\n'
+        + extra_code
         + '#include "emulator/launcher.h"\n\n'
         + f'extern "C" const fastact_emulator::Entry fastact_emulator_kernels[] = {{\n{rows}\n}};\n'
         + f'extern "C" const int fastact_emulator_kernel_count = {len(kernels)};\n'
@@ -64,10 +65,10 @@ def _source_digest() -> str:
     return digest.hexdigest()
 
 
-def build(kernels: Sequence[str], defines: Sequence[str] = ()) -> Path:
+def build(kernels: Sequence[str], defines: Sequence[str] = (), extra_code: str = "") -> Path:
     """The path of the shared library with these instantiations, compiling it if not cached."""
     cxx = compiler()
-    unit = translation_unit(kernels, defines)
+    unit = translation_unit(kernels, defines, extra_code)
     key = hashlib.sha256("\0".join([_source_digest(), unit, cxx, *COMPILER_FLAGS]).encode()).hexdigest()[:24]
     library = _cache_dir() / f"fastact_emulator_{key}.so"
     if library.exists():
@@ -88,8 +89,8 @@ def build(kernels: Sequence[str], defines: Sequence[str] = ()) -> Path:
 class EmulatedModule:
     """The kernels of one built library, launched like CUDA kernels."""
 
-    def __init__(self, kernels: Sequence[str], defines: Sequence[str] = ()):
-        self._library = ctypes.CDLL(str(build(kernels, defines)))
+    def __init__(self, kernels: Sequence[str], defines: Sequence[str] = (), extra_code: str = ""):
+        self._library = ctypes.CDLL(str(build(kernels, defines, extra_code)))
         count = ctypes.c_int.in_dll(self._library, "fastact_emulator_kernel_count").value
         table = (_Entry * count).in_dll(self._library, "fastact_emulator_kernels")
         self._kernels = {entry.name.decode(): _LaunchFn(entry.launch) for entry in table}

@@ -176,6 +176,8 @@ struct HardSigmoid {
 //   forward xc min(xc + 3, 6) / 6 with xc = max(x, -3) (0 rather than NaN at -inf);
 //   derivative 0 for x <= -3, x/3 + 1/2 on (-3, 3), 1 for x >= 3 (PyTorch 2.13's
 //   hardswish_backward, measured by the NumPy side: 0 at -3 and 1 at 3).
+//   x * (1/3) rather than x / 3 (within an ulp): the double division's slow
+//   path is a called routine that gave this kernel a stack frame on sm_90.
 template <typename C>
 struct HardSilu {
   __device__ __forceinline__ C forward(C x) const {
@@ -184,7 +186,7 @@ struct HardSilu {
   }
   __device__ __forceinline__ C derivative(C x) const {
     if (x <= C(-3)) return C(0);
-    return x < C(3) ? x / C(3) + C(0.5) : C(1);
+    return x < C(3) ? rounded_product(x, C(1.0 / 3.0)) + C(0.5) : C(1);
   }
 };
 

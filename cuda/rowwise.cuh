@@ -57,7 +57,8 @@ enum class Dot { kNone, kWeighted /* sum of dy exp(x - max) */, kPlain /* sum of
 // (a lane adds length / LANES terms in sequence) that the float32 bound of
 // 1e-5 cannot absorb for long rows: log_softmax's max element is
 // -log(1 + rest), log_softmax_backward's dx = dy - y sum(dy) cancels.
-// (Double adds are cheap on sm_80/sm_90; the kernel stays memory bound.)
+// (Double adds are cheap on sm_80/sm_90, and the kernel stays memory bound;
+// on GPUs with 1/64-rate double they may not be.)
 template <typename C, Dot D>
 struct RowStats {
   C max;
@@ -68,12 +69,15 @@ struct RowStats {
 
   // A sum relative to `from` made relative to `to` (>= from).  Unchanged when
   // from == to (also both -inf, where from - to is NaN); a NaN max makes it
-  // NaN.  exp in double: rescales repeat (once per chunk that raises the
-  // max, and at each reduction step), so their errors would add up.  The
-  // product is rounded on its own, so that the two sides of a butterfly step
-  // compute the same bits (no FMA on one side only).
+  // NaN.  The product is rounded on its own, so that the two sides of a
+  // butterfly step compute the same bits (no FMA on one side only).
+  // exp in the compute type: a double exp is a called routine on sm_90 and
+  // made these kernels spill.  Each rescale adds up to 2 ulp of C to the
+  // sum's relative error: a lane rescales only when a chunk raises its max
+  // (a few times in a row of random logits; every chunk of a sorted row),
+  // plus once per reduction level.
   __device__ __forceinline__ static double rescaled(double value, C from, C to) {
-    return from == to ? value : rounded_product(value, exp(double(from) - double(to)));
+    return from == to ? value : rounded_product(value, double(exp(from - to)));
   }
 
   __device__ __forceinline__ void move_to(C new_max) {
@@ -151,8 +155,10 @@ struct SoftmaxForward {
   __device__ __forceinline__ static C output(const Row& row, C x, C) { return exp_below(x, row.max) / row.sum; }
 };
 
-// log in double: for the row's max element y = -log(1 + rest), which would
-// round to 0 with the sum rounded to float when rest < 6e-8.
+// log(sum) as log1p(sum - 1), sum - 1 taken in double: for the row's max
+// element y = -log(1 + rest), which would round to 0 with the sum rounded to
+// float when rest < 6e-8.  (log1p of C, not log of double: a double log is a
+// called routine that made the kernel spill on sm_90.)
 template <typename C>
 struct LogSoftmaxForward {
   static constexpr bool kReadsDy = false;
@@ -160,7 +166,7 @@ struct LogSoftmaxForward {
   struct Row {
     C max, log_sum;
   };
-  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(log(s.sum))}; }
+  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, log1p(C(s.sum - 1.0))}; }
   __device__ __forceinline__ static C output(const Row& row, C x, C) { return (x - row.max) - row.log_sum; }
 };
 

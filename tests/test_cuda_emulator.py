@@ -326,3 +326,22 @@ def test_emulated_shuffles_follow_cuda():
     np.testing.assert_array_equal(sums, [sum(range(32)), sum(range(32, 64))])
     with pytest.raises(RuntimeError, match="shuffle"):
         module.launch("lane_exits_before_shuffle", (1,), (64,), (np.zeros(64, np.int32),))
+
+
+@pytest.mark.parametrize("dtype_name", support.DTYPE_NAMES)
+def test_rowwise_accuracy_on_hard_rows(emulator, dtype_name):
+    """Rows that stress the online sums: sorted (every chunk raises each lane's max, so every
+    chunk rescales) and one dominant logit (log_softmax's max element is -log(1 + tiny))."""
+    dtype = support.dtype_of(dtype_name)
+    sorted_rows = np.stack([np.linspace(-5, 5, 20_000), np.linspace(-0.01, 0.01, 20_000)])
+    dominant = np.full((2, 300), -20.0)
+    dominant[:, 7] = 0.0
+    for rows in (sorted_rows, dominant):
+        x = rows.astype(dtype)
+        dy = support.draw_values(rows.shape, dtype, {}, seed=9, finite=True)
+        for kernel in ("softmax", "log_softmax"):
+            forward, backward = reference.ORACLE[kernel]
+            support.assert_close(_emulated_rowwise(emulator, kernel, 1, x), forward(x, 1), dtype, kernel, kernel)
+            dx = _emulated_rowwise(emulator, kernel, 1, x, dy)
+            scale = support.rowwise_dy_scale(dy, 1)
+            support.assert_close(dx, backward(dy, x, 1), dtype, kernel, f"{kernel}_backward", scale)

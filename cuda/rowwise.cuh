@@ -144,10 +144,16 @@ __device__ __forceinline__ Stats reduce_lanes(Stats stats) {
 //   log_softmax:          y  = (x - max) - log(sum)
 //   softmax backward:     dx = y (dy - sum(dy y)),  sum(dy y) = dot / sum
 //   log_softmax backward: dx = dy - y sum(dy)
+// Backward ops (a second sum) read dy; forward ops do not.
+template <typename C, Dot D>
+struct RowOp {
+  using Stats = RowStats<C, D>;
+  static constexpr bool kReadsDy = D != Dot::kNone;
+};
+
 template <typename C>
-struct SoftmaxForward {
-  static constexpr bool kReadsDy = false;
-  using Stats = RowStats<C, Dot::kNone>;
+struct SoftmaxForward : RowOp<C, Dot::kNone> {
+  using typename RowOp<C, Dot::kNone>::Stats;
   struct Row {
     C max, sum;
   };
@@ -160,9 +166,8 @@ struct SoftmaxForward {
 // float when rest < 6e-8.  (log1p of C, not log of double: a double log is a
 // called routine that made the kernel spill on sm_90.)
 template <typename C>
-struct LogSoftmaxForward {
-  static constexpr bool kReadsDy = false;
-  using Stats = RowStats<C, Dot::kNone>;
+struct LogSoftmaxForward : RowOp<C, Dot::kNone> {
+  using typename RowOp<C, Dot::kNone>::Stats;
   struct Row {
     C max, log_sum;
   };
@@ -171,9 +176,8 @@ struct LogSoftmaxForward {
 };
 
 template <typename C>
-struct SoftmaxBackward {
-  static constexpr bool kReadsDy = true;
-  using Stats = RowStats<C, Dot::kWeighted>;
+struct SoftmaxBackward : RowOp<C, Dot::kWeighted> {
+  using typename RowOp<C, Dot::kWeighted>::Stats;
   struct Row {
     C max, sum, weighted;
   };
@@ -184,9 +188,8 @@ struct SoftmaxBackward {
 };
 
 template <typename C>
-struct LogSoftmaxBackward {
-  static constexpr bool kReadsDy = true;
-  using Stats = RowStats<C, Dot::kPlain>;
+struct LogSoftmaxBackward : RowOp<C, Dot::kPlain> {
+  using typename RowOp<C, Dot::kPlain>::Stats;
   struct Row {
     C max, sum, sum_dy;
   };

@@ -65,6 +65,11 @@ def load_average() -> list[float] | None:
         return None
 
 
+# Settings that change the numbers: thread counts and OpenMP's wait policy (PyTorch's
+# OpenMP threads spin-wait by default, which on a small shared VM can cost milliseconds).
+ENVIRONMENT = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "FASTACT_NUM_THREADS", "FASTACT_BLOCK_ELEMENTS", "FASTACT_BACKEND")
+
+
 def metadata(device_info: dict, extra: dict) -> dict:
     """Everything about the machine and software that a number depends on."""
     return {
@@ -81,5 +86,6 @@ def metadata(device_info: dict, extra: dict) -> dict:
         "torch": distribution_version("torch"),
         "fastact": fastact.__version__,
         "git_commit": git_commit(),
+        "environment": {name: os.environ[name] for name in ENVIRONMENT if name in os.environ},
         **extra,
     }

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import fastact
 
 from . import machine
-from .devices import get_device, input_sets_needed, resolve_dtype
+from .devices import MAX_INPUT_SETS, get_device, input_sets_needed, resolve_dtype
 from .timing import FULL, Budget, Stats, measure
 from .torch_baselines import TorchBaseline
 from .workloads import ArrayPool, Workload, available_ops, build, roofline
@@ -79,9 +79,14 @@ def method(device: Any, torch: TorchBaseline | None) -> dict:
     }
 
 
+def _input_sets(workload: Workload, device: Any, budget: Budget) -> int:
+    """Input sets to rotate through; no more than a fixed repetition count would use."""
+    return min(input_sets_needed(workload.nbytes, device.cache_bytes), budget.reps or MAX_INPUT_SETS)
+
+
 def _measure_all(workload: Workload, device: Any, budget: Budget) -> dict[str, Stats | str]:
     """Each implementation's Stats, or the error it raised (a baseline that fails must not end the run)."""
-    arg_sets = [workload.make_args(i) for i in range(input_sets_needed(workload.nbytes, device.cache_bytes))]
+    arg_sets = [workload.make_args(i) for i in range(_input_sets(workload, device, budget))]
     results: dict[str, Stats | str] = {}
     for name, call in workload.implementations.items():
         try:
@@ -179,7 +184,7 @@ class _Session:
                     continue
                 roof = self.roofline(workload.roofline, dtype, size)
                 results = _measure_all(workload, self.device, self.config.budget)
-                sets = input_sets_needed(workload.nbytes, self.device.cache_bytes)
+                sets = _input_sets(workload, self.device, self.config.budget)
                 self.rows.append(make_row(workload, results, roof, sets))
                 self.progress(progress_line(len(self.rows), self.total, self.rows[-1]))
 

@@ -206,6 +206,25 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: np.dtype, ulps
     )
 
 
+def assert_sum_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, dtype: np.dtype) -> None:
+    """A reduced sum within the summation error bound, any order of adding.
+
+    4 eps (sum |terms| + |sum|), plus one unit in the last place of the result
+    for its final rounding (which covers subnormal results).  NaN and
+    infinities must match exactly.
+    """
+    actual = np.asarray(actual).astype(np.float64)
+    eps = float(ulp(np.array(1.0), dtype)[()])
+    special = ~np.isfinite(expected)
+    assert np.array_equal(actual[special], expected[special], equal_nan=True), f"{actual[special]} vs {expected[special]}"
+    finite = ~special
+    err = np.abs(actual[finite] - expected[finite])
+    bound = 4 * eps * (magnitude[finite] + np.abs(expected[finite])) + ulp(expected[finite], dtype)
+    assert np.all(err <= bound), (
+        f"sum off: max error {err.max() if err.size else 0} for magnitude {magnitude[finite].max() if err.size else 0}"
+    )
+
+
 def assert_same(a: np.ndarray, b: np.ndarray, what: str = "") -> None:
     """Bitwise-equal values (NaN == NaN; +0 == -0)."""
     a64, b64 = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)

@@ -135,15 +135,18 @@ def test_plot_writes_a_png(tmp_path, tiny_result):
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_info_dispatch_is_clear_when_missing(capsys):
-    try:
-        import fastact._info  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(SystemExit):
-            fastact_main.main(["info"])
-        assert "not available" in capsys.readouterr().err
-    else:
-        pytest.skip("fastact._info exists")
+def test_info_is_dispatched_to_fastact_info(monkeypatch):
+    calls = []
+    monkeypatch.setattr("fastact._info.main", lambda argv: calls.append(argv) or 0)
+    assert fastact_main.main(["info", "--verbose"]) == 0
+    assert calls == [["--verbose"]]
+
+
+def test_a_missing_command_module_is_reported_clearly(monkeypatch, capsys):
+    monkeypatch.setitem(fastact_main.COMMANDS, "info", ("fastact._no_such_module", "help"))
+    with pytest.raises(SystemExit):
+        fastact_main.main(["info"])
+    assert "not available in this version" in capsys.readouterr().err
 
 
 def test_workload_inputs_are_not_modified():

@@ -30,10 +30,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-# 16 Ki elements (64 KiB of float32 per operand): a block and its few scratch
-# buffers stay in L2.  Measured by bench/bench_numpy_engine.py (4 Ki was 50%
-# slower from per-call overhead, 256 Ki no faster).
-BLOCK_ELEMENTS = int(os.environ.get("FASTACT_BLOCK_ELEMENTS", 16384))
+# 256 Ki elements (1 MiB of float32 per operand): measured by
+# bench/bench_numpy_engine.py on the 2-core AMD EPYC dev machine (2**25 float32,
+# 2 threads): 16 Ki blocks ran relu forward at 2.2x the copy time, 64 Ki at
+# 1.4x, 256 Ki at 0.94x, 512 Ki no better.  Small blocks lose to the Python
+# overhead per block (and to GIL hand-offs between the threads); 256 Ki keeps
+# a block and its scratch buffers in L2 + L3.
+BLOCK_ELEMENTS = int(os.environ.get("FASTACT_BLOCK_ELEMENTS", 1 << 18))
 # Below this many elements threads cost more than they save.
 PARALLEL_MIN_ELEMENTS = 1 << 18
 
@@ -69,37 +72,58 @@ class Scratch:
     ``tmp(i)`` is float scratch slot i, ``mask(i)`` bool scratch slot i,
     ``full(v)`` a read-only block filled with v (NumPy's ufuncs take a
     different, much slower loop for a scalar operand than for two arrays:
-    np.maximum(x, 0) runs at a quarter of np.maximum(x, zeros)).
+    np.maximum(x, 0) runs at a quarter of np.maximum(x, zeros) in cache).
+
+    One Scratch per (thread, dtype, block shape), its views cached: the
+    engine's per-block Python overhead is what limits small blocks.
     """
 
     _local = threading.local()
 
-    def __init__(self, dtype: np.dtype, shape: tuple, size: int) -> None:
+    @classmethod
+    def get(cls, dtype: np.dtype, shape: tuple) -> "Scratch":
+        cache = getattr(cls._local, "scratch", None)
+        if cache is None:
+            cache = cls._local.scratch = {}
+            cls._local.buffers = {}
+        scratch = cache.get((dtype, shape))
+        if scratch is None:
+            if len(cache) > 64:  # odd shapes (tails, N-d blocks) must not pile up
+                cache.clear()
+            scratch = cache[(dtype, shape)] = cls(dtype, shape, cls._local.buffers)
+        return scratch
+
+    def __init__(self, dtype: np.dtype, shape: tuple, buffers: dict) -> None:
         self.dtype = dtype
         self.shape = shape
-        self.size = size
-        store = getattr(Scratch._local, "store", None)
-        if store is None:
-            store = Scratch._local.store = {}
-        self._store = store
+        self.size = int(np.prod(shape))
+        self._buffers = buffers  # the thread's flat buffers, shared by all shapes
+        self._views: dict = {}
 
-    def _buffer(self, key: tuple, dtype: np.dtype, fill: Any = None) -> np.ndarray:
-        buf = self._store.get(key)
-        if buf is None or buf.size < self.size:
-            buf = np.empty(max(self.size, BLOCK_ELEMENTS), dtype)
-            if fill is not None:
-                buf.fill(fill)
-            self._store[key] = buf
-        return buf[: self.size].reshape(self.shape)
+    def _view(self, key: tuple, dtype: np.dtype, fill: Any = None) -> np.ndarray:
+        view = self._views.get(key)
+        if view is None:
+            buf = self._buffers.get(key)
+            if buf is None or buf.size < self.size:
+                buf = np.empty(max(self.size, BLOCK_ELEMENTS), dtype)
+                if fill is not None:
+                    buf.fill(fill)
+                self._buffers[key] = buf
+            view = self._views[key] = buf[: self.size].reshape(self.shape)
+        return view
 
     def tmp(self, slot: int = 0) -> np.ndarray:
-        return self._buffer(("f", self.dtype.char, slot), self.dtype)
+        return self._view(("f", self.dtype.char, slot), self.dtype)
 
     def mask(self, slot: int = 0) -> np.ndarray:
-        return self._buffer(("b", slot), np.dtype(bool))
+        return self._view(("b", slot), np.dtype(bool))
 
     def full(self, value: float) -> np.ndarray:
-        return self._buffer(("c", self.dtype.char, float(value)), self.dtype, fill=value)
+        return self._view(("c", self.dtype.char, float(value)), self.dtype, fill=value)
+
+    def cast(self, slot: int) -> np.ndarray:
+        """Compute-dtype room for operand ``slot`` when it has another dtype."""
+        return self._view(("cast", self.dtype.char, slot), self.dtype)
 
 
 def _flatten_order(arrays: Sequence[np.ndarray]) -> str | None:
@@ -193,14 +217,14 @@ def run(
         for index in part:
             views = [a[index] for a in flat]
             block_shape = views[0].shape
-            scratch = Scratch(cdtype, block_shape, views[0].size)
+            scratch = Scratch.get(cdtype, block_shape)
             args = []
             for slot, view in enumerate(views):
                 if view.dtype == cdtype:
                     args.append(view)
                 else:
                     # Widen 16-bit blocks (and odd-dtype outputs) into float scratch.
-                    buf = scratch._buffer(("cast", slot), cdtype)
+                    buf = scratch.cast(slot)
                     if slot >= n_out:
                         np.copyto(buf, view, casting="unsafe")
                     args.append(buf)

@@ -62,10 +62,11 @@ def method(device: Any, torch: TorchBaseline | None) -> dict:
     return {
         "timer": device.timer,
         "statistic": "median seconds per call with the 20th and 80th percentiles; GC paused while timing",
-        "warm_up": "every input set is called once (first touch, kernel compilation), then for warmup_seconds",
+        "warm_up": "at least 3 calls and warmup_seconds on the first input set before timing (thread pools, kernel compilation); inputs are written when made, so their pages are mapped",
         "input_sets": (
             "calls rotate through enough input sets that one pass covers twice the largest cache "
-            f"({device.cache_bytes} bytes here), at most 1024 sets, so operands come from memory, not cache"
+            f"({device.cache_bytes} bytes here), at most 1024 sets and no more than the calls timed, "
+            "so operands come from memory, not cache"
         ),
         "fastact": "writes into a preallocated out= where the call takes one; fastact_new is the same call allocating its result",
         "naive": "fastact.reference.NAIVE: the expression a user writes; it allocates its result and temporaries",
@@ -90,9 +91,7 @@ def _measure_all(workload: Workload, device: Any, budget: Budget) -> dict[str, S
     results: dict[str, Stats | str] = {}
     for name, call in workload.implementations.items():
         try:
-            for args in arg_sets:
-                workload.prepare.get(name, lambda args: None)(args)
-            results[name] = measure(device, call, arg_sets, budget)
+            results[name] = measure(device, call, arg_sets, budget, workload.prepare.get(name))
         except Exception as error:  # noqa: BLE001 - recorded in the row, reported on stderr
             results[name] = f"{type(error).__name__}: {error}"
     return results

@@ -39,7 +39,7 @@ class Budget:
         }
 
 
-QUICK = Budget(seconds=0.02, min_reps=5, max_reps=500, warmup_seconds=0.01)
+QUICK = Budget(seconds=0.01, min_reps=5, max_reps=500, warmup_seconds=0.005)
 # At least this many warm-up calls: PyTorch and the thread pools set themselves up on the first few.
 MIN_WARMUP_CALLS = 3
 FULL = Budget()
@@ -63,30 +63,44 @@ class Stats:
         return {"median": self.median, "p20": self.p20, "p80": self.p80, "reps": self.reps}
 
 
-def _warm_up(device: Any, call: Callable, arg_sets: list, budget: Budget) -> float:
-    """Run every input set once (first touch, kernel compilation), then until warmup_seconds pass.
+def _warm_up(device: Any, call: Callable, args: Any, budget: Budget) -> float:
+    """Call for warmup_seconds and at least MIN_WARMUP_CALLS times (thread pools, kernel compilation).
 
     Returns the mean seconds per call seen, to size the timed run.
     """
     calls, start = 0, time.perf_counter()
-    least = max(len(arg_sets), MIN_WARMUP_CALLS)
-    while calls < least or time.perf_counter() - start < budget.warmup_seconds:
-        call(arg_sets[calls % len(arg_sets)])
+    while calls < MIN_WARMUP_CALLS or (budget.reps is None and time.perf_counter() - start < budget.warmup_seconds):
+        call(args)
         calls += 1
-        if budget.reps is not None and calls >= least:
-            break
     device.synchronize()
     return (time.perf_counter() - start) / calls
 
 
-def measure(device: Any, call: Callable[[Any], Any], arg_sets: list, budget: Budget) -> Stats:
-    """Time ``call(args)`` over the rotating ``arg_sets`` on ``device``; garbage collection paused."""
-    per_call = _warm_up(device, call, arg_sets, budget)
+def measure(
+    device: Any,
+    call: Callable[[Any], Any],
+    arg_sets: list,
+    budget: Budget,
+    prepare: Callable[[Any], None] | None = None,
+) -> Stats:
+    """Time ``call(args)`` over the rotating ``arg_sets`` on ``device``; garbage collection paused.
+
+    Warm-up runs on the first input set; the timed calls then rotate through
+    no more sets than there are timed calls, and ``prepare`` (building, say,
+    PyTorch's autograd graph) runs only on the sets used, before timing.
+    Input sets are written when they are made, so their pages are mapped.
+    """
+    prepare = prepare or (lambda args: None)
+    prepare(arg_sets[0])
+    per_call = _warm_up(device, call, arg_sets[0], budget)
     reps = budget.reps or int(min(budget.max_reps, max(budget.min_reps, math.ceil(budget.seconds / per_call))))
+    used = arg_sets[:reps]
+    for args in used[1:]:
+        prepare(args)
     collecting = gc.isenabled()
     gc.disable()  # as timeit does: a collection in the middle of a call is not the call's cost
     try:
-        times = device.time_calls(call, arg_sets, reps)
+        times = device.time_calls(call, used, reps)
     finally:
         if collecting:
             gc.enable()

@@ -73,8 +73,10 @@ def method(device: Any, torch: TorchBaseline | None) -> dict:
         "torch": None if torch is None else "PyTorch's functional op (allocates); backward = autograd.grad on a graph built before timing",
         "bytes": "fastact.benchmark.byte_model.bytes_moved: each operand read or written once; GB/s = bytes / median / 1e9",
         "roofline": (
-            "forward: copy (np.copyto / cupy.copyto) of the same size; backward: add(dy, x, out=dx), which "
-            "moves the same bytes as an elementwise backward; roofline_share = fastact GB/s / roofline GB/s"
+            "forward: copy (np.copyto / cupy.copyto) of the same size; backward: add(dy, x, out=dx) on unsigned-integer "
+            "views of the same item size (same bytes as an elementwise backward; integer so that it is memory-bound "
+            "for float16/bfloat16 too, which NumPy computes in software); single call, so single-threaded on the host; "
+            "roofline_share = fastact GB/s / roofline GB/s"
         ),
         "speedup": "baseline median / fastact median (above 1: fastact is faster)",
     }

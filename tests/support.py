@@ -206,12 +206,15 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: np.dtype, ulps
     )
 
 
-def assert_sum_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, dtype: np.dtype) -> None:
-    """A reduced sum within the summation error bound, any order of adding.
+def assert_sum_close(
+    actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray, dtype: np.dtype, terms: int = 1
+) -> None:
+    """A reduced sum of ``terms`` rounded products within the summation error bound, any order of adding.
 
     4 eps (sum |terms| + |sum|), plus one unit in the last place of the result
-    for its final rounding (which covers subnormal results).  NaN and
-    infinities must match exactly.
+    for its final rounding, plus, per term, the smallest subnormal of the
+    compute type (a product that lands in the subnormal range has an absolute,
+    not a relative, rounding error).  NaN and infinities must match exactly.
     """
     actual = np.asarray(actual).astype(np.float64)
     eps = float(ulp(np.array(1.0), dtype)[()])
@@ -219,7 +222,8 @@ def assert_sum_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.nda
     assert np.array_equal(actual[special], expected[special], equal_nan=True), f"{actual[special]} vs {expected[special]}"
     finite = ~special
     err = np.abs(actual[finite] - expected[finite])
-    bound = 4 * eps * (magnitude[finite] + np.abs(expected[finite])) + ulp(expected[finite], dtype)
+    tiny = float(np.finfo(compute_dtype(dtype)).smallest_subnormal)
+    bound = 4 * eps * (magnitude[finite] + np.abs(expected[finite])) + ulp(expected[finite], dtype) + terms * tiny
     assert np.all(err <= bound), (
         f"sum off: max error {err.max() if err.size else 0} for magnitude {magnitude[finite].max() if err.size else 0}"
     )

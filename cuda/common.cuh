@@ -1,0 +1,36 @@
+// Types shared by every kernel: the storage types, the compute type of each,
+// and the conversions between them.
+//
+// Policy (SPEC 2.4): float16 and bfloat16 are loaded, computed in float and
+// rounded back to nearest-even; float32 computes in float; float64 in double.
+#pragma once
+
+#ifndef FASTACT_EMULATOR
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#endif
+
+namespace fastact {
+
+template <typename T> struct ComputeTypeOf { using type = float; };
+template <> struct ComputeTypeOf<double> { using type = double; };
+template <typename T> using ComputeType = typename ComputeTypeOf<T>::type;
+
+__device__ __forceinline__ float to_compute(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_compute(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_compute(float v) { return v; }
+__device__ __forceinline__ double to_compute(double v) { return v; }
+
+template <typename T> __device__ __forceinline__ T from_compute(ComputeType<T> v);
+template <> __device__ __forceinline__ __half from_compute<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_compute<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ __forceinline__ float from_compute<float>(float v) { return v; }
+template <> __device__ __forceinline__ double from_compute<double>(double v) { return v; }
+
+// A product that is rounded on its own: the _rn intrinsics are never fused
+// into an FMA with a following add, so a sum of products rounds each product
+// first, exactly as the NumPy backend does.
+__device__ __forceinline__ float rounded_product(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double rounded_product(double a, double b) { return __dmul_rn(a, b); }
+
+}  // namespace fastact

@@ -1,0 +1,103 @@
+// The elementwise engine: the one loop every elementwise activation runs in.
+//
+// Modelled on PyTorch's Loops.cuh / MemoryAccess.cuh.  An activation supplies
+// only an operation `op(index, values...)` on compute-type values; the engine
+// owns indexing, the grid-stride loop, 16-byte vector accesses and the
+// conversions between storage and compute types.
+//
+// The host (fastact/backends/cuda_plan.py) picks the template arguments:
+//   VEC   elements per 16-byte access, or 1 when any pointer is not 16-byte
+//         aligned (the scalar path);
+//   Index int when n plus one grid stride fits in 31 bits (cheaper integer
+//         math and fewer registers), long long beyond that.
+// Pointers are not __restrict__: out may be an input itself (in-place calls);
+// each element is read and written by the same thread, so that is safe.
+#pragma once
+
+#include "common.cuh"
+
+namespace fastact {
+
+// Threads per block of every elementwise launch (the host uses the same number).
+constexpr int kElementwiseThreads = 256;
+
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Vector {
+  T value[N];
+};
+
+// op(index, input values...) for ARITY 1 and 2, from the loaded vectors.
+template <typename Op, typename Index, typename T, int VEC>
+__device__ __forceinline__ auto apply(const Op& op, Index i, const Vector<T, VEC> (&in)[1], int j) {
+  return op(i, to_compute(in[0].value[j]));
+}
+template <typename Op, typename Index, typename T, int VEC>
+__device__ __forceinline__ auto apply(const Op& op, Index i, const Vector<T, VEC> (&in)[2], int j) {
+  return op(i, to_compute(in[0].value[j]), to_compute(in[1].value[j]));
+}
+
+template <int VEC, typename Index, typename T, typename Op, int ARITY>
+__device__ __forceinline__ void elementwise_loop(const Op& op, Index n, T* out, const T* const (&in)[ARITY]) {
+  using Chunk = Vector<T, VEC>;
+  const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
+  const Index first = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const Index chunks = n / VEC;
+
+  // Whole 16-byte chunks: one vector load per input, one vector store.
+  for (Index c = first; c < chunks; c += stride) {
+    Chunk loaded[ARITY];
+#pragma unroll
+    for (int a = 0; a < ARITY; ++a) loaded[a] = reinterpret_cast<const Chunk*>(in[a])[c];
+    Chunk result;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(apply(op, c * VEC + j, loaded, j));
+    reinterpret_cast<Chunk*>(out)[c] = result;
+  }
+
+  // The tail (n % VEC elements, empty when VEC == 1), one element per thread.
+#ifdef FASTACT_PLANT_TAIL_OFF_BY_ONE  // test-only planted bug: skips the first tail element
+  const Index tail_start = chunks * VEC + 1;
+#else
+  const Index tail_start = chunks * VEC;
+#endif
+  for (Index i = tail_start + first; i < n; i += stride) {
+    Vector<T, 1> loaded[ARITY];
+#pragma unroll
+    for (int a = 0; a < ARITY; ++a) loaded[a].value[0] = in[a][i];
+    out[i] = from_compute<T>(apply(op, i, loaded, 0));
+  }
+}
+
+// Forward and backward of an activation functor as engine operations.
+template <typename Activation>
+struct ForwardOp {
+  Activation activation;
+  template <typename Index, typename C>
+  __device__ __forceinline__ C operator()(Index, C x) const { return activation.forward(x); }
+};
+
+template <typename Activation>
+struct BackwardOp {
+  Activation activation;
+  template <typename Index, typename C>
+  __device__ __forceinline__ C operator()(Index, C dy, C x) const { return activation.backward(dy, x); }
+};
+
+// y = activation.forward(x).  The functor is passed by value: it is the
+// activation's parameter struct (see activations.cuh).
+template <typename Activation, typename T, typename Index, int VEC>
+__global__ void __launch_bounds__(kElementwiseThreads)
+activation_forward(Activation activation, Index n, T* y, const T* x) {
+  const T* const in[1] = {x};
+  elementwise_loop<VEC>(ForwardOp<Activation>{activation}, n, y, in);
+}
+
+// dx = activation.backward(dy, x) = dy * activation'(x).
+template <typename Activation, typename T, typename Index, int VEC>
+__global__ void __launch_bounds__(kElementwiseThreads)
+activation_backward(Activation activation, Index n, T* dx, const T* dy, const T* x) {
+  const T* const in[2] = {dy, x};
+  elementwise_loop<VEC>(BackwardOp<Activation>{activation}, n, dx, in);
+}
+
+}  // namespace fastact

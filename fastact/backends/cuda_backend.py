@@ -1,0 +1,136 @@
+"""The "cuda" backend: fastact's kernels (cuda/) on CuPy arrays and other CUDA arrays.
+
+The host logic is :class:`KernelBackend` and :mod:`cuda_plan`, shared with the
+CPU emulator; this module adds only what needs a GPU: finding the device,
+compiling and caching the kernel modules per device (lazily, one module per
+activation kernel and dtype), and launching on CuPy's current stream.
+
+Construction fails with :class:`BackendUnavailableError` carrying the reason
+(CuPy missing, no driver, no device), which makes ``"auto"`` fall back to
+NumPy and an explicit ``"cuda"`` raise.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Sequence
+
+from . import cuda_compile, cuda_plan
+from .base import BackendUnavailableError
+from .kernel_backend import KernelBackend
+
+
+def _import_cupy():
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendUnavailableError(f"backend 'cuda' is not available: CuPy cannot be imported: {error}") from error
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDARuntimeError: no driver, insufficient driver, ...
+        raise BackendUnavailableError(f"backend 'cuda' is not available: {error}") from error
+    if count == 0:
+        raise BackendUnavailableError("backend 'cuda' is not available: no CUDA device found")
+    return cupy
+
+
+class CudaBackend(KernelBackend):
+    name = "cuda"
+    native_kinds = ("cupy",)
+
+    def __init__(self) -> None:
+        self.xp = _import_cupy()
+        self._functions: dict[tuple, Any] = {}
+        self._modules: dict[tuple, Any] = {}
+        self._sm_counts: dict[int, int] = {}
+        self._lock = threading.Lock()
+        # The framework module ("torch", ...) of the last foreign CUDA input,
+        # per thread, so export() can hand back the same kind of array.
+        self._foreign = threading.local()
+
+    # ---- arrays -----------------------------------------------------------
+    def to_native(self, a: Any, kind: str) -> Any:
+        cupy = self.xp
+        if kind == "cupy":
+            return a
+        if kind == "cuda":  # zero-copy views of other CUDA arrays (PyTorch, JAX, ...)
+            self._foreign.module = type(a).__module__.split(".")[0]
+            if hasattr(a, "__cuda_array_interface__"):
+                return cupy.asarray(a)
+            return cupy.from_dlpack(a)
+        import numpy as np
+
+        return cupy.asarray(np.asarray(a))  # host input with "cuda" forced: copy to the device
+
+    def export(self, result: Any, kind: str, out: Any) -> Any:
+        cupy = self.xp
+        if kind == "cupy":
+            return result if out is None or out is result else _copy_into(cupy.asarray(out), result, out)
+        if kind == "cuda":
+            if out is not None:
+                return _copy_into(cupy.asarray(out), result, out)
+            return self._as_foreign(result)
+        # NumPy input with "cuda" forced: back to the host.
+        if out is not None:
+            out[...] = cupy.asnumpy(result)
+            return out
+        return cupy.asnumpy(result)
+
+    def _as_foreign(self, result: Any) -> Any:
+        if getattr(self._foreign, "module", None) == "torch":
+            import torch
+
+            return torch.from_dlpack(result)
+        return result  # no known framework: a CuPy array (itself a CUDA array)
+
+    def data_ptr(self, a: Any) -> int:
+        return a.data.ptr
+
+    # ---- device primitives ------------------------------------------------
+    def device_of(self, a: Any):
+        return a.device  # a cupy.cuda.Device: a context manager making it current
+
+    def sm_count(self) -> int:
+        device = self.xp.cuda.Device()
+        count = self._sm_counts.get(device.id)
+        if count is None:
+            count = self._sm_counts[device.id] = device.attributes["MultiProcessorCount"]
+        return count
+
+    def launch(self, family: str, dtype: Any, kernel: str, grid: tuple, block: tuple, args: Sequence) -> None:
+        # Function.__call__ launches on CuPy's current stream.
+        self._function(family, dtype, kernel)(grid, block, tuple(args))
+
+    def _function(self, family: str, dtype: Any, kernel: str) -> Any:
+        device = self.xp.cuda.Device()
+        key = (device.id, kernel)
+        function = self._functions.get(key)
+        if function is None:
+            module, lowered = self._module(device, family, dtype)
+            function = self._functions[key] = module.get_function(lowered[kernel])
+        return function
+
+    def _module(self, device: Any, family: str, dtype: Any) -> tuple[Any, dict]:
+        """The compiled module of (family, dtype) on ``device``: every instantiation, compiled once."""
+        key = (device.id, family, self.xp.dtype(dtype).name)
+        with self._lock:
+            module = self._modules.get(key)
+            if module is None:
+                arch, kind = cuda_compile.arch_option(int(device.compute_capability))  # "90" for 9.0
+                compiled = cuda_compile.compile_kernels(cuda_plan.module_kernels(family, dtype), arch, kind)
+                loaded = self.xp.cuda.function.Module()
+                loaded.load(compiled.binary)
+                module = self._modules[key] = (loaded, compiled.lowered_names)
+        return module
+
+    def describe(self) -> dict:
+        device = self.xp.cuda.Device()
+        props = self.xp.cuda.runtime.getDeviceProperties(device.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        return {"name": self.name, "cupy": self.xp.__version__, "device": name,
+                "compute_capability": device.compute_capability, "sm_count": self.sm_count()}
+
+
+def _copy_into(native_out: Any, result: Any, out: Any) -> Any:
+    if native_out.data.ptr != result.data.ptr:
+        native_out[...] = result
+    return out

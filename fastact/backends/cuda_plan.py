@@ -1,0 +1,260 @@
+"""Host-side decisions for the CUDA kernels, shared by the GPU and the emulator.
+
+Everything the host decides before a launch lives here, as plain functions of
+shapes, dtypes, pointers and the device's SM count: which template
+instantiation (dtype, vector width, index type), the launch size, the
+activation functor's packed parameters, and the PReLU reduction plan.  Both
+:class:`~fastact.backends.cuda_backend.CudaBackend` and the CPU emulator run
+this code unchanged, so the emulator tests exercise it.  No CuPy import here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+# Threads per block of every launch (kElementwiseThreads in cuda/elementwise.cuh).
+THREADS = 256
+# Resident 256-thread blocks per SM at full occupancy (2048 threads per SM on
+# sm_80/sm_90); a grid-stride loop over more blocks than fit at once only adds
+# scheduling work.
+BLOCKS_PER_SM = 8
+VECTOR_BYTES = 16
+INT32_MAX = 2**31 - 1
+
+# dtype name -> C++ storage type.
+STORAGE_TYPES = {"float16": "__half", "bfloat16": "__nv_bfloat16", "float32": "float", "float64": "double"}
+INDEX_TYPES = ("int", "long long")
+
+
+def compute_dtype(dtype) -> np.dtype:
+    """float64 computes in float64; float32, float16 and bfloat16 in float32 (SPEC 2.4)."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def compute_type(dtype) -> str:
+    return "double" if compute_dtype(dtype) == np.float64 else "float"
+
+
+def dtype_name(dtype) -> str:
+    return np.dtype(dtype).name
+
+
+# --------------------------------------------------------------------------- #
+# Activation functors: the C++ struct of each kernel name (cuda/activations.cuh)
+# and how its fields are packed from the registry's kernel_params.
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class Functor:
+    template: str  # C++ class template taking the compute type
+    fields: tuple[tuple[str, str], ...]  # (name, "compute" or a NumPy dtype), struct order
+    values: Callable[..., dict]  # kernel_params -> field values
+
+    def struct_dtype(self, dtype) -> np.dtype:
+        fields = [(name, compute_dtype(dtype) if kind == "compute" else np.dtype(kind)) for name, kind in self.fields]
+        return np.dtype(fields, align=True)  # the C layout of the struct
+
+
+def _relu_fields(alpha: float, max_value: float | None, threshold: float) -> dict:
+    return {
+        "alpha": alpha,
+        "max_value": 0.0 if max_value is None else max_value,
+        "threshold": threshold,
+        "has_max": 0 if max_value is None else 1,
+    }
+
+
+FUNCTORS = {
+    "relu": Functor(
+        "fastact::Relu",
+        (("alpha", "compute"), ("max_value", "compute"), ("threshold", "compute"), ("has_max", "int32")),
+        _relu_fields,
+    ),
+}
+
+
+def pack_functor(kernel: str, params: dict, dtype) -> np.void:
+    """The functor's fields as a NumPy structured scalar, passed to the kernel by value.
+
+    Values are rounded to the compute type here, once, as the NumPy backend
+    rounds its parameters: both backends then compute on the same values.
+    """
+    functor = FUNCTORS[kernel]
+    values = functor.values(**params)
+    struct = np.zeros((), functor.struct_dtype(dtype))
+    for name, _ in functor.fields:
+        struct[name] = values[name]
+    return struct[()]
+
+
+# --------------------------------------------------------------------------- #
+# Instantiation choices.
+# --------------------------------------------------------------------------- #
+def vector_width(dtype, pointers) -> int:
+    """Elements per 16-byte access, or 1 (the scalar path) unless every pointer is 16-byte aligned."""
+    if all(p % VECTOR_BYTES == 0 for p in pointers):
+        return VECTOR_BYTES // itemsize(dtype)
+    return 1
+
+
+def vector_widths(dtype) -> tuple[int, int]:
+    """The two widths a dtype is instantiated with: scalar and 16-byte."""
+    return (1, VECTOR_BYTES // itemsize(dtype))
+
+
+def itemsize(dtype) -> int:
+    return np.dtype(dtype).itemsize
+
+
+def index_type(n: int, threads_in_grid: int) -> str:
+    """'int' when every index a thread forms (at most n plus one grid stride) fits in 31 bits."""
+    return "int" if n + threads_in_grid <= INT32_MAX else "long long"
+
+
+def index_scalar(index: str, value: int):
+    return np.int32(value) if index == "int" else np.int64(value)
+
+
+def grid_size(work_items: int, sm_count: int) -> int:
+    """Blocks for a grid-stride loop over ``work_items``: enough to fill the device once, no more."""
+    return max(1, min(math.ceil(work_items / THREADS), sm_count * BLOCKS_PER_SM))
+
+
+@dataclass(frozen=True)
+class ElementwiseLaunch:
+    vector: int
+    index: str
+    grid: int
+
+    @property
+    def block(self) -> int:
+        return THREADS
+
+
+def elementwise_launch(n: int, dtype, pointers, sm_count: int) -> ElementwiseLaunch:
+    """Vector width, index type and grid for an elementwise kernel over n elements."""
+    vector = vector_width(dtype, pointers)
+    grid = grid_size(math.ceil(n / vector), sm_count)
+    return ElementwiseLaunch(vector, index_type(n, grid * THREADS), grid)
+
+
+def activation_kernel(direction: str, kernel: str, dtype, vector: int, index: str) -> str:
+    """Name expression of activation_forward/activation_backward for one instantiation."""
+    functor = f"{FUNCTORS[kernel].template}<{compute_type(dtype)}>"
+    return f"fastact::activation_{direction}<{functor}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
+
+
+def prelu_forward_vector(scalar: bool, index: str, vector: int) -> int:
+    """The vector width prelu_forward may use.
+
+    64-bit indexed per-channel slopes take the scalar path: in the vector path
+    the 64-bit divisions (a called routine) spilled registers on sm_80
+    (python -m fastact.cuda_check); this only concerns x of 2**31 elements and more.
+    """
+    return 1 if (index == "long long" and not scalar) else vector
+
+
+def prelu_forward_kernel(scalar: bool, dtype, vector: int, index: str) -> str:
+    slope = "fastact::ScalarSlope" if scalar else "fastact::ChannelSlope"
+    return f"fastact::prelu_forward<{slope}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
+
+
+def prelu_backward_kernel(dtype, index: str) -> str:
+    return f"fastact::prelu_backward<{STORAGE_TYPES[dtype_name(dtype)]}, {index}>"
+
+
+def prelu_sum_kernel(index: str) -> str:
+    return f"fastact::prelu_sum_partials<{index}>"
+
+
+def module_kernels(family: str, dtype) -> list[str]:
+    """Every instantiation of one compiled module: an activation kernel name or 'prelu', one dtype."""
+    names = []
+    for index in INDEX_TYPES:
+        for vector in vector_widths(dtype):
+            if family == "prelu":
+                names += [prelu_forward_kernel(scalar, dtype, vector, index) for scalar in (True, False)
+                          if prelu_forward_vector(scalar, index, vector) == vector]
+            else:
+                names += [activation_kernel(d, family, dtype, vector, index) for d in ("forward", "backward")]
+        if family == "prelu":
+            names += [prelu_backward_kernel(dtype, index), prelu_sum_kernel(index)]
+    return names
+
+
+MODULE_FAMILIES = (*FUNCTORS, "prelu")
+
+
+# --------------------------------------------------------------------------- #
+# PReLU: every broadcastable alpha as (outer, channels, inner).
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class PreluPlan:
+    """x (after ``axes``, if any, and a C-contiguous copy) seen as (outer, channels, inner).
+
+    alpha varies only along the ``channels`` run; ``axes`` is a permutation of
+    x's axes that puts alpha's axes last when they are not adjacent in x
+    (then inner == 1).  ``scalar``: one slope for every element.
+    """
+
+    outer: int
+    channels: int
+    inner: int
+    axes: tuple[int, ...] | None = None
+
+    @property
+    def scalar(self) -> bool:
+        return self.channels == 1
+
+
+def prelu_plan(x_shape: tuple, alpha_shape: tuple) -> PreluPlan:
+    """The plan for an alpha that broadcasts to x (the dispatcher has checked it does)."""
+    ndim = len(x_shape)
+    padded = (1,) * (ndim - len(alpha_shape)) + tuple(alpha_shape)
+    # Axes of size 1 in x do not matter either way; the rest are either
+    # "alpha varies" (kept) or "alpha broadcast" (summed over by dalpha).
+    live = [d for d in range(ndim) if x_shape[d] != 1]
+    kept = [d for d in live if padded[d] != 1]
+    if not kept:
+        return PreluPlan(1, 1, math.prod(x_shape))
+    position = [live.index(d) for d in kept]
+    if position == list(range(position[0], position[0] + len(kept))):
+        first, last = kept[0], kept[-1]
+        return PreluPlan(math.prod(x_shape[:first]), math.prod(x_shape[first : last + 1]), math.prod(x_shape[last + 1 :]))
+    broadcast = [d for d in range(ndim) if d not in kept]
+    return PreluPlan(math.prod(x_shape[d] for d in broadcast), math.prod(x_shape[d] for d in kept), 1, (*broadcast, *kept))
+
+
+@dataclass(frozen=True)
+class PreluBackwardLaunch:
+    block: tuple[int, int]  # (lanes, rows)
+    grid: tuple[int, int]  # (channel groups, chunks)
+    index: str
+
+    @property
+    def chunks(self) -> int:
+        return self.grid[1]
+
+
+def prelu_backward_launch(plan: PreluPlan, sm_count: int) -> PreluBackwardLaunch:
+    """Block shape and grid of prelu_backward (see cuda/prelu.cuh).
+
+    lanes: channels side by side in a block.  With inner > 1 a channel's
+    elements are runs of consecutive addresses, so one lane and 256 rows read
+    them coalesced; with inner == 1 consecutive channels are consecutive
+    addresses, so up to 32 lanes (256 when each channel has one element).
+    chunks: blocks per channel group, enough to fill the device; each adds
+    one row of partial sums.
+    """
+    per_channel = plan.outer * plan.inner
+    if plan.inner > 1:
+        lanes = 1
+    else:
+        lanes = min(THREADS if plan.outer == 1 else 32, 1 << max(0, plan.channels - 1).bit_length())
+    rows = THREADS // lanes
+    groups = math.ceil(plan.channels / lanes)
+    chunks = max(1, min(sm_count * BLOCKS_PER_SM // groups, math.ceil(per_channel / rows)))
+    n = plan.outer * plan.channels * plan.inner
+    return PreluBackwardLaunch((lanes, rows), (groups, chunks), index_type(n, groups * chunks * THREADS))

@@ -1,0 +1,60 @@
+"""The test-only "cuda-emulator" backend: fastact's CUDA kernels compiled for the CPU.
+
+Runs the kernels of ``cuda/`` through g++ and a small CUDA shim
+(``cuda/emulator/``) on NumPy arrays, with the CUDA backend's own host logic
+(:class:`KernelBackend` and :mod:`cuda_plan`) unchanged, so CI without a GPU
+still runs the real kernel code: the vector and scalar paths, the grid-stride
+loops, the PReLU reduction with its barriers.  It is slow and never listed by
+``available_backends()``; select it with ``FASTACT_BACKEND=cuda-emulator``.
+
+It reports a device with one SM: the host logic then launches at most
+``BLOCKS_PER_SM`` blocks, which keeps emulated grids small while the kernels
+still run several blocks and their grid-stride loops.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import cuda_plan, emulator_build
+from .base import BackendUnavailableError
+from .kernel_backend import KernelBackend
+from .numpy_backend import NumpyBackend
+
+
+class EmulatorBackend(KernelBackend):
+    name = "cuda-emulator"
+    xp = np
+    native_kinds = ("numpy",)
+    # Host arrays in, host arrays out: the same conversions as the NumPy backend.
+    to_native = NumpyBackend.to_native
+    export = NumpyBackend.export
+    data_ptr = NumpyBackend.data_ptr
+
+    SM_COUNT = 1
+
+    def __init__(self, defines: Sequence[str] = ()) -> None:
+        """``defines``: preprocessor macros for the kernels (tests plant bugs with them)."""
+        if emulator_build.compiler() is None:
+            raise BackendUnavailableError("backend 'cuda-emulator' is not available: no C++ compiler (g++) found")
+        self.defines = tuple(defines)
+        self._modules: dict[tuple[str, str], emulator_build.EmulatedModule] = {}
+
+    def sm_count(self) -> int:
+        return self.SM_COUNT
+
+    def module(self, family: str, dtype: Any) -> emulator_build.EmulatedModule:
+        key = (family, np.dtype(dtype).name)
+        module = self._modules.get(key)
+        if module is None:
+            module = emulator_build.EmulatedModule(cuda_plan.module_kernels(family, dtype), self.defines)
+            self._modules[key] = module
+        return module
+
+    def launch(self, family: str, dtype: Any, kernel: str, grid: tuple, block: tuple, args: Sequence) -> None:
+        self.module(family, dtype).launch(kernel, grid, block, args)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "compiler": emulator_build.compiler(), "sm_count": self.SM_COUNT,
+                "defines": list(self.defines)}

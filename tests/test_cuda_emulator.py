@@ -1,0 +1,201 @@
+"""The CUDA kernels' own paths, run on the CPU emulator, and the host decisions behind them.
+
+The main suite already runs every activation through the emulator (the
+"cuda-emulator" backend param).  These tests aim at what that suite cannot
+see: the vector tail and the misaligned scalar path at every length, 64-bit
+indexing, every PReLU reduction layout, and that the emulator really catches
+kernel bugs (planted with test-only macros in the kernel sources).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastact
+import support
+from fastact.backends import cuda_plan, unavailable_reason
+from fastact.backends.emulator_backend import EmulatorBackend
+
+pytestmark = pytest.mark.skipif(
+    unavailable_reason("cuda-emulator") is not None, reason=f"emulator unavailable: {unavailable_reason('cuda-emulator')}"
+)
+
+RELU_PARAMS = {"alpha": 0.25, "max_value": 6.0, "threshold": -0.5}
+
+
+class LaunchRecorder:
+    """Wraps a backend's launch to record the kernel names it launches."""
+
+    def __init__(self, backend, monkeypatch):
+        self.kernels = []
+        original = backend.launch
+
+        def launch(family, dtype, kernel, grid, block, args):
+            self.kernels.append(kernel)
+            original(family, dtype, kernel, grid, block, args)
+
+        monkeypatch.setattr(backend, "launch", launch)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    return EmulatorBackend()
+
+
+def numpy_relu(x, dy=None):
+    with fastact.use_backend("numpy"):
+        return fastact.relu(x, **RELU_PARAMS) if dy is None else fastact.relu_backward(dy, x, **RELU_PARAMS)
+
+
+def emulated_relu(backend, x, dy=None, out=None):
+    if dy is None:
+        return backend.forward("relu", RELU_PARAMS, x, out)
+    return backend.backward("relu", RELU_PARAMS, dy, x, out)
+
+
+# --------------------------------------------------------------------------- #
+# Vector tail and alignment.
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("dtype_name", support.DTYPE_NAMES)
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
+def test_every_tail_length_matches_numpy_bit_for_bit(emulator, monkeypatch, dtype_name, offset):
+    dtype = support.dtype_of(dtype_name)
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    for n in range(1, 18):
+        base = support.draw_values((n + offset,), dtype, RELU_PARAMS, seed=n)
+        dy_base = support.draw_values((n + offset,), dtype, {}, seed=100 + n)
+        x, dy = base[offset:], dy_base[offset:]
+        support.assert_same(emulated_relu(emulator, x), numpy_relu(x), f"forward n={n}")
+        support.assert_same(emulated_relu(emulator, x, dy), numpy_relu(x, dy), f"backward n={n}")
+    widths = {int(k.rsplit(",", 1)[1].rstrip("> ")) for k in recorder.kernels}
+    vector = 16 // dtype.itemsize
+    # A view starting one element in is never 16-byte aligned: only the scalar path may run.
+    assert widths == ({1} if offset else {vector})
+
+
+def test_misaligned_output_alone_forces_the_scalar_path(emulator, monkeypatch):
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    x = support.draw_values((64,), np.dtype(np.float32), RELU_PARAMS)
+    out = np.zeros(65, np.float32)[1:]
+    emulated_relu(emulator, x, out=out)
+    support.assert_same(out, numpy_relu(x))
+    assert recorder.kernels == [cuda_plan.activation_kernel("forward", "relu", np.float32, 1, "int")]
+
+
+def test_vector_width_decision():
+    assert cuda_plan.vector_width(np.float32, [0, 16, 4096]) == 4
+    assert cuda_plan.vector_width(np.float16, [32, 48]) == 8
+    assert cuda_plan.vector_width(np.float64, [16, 24]) == 1
+    assert cuda_plan.vector_width(np.float32, [16, 20]) == 1
+
+
+def test_grid_stride_over_more_elements_than_threads(emulator):
+    # The emulator reports one SM: 8 blocks of 256 threads, 4 elements each per pass.
+    n = cuda_plan.BLOCKS_PER_SM * cuda_plan.THREADS * 4 * 3 + 5
+    x = support.draw_values((n,), np.dtype(np.float32), RELU_PARAMS)
+    launch = cuda_plan.elementwise_launch(n, np.float32, [0, 0], emulator.sm_count())
+    assert launch.grid * launch.block * launch.vector < n  # the loop really strides
+    support.assert_same(emulated_relu(emulator, x), numpy_relu(x))
+
+
+# --------------------------------------------------------------------------- #
+# 64-bit indexing.
+# --------------------------------------------------------------------------- #
+def test_index_type_switches_to_64_bit_past_2_to_31():
+    threads = 132 * cuda_plan.BLOCKS_PER_SM * cuda_plan.THREADS  # an H100's full grid
+    assert cuda_plan.index_type(2**31 - 1 - threads, threads) == "int"
+    assert cuda_plan.index_type(2**31 - threads, threads) == "long long"
+    assert cuda_plan.elementwise_launch(2**31 + 1, np.float16, [0, 0], 132).index == "long long"
+    assert cuda_plan.elementwise_launch(2**30, np.float16, [0, 0], 132).index == "int"
+    big = cuda_plan.prelu_plan((2**20, 3, 1024), (3, 1, 1))
+    assert cuda_plan.prelu_backward_launch(big, 132).index == "long long"
+
+
+@pytest.mark.parametrize("dtype_name", ["float16", "float64"])
+def test_64_bit_instantiations_compute_the_same(emulator, monkeypatch, dtype_name):
+    """Force the 64-bit index kernels on small arrays: the same results as the 32-bit ones."""
+    dtype = support.dtype_of(dtype_name)
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    monkeypatch.setattr(cuda_plan, "index_type", lambda n, threads: "long long")
+    x = support.draw_values((4, 3, 37), dtype, RELU_PARAMS)
+    dy = support.draw_values((4, 3, 37), dtype, {}, seed=2, finite=True)
+    alpha = np.array([0.1, -0.5, 2.0], dtype).reshape(3, 1)
+    support.assert_same(emulated_relu(emulator, x), numpy_relu(x))
+    support.assert_same(emulated_relu(emulator, x, dy), numpy_relu(x, dy))
+    with fastact.use_backend("numpy"):
+        expected_y = fastact.prelu(x, alpha)
+        expected_dx, expected_dalpha = fastact.prelu_backward(dy, x, alpha)
+    support.assert_same(emulator.prelu_forward(x, alpha, None), expected_y)
+    dx, dalpha = emulator.prelu_backward(dy, x, alpha, None)
+    support.assert_same(dx, expected_dx)
+    np.testing.assert_allclose(dalpha.astype(float), expected_dalpha.astype(float), rtol=1e-3)
+    assert recorder.kernels and all("long long" in k for k in recorder.kernels)
+
+
+# --------------------------------------------------------------------------- #
+# PReLU plans and reduction layouts.
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize(
+    "x_shape,alpha_shape,expected",
+    [
+        ((2, 3, 4, 5), (3, 1, 1), cuda_plan.PreluPlan(2, 3, 20)),  # NCHW per channel
+        ((2, 4, 5, 3), (3,), cuda_plan.PreluPlan(40, 3, 1)),  # channels-last
+        ((2, 3, 4), (), cuda_plan.PreluPlan(1, 1, 24)),  # scalar
+        ((2, 3, 4), (2, 3, 4), cuda_plan.PreluPlan(1, 24, 1)),  # per element
+        ((2, 3, 1, 4), (3, 1, 4), cuda_plan.PreluPlan(2, 12, 1)),  # a size-1 axis inside the run
+        ((2, 3, 4, 5), (1, 3, 1, 5), cuda_plan.PreluPlan(8, 15, 1, (0, 2, 1, 3))),  # not adjacent: permuted
+    ],
+)
+def test_prelu_plan(x_shape, alpha_shape, expected):
+    assert cuda_plan.prelu_plan(x_shape, alpha_shape) == expected
+
+
+@pytest.mark.parametrize(
+    "x_shape,alpha_shape,lanes",
+    [
+        ((3, 4, 500), (4, 1), 1),  # inner > 1: one channel per block
+        ((500, 5), (5,), 8),  # channels-last, few channels
+        ((300, 70), (70,), 32),  # channels-last, many channels
+        ((1000,), (1000,), 256),  # per element
+        ((9000,), (), 1),  # scalar: many chunks, summed by prelu_sum_partials
+    ],
+)
+def test_prelu_backward_layouts(emulator, monkeypatch, x_shape, alpha_shape, lanes):
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    dtype = np.dtype(np.float32)
+    x = support.draw_values(x_shape, dtype, {}, seed=1)
+    dy = support.draw_values(x_shape, dtype, {}, seed=2, finite=True)
+    alpha = np.random.default_rng(3).uniform(-0.5, 1.5, alpha_shape).astype(dtype)
+    launch = cuda_plan.prelu_backward_launch(cuda_plan.prelu_plan(x.shape, alpha.shape), emulator.sm_count())
+    assert launch.block[0] == lanes
+    dx, dalpha = emulator.prelu_backward(dy, x, alpha, None)
+    with fastact.use_backend("numpy"):
+        expected_dx, expected_dalpha = fastact.prelu_backward(dy, x, alpha)
+    support.assert_same(dx, expected_dx)
+    # Both add float32 products in float64; only the order differs.
+    np.testing.assert_allclose(dalpha, expected_dalpha, rtol=1e-6, atol=1e-30)
+    summed = any("prelu_sum_partials" in k for k in recorder.kernels)
+    assert summed == (launch.chunks > 1)
+
+
+# --------------------------------------------------------------------------- #
+# The emulator catches planted kernel bugs.
+# --------------------------------------------------------------------------- #
+def test_planted_tail_off_by_one_is_caught():
+    broken = EmulatorBackend(defines=("FASTACT_PLANT_TAIL_OFF_BY_ONE",))
+    x = support.draw_values((17,), np.dtype(np.float32), RELU_PARAMS)  # 4 vectors + a tail of 1
+    out = np.full(17, 7.0, np.float32)
+    emulated_relu(broken, x, out=out)
+    assert out[16] == 7.0  # the tail element was never written
+    assert not np.array_equal(out, numpy_relu(x), equal_nan=True)
+
+
+def test_planted_missing_barrier_is_caught():
+    broken = EmulatorBackend(defines=("FASTACT_PLANT_MISSING_BARRIER",))
+    x = np.full(4096, -1.0, np.float32)  # scalar alpha: one channel, 256 rows reduced in shared memory
+    dy = np.ones(4096, np.float32)
+    alpha = np.array(0.5, np.float32)
+    _, dalpha = EmulatorBackend().prelu_backward(dy, x, alpha, None)
+    _, wrong = broken.prelu_backward(dy, x, alpha, None)
+    assert dalpha == -4096.0
+    assert wrong != dalpha

@@ -22,7 +22,7 @@ OPERANDS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
     ("matmul", "forward"): (("x", "w", "b"), ("y",)),
     ("matmul", "backward"): (("dy", "x", "w", "b"), ("dx", "dw", "db")),
     # The rooflines: np.copyto moves what an elementwise forward moves, and
-    # np.add(a, b, out=c) what an elementwise backward moves.
+    # np.add(a, b, out=c) (on integer views, see devices.as_bits) what an elementwise backward moves.
     ("copy", "forward"): (("x",), ("y",)),
     ("add", "backward"): (("dy", "x"), ("dx",)),
 }

@@ -71,7 +71,7 @@ ENVIRONMENT = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "FASTACT
 
 
 def metadata(device_info: dict, extra: dict) -> dict:
-    """Everything about the machine and software that a number depends on."""
+    """Everything about the machine and software that a number depends on; ``extra`` adds the run's own."""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model(),
@@ -85,7 +85,6 @@ def metadata(device_info: dict, extra: dict) -> dict:
         "cupy": distribution_version("cupy"),
         "torch": distribution_version("torch"),
         "fastact": fastact.__version__,
-        "git_commit": git_commit(),
         "environment": {name: os.environ[name] for name in ENVIRONMENT if name in os.environ},
         **extra,
     }

@@ -192,7 +192,8 @@ class _Session:
 
 def run(config: BenchConfig, progress: Callable[[str], None] = _stderr) -> dict:
     """Run ``config`` and return the result dict; progress lines go to ``progress`` (stderr)."""
-    load_at_start = machine.load_average()
+    # Taken before running, so that a commit made during a long run is not credited with its numbers.
+    started = {"git_commit": machine.git_commit(), "load_average_start": machine.load_average()}
     session = _Session(config, progress)
     with fastact.use_backend(config.backend):
         for dtype_name in config.dtypes:
@@ -202,7 +203,7 @@ def run(config: BenchConfig, progress: Callable[[str], None] = _stderr) -> dict:
         "fastact_backend": fastact.backends.load(config.backend).describe(),
         "torch_threads": session.torch.torch.get_num_threads() if session.torch else None,
         "note": config.note,
-        "load_average_start": load_at_start,
+        **started,
         "load_average_end": machine.load_average(),
     }
     return {

@@ -77,14 +77,16 @@ def plot(result: dict, path: str | Path) -> None:
     panels = list(dict.fromkeys((row["dtype"], row["direction"]) for row in result["rows"] if row.get("roofline")))
     if not panels:
         raise SystemExit("--plot: no memory-bound rows to plot")
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for axis, (dtype, direction) in zip(axes[0], panels):
-        rows = [r for r in result["rows"] if (r["dtype"], r["direction"]) == (dtype, direction) and r.get("roofline")]
-        for op in dict.fromkeys(r["op"] for r in rows):
-            mine = [r for r in rows if r["op"] == op]
+    columns = min(2, len(panels))  # forward and backward side by side, one row per dtype
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.5 * rows), squeeze=False)
+    for axis, (dtype, direction) in zip(axes.flat, panels):
+        panel = [r for r in result["rows"] if (r["dtype"], r["direction"]) == (dtype, direction) and r.get("roofline")]
+        for op in dict.fromkeys(r["op"] for r in panel):
+            mine = [r for r in panel if r["op"] == op]
             axis.plot([r["size"] for r in mine], [r["gbps"] for r in mine], marker="o", label=op)
-        roof = {r["size"]: r["roofline"]["gbps"] for r in rows}
-        axis.plot(sorted(roof), [roof[s] for s in sorted(roof)], "k--", label=rows[0]["roofline"]["name"] + " (roofline)")
+        roof = {r["size"]: r["roofline"]["gbps"] for r in panel}
+        axis.plot(sorted(roof), [roof[s] for s in sorted(roof)], "k--", label=panel[0]["roofline"]["name"] + " (roofline)")
         axis.set_xscale("log", base=2)
         axis.set(xlabel="elements", ylabel="GB/s (useful bytes)", title=f"{direction}, {dtype}")
         axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: format_size(int(v))))

@@ -15,8 +15,16 @@ backend.  See README.md for the conventions at kinks and for NaN.
 """
 from __future__ import annotations
 
-from . import _dispatch, activations as _activations  # noqa: F401  (registers the activations)
+from . import _dispatch, _fused_dispatch, activations as _activations  # noqa: F401  (registers the activations)
 from ._arrays import SUPPORTED_DTYPES
+from ._fused_dispatch import (
+    bias_act,
+    bias_act_backward,
+    conv2d_bias_act,
+    conv2d_bias_act_backward,
+    dense_bias_act,
+    dense_bias_act_backward,
+)
 from ._registry import REGISTRY, Activation, make_functions
 from .backends import (
     BACKEND_NAMES,
@@ -38,6 +46,7 @@ __all__ = [
     "set_backend",
     "use_backend",
     "activation_names",
+    *_fused_dispatch.__all__,
 ]
 
 
@@ -47,10 +56,10 @@ def activation_names() -> list[str]:
 
 
 def _export_elementwise() -> None:
-    """Create fastact.NAME and fastact.NAME_backward for every elementwise activation in the registry."""
+    """Create fastact.NAME and fastact.NAME_backward for every elementwise and row-wise activation."""
     module = globals()
     for spec in REGISTRY.values():
-        if spec.form != "elementwise":
+        if spec.form not in ("elementwise", "rowwise"):
             continue
         forward, backward = make_functions(spec, _dispatch.forward, _dispatch.backward)
         for name in (spec.name, *spec.aliases):

@@ -19,7 +19,7 @@ from ._arrays import (
     check_pair,
     host_array,
 )
-from ._registry import ActivationSpec
+from ._registry import ActivationSpec, normalize_axis
 
 _DEVICE_KINDS = ("cupy", "cuda")
 
@@ -80,9 +80,17 @@ class _Call:
         return self.backend.export(result, self.kind, self.out)
 
 
+def _params_for(spec: ActivationSpec, function: str, params: dict, ndim: int) -> dict:
+    """Row-wise activations get their axis checked against x (before any write) and made non-negative."""
+    if spec.form != "rowwise":
+        return params
+    return {**params, "axis": normalize_axis(function, params["axis"], ndim)}
+
+
 def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
     call = _Call(spec.name, {"x": x}, out, ("x",))
     xn = call.native["x"]
+    params = _params_for(spec, spec.name, params, xn.ndim)
     call.set_out(xn.shape, xn.dtype)
     return call.export(call.backend.forward(spec.kernel, params, xn, call.native_out))
 
@@ -92,6 +100,7 @@ def backward(spec: ActivationSpec, params: dict, dy: Any, x: Any, out: Any = Non
     call = _Call(function, {"dy": dy, "x": x}, out, ("dy", "x"))
     dyn, xn = call.native["dy"], call.native["x"]
     check_pair(function, dyn, xn)
+    params = _params_for(spec, function, params, xn.ndim)
     call.set_out(xn.shape, xn.dtype)
     return call.export(call.backend.backward(spec.kernel, params, dyn, xn, call.native_out))
 
@@ -108,16 +117,16 @@ def _check_alpha(function: str, alpha: Any, x_shape: tuple) -> None:
         )
 
 
-def _alpha_dtype(user_alpha: Any, alpha: Any, x: Any) -> Any:
-    """A Python scalar or list alpha takes x's dtype (an array keeps its own)."""
-    if hasattr(user_alpha, "dtype") or alpha.dtype == x.dtype or alpha.dtype.kind != "f":
-        return alpha
-    return alpha.astype(x.dtype)
+def untyped_as_x_dtype(user_value: Any, value: Any, x: Any) -> Any:
+    """A Python scalar or list operand (alpha, a bias) takes x's dtype (an array keeps its own)."""
+    if hasattr(user_value, "dtype") or value.dtype == x.dtype or value.dtype.kind != "f":
+        return value
+    return value.astype(x.dtype)
 
 
 def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
     call = _Call("prelu", {"x": x, "alpha": alpha}, out, ("x", "alpha"))
-    xn, an = call.native["x"], _alpha_dtype(alpha, call.native["alpha"], call.native["x"])
+    xn, an = call.native["x"], untyped_as_x_dtype(alpha, call.native["alpha"], call.native["x"])
     _check_alpha("prelu", an, xn.shape)
     call.set_out(xn.shape, xn.dtype)
     return call.export(call.backend.prelu_forward(xn, an, call.native_out))
@@ -127,7 +136,7 @@ def prelu_backward(dy: Any, x: Any, alpha: Any, out: Any = None) -> tuple[Any, A
     function = "prelu_backward"
     call = _Call(function, {"dy": dy, "x": x, "alpha": alpha}, out, ("dy", "x", "alpha"))
     dyn, xn = call.native["dy"], call.native["x"]
-    an = _alpha_dtype(alpha, call.native["alpha"], xn)
+    an = untyped_as_x_dtype(alpha, call.native["alpha"], xn)
     check_pair(function, dyn, xn)
     _check_alpha(function, an, xn.shape)
     call.set_out(xn.shape, xn.dtype)

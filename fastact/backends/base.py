@@ -42,7 +42,11 @@ class Backend:
 
     # ---- compute ----------------------------------------------------------
     def forward(self, kernel: str, params: dict, x: Any, out: Any) -> Any:
-        """y = kernel(x; params) into ``out`` (allocated when None); returns y."""
+        """y = kernel(x; params) into ``out`` (allocated when None); returns y.
+
+        For a row-wise kernel (softmax), ``params["axis"]`` is already checked
+        against x.ndim and non-negative (0 for a 0-d x, taken as one element).
+        """
         raise NotImplementedError
 
     def backward(self, kernel: str, params: dict, dy: Any, x: Any, out: Any) -> Any:
@@ -54,6 +58,37 @@ class Backend:
 
     def prelu_backward(self, dy: Any, x: Any, alpha: Any, out: Any) -> tuple[Any, Any]:
         """(dx, dalpha); dalpha has alpha's shape and dtype."""
+        raise NotImplementedError
+
+    # ---- fused calls (SPEC section 4) --------------------------------------
+    # ``kernel``/``params`` name the activation as in forward(); ``bias`` is a
+    # 1-d array (None where the call allows no bias), checked against the
+    # shapes; gradients of w and bias come back in their own dtypes, dbias
+    # None when bias is None.
+    def bias_act(self, kernel: str, params: dict, x: Any, bias: Any, axis: int, out: Any) -> Any:
+        """y = act(x + bias along axis) into ``out`` (allocated when None); returns y."""
+        raise NotImplementedError
+
+    def bias_act_backward(self, kernel: str, params: dict, dy: Any, x: Any, bias: Any, axis: int) -> tuple[Any, Any]:
+        """(dx, dbias): dx = dy * act'(x + bias), dbias = dx summed over every axis but ``axis``."""
+        raise NotImplementedError
+
+    def dense_bias_act(self, kernel: str, params: dict, x: Any, w: Any, bias: Any) -> Any:
+        """act(x @ w + bias) with x (..., in) and w (in, out)."""
+        raise NotImplementedError
+
+    def dense_bias_act_backward(self, kernel: str, params: dict, dy: Any, x: Any, w: Any, bias: Any) -> tuple[Any, Any, Any]:
+        """(dx, dw, dbias) of dense_bias_act."""
+        raise NotImplementedError
+
+    def conv2d_bias_act(self, kernel: str, params: dict, x: Any, w: Any, bias: Any, geometry: Any) -> Any:
+        """act(conv2d(x, w) + bias); ``geometry`` is a checked ``fastact._conv_geometry.Conv2dGeometry``."""
+        raise NotImplementedError
+
+    def conv2d_bias_act_backward(
+        self, kernel: str, params: dict, dy: Any, x: Any, w: Any, bias: Any, geometry: Any
+    ) -> tuple[Any, Any, Any]:
+        """(dx, dw, dbias) of conv2d_bias_act."""
         raise NotImplementedError
 
     def describe(self) -> dict:

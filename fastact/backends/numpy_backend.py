@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from . import numpy_engine, numpy_math
+from . import numpy_engine, numpy_fused, numpy_math
 from .base import Backend
 
 
@@ -48,15 +48,23 @@ class NumpyBackend(Backend):
 
     def forward(self, kernel: str, params: dict, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)
-        chunk = numpy_math.FORWARD[kernel](**params, dtype=numpy_engine.compute_dtype(x.dtype))
-        numpy_engine.run(chunk, [out], [x])
+        self._apply(numpy_math.FORWARD, kernel, params, [out], [x])
         return out
 
     def backward(self, kernel: str, params: dict, dy: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)
-        chunk = numpy_math.BACKWARD[kernel](**params, dtype=numpy_engine.compute_dtype(x.dtype))
-        numpy_engine.run(chunk, [out], [dy, x])
+        self._apply(numpy_math.BACKWARD, kernel, params, [out], [dy, x])
         return out
+
+    def _apply(self, plans: dict, kernel: str, params: dict, outs: list, ins: list) -> None:
+        """Plan the kernel's chunk function and run it elementwise, or over rows for row-wise kernels."""
+        params = dict(params)
+        axis = params.pop("axis") if kernel in numpy_math.ROWWISE else None
+        chunk = plans[kernel](**params, dtype=numpy_engine.compute_dtype(ins[-1].dtype))
+        if axis is None:
+            numpy_engine.run(chunk, outs, ins)
+        else:
+            numpy_engine.run_rows(chunk, outs, ins, axis)
 
     def prelu_forward(self, x: np.ndarray, alpha: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)
@@ -78,10 +86,24 @@ class NumpyBackend(Backend):
         total = numpy_engine.run(numpy_math.prelu_backward, [out], [dy, x], small=alpha, reduce=True)
         return out, total.reshape(shape).astype(alpha.dtype)
 
+    def bias_act(self, kernel, params, x, bias, axis, out):
+        return numpy_fused.epilogue(kernel, params, x, bias, axis, self._out(out, x))
+
+    def bias_act_backward(self, kernel, params, dy, x, bias, axis):
+        dx = np.empty(x.shape, x.dtype)
+        dbias = numpy_fused.epilogue_backward(kernel, params, dy, x, bias, axis, dx)
+        return dx, numpy_fused.in_dtype(dbias, bias)
+
+    dense_bias_act = staticmethod(numpy_fused.dense_bias_act)
+    dense_bias_act_backward = staticmethod(numpy_fused.dense_bias_act_backward)
+    conv2d_bias_act = staticmethod(numpy_fused.conv2d_bias_act)
+    conv2d_bias_act_backward = staticmethod(numpy_fused.conv2d_bias_act_backward)
+
     def describe(self) -> dict:
         return {
             "name": self.name,
             "numpy": np.__version__,
             "threads": numpy_engine.NUM_THREADS,
             "block_elements": numpy_engine.BLOCK_ELEMENTS,
+            "im2col_budget_bytes": numpy_fused.IM2COL_BUDGET_BYTES,
         }

@@ -52,7 +52,8 @@ def markdown(result: dict) -> str:
         f"Machine: {machine_line(result)}",
         "",
         "Speed-ups are baseline time / fastact time (above 1: fastact is faster). fastact writes into a "
-        "preallocated `out=`; the naive NumPy expression and PyTorch allocate their results; "
+        "preallocated `out=` (elementwise activations and PReLU; the fused calls allocate); the naive NumPy expression "
+        "and PyTorch allocate their results; "
         "`x fastact alloc` compares with fastact allocating too. GB/s counts each operand read or written once.",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}

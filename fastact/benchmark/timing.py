@@ -39,7 +39,7 @@ class Budget:
         }
 
 
-QUICK = Budget(seconds=0.01, min_reps=5, max_reps=500, warmup_seconds=0.005)
+QUICK = Budget(seconds=0.01, min_reps=3, max_reps=500, warmup_seconds=0.005)
 # At least this many warm-up calls: PyTorch and the thread pools set themselves up on the first few.
 MIN_WARMUP_CALLS = 3
 FULL = Budget()

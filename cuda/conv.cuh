@@ -104,6 +104,11 @@ __global__ void __launch_bounds__(kElementwiseThreads)
 col2im(ConvWindows<Index> g, Index total, T* dx, const T* cols) {
   const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
   const Index kernel_width = g.kernel_width.divisor;
+#ifdef FASTACT_PLANT_COL2IM_LAST_TAP  // test-only planted bug: drops the last kernel column
+  const Index columns_summed = kernel_width - 1;
+#else
+  const Index columns_summed = kernel_width;
+#endif
   for (Index e = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
     Index rest = e, channel, row, column;
     if constexpr (ChannelsLast) {
@@ -122,7 +127,7 @@ col2im(ConvWindows<Index> g, Index total, T* dx, const T* cols) {
       const int out_row = output_position(int(row), int(i), int(g.dilation_h), int(g.pad_top), g.stride_h,
                                           int(g.out_height.divisor));
       if (out_row < 0) continue;
-      for (Index j = 0; j < kernel_width; ++j) {
+      for (Index j = 0; j < columns_summed; ++j) {
         const int out_col = output_position(int(column), int(j), int(g.dilation_w), int(g.pad_left), g.stride_w,
                                             int(g.out_width.divisor));
         if (out_col < 0) continue;

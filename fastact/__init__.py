@@ -56,10 +56,10 @@ def activation_names() -> list[str]:
 
 
 def _export_elementwise() -> None:
-    """Create fastact.NAME and fastact.NAME_backward for every elementwise activation in the registry."""
+    """Create fastact.NAME and fastact.NAME_backward for every elementwise and row-wise activation."""
     module = globals()
     for spec in REGISTRY.values():
-        if spec.form != "elementwise":
+        if spec.form not in ("elementwise", "rowwise"):
             continue
         forward, backward = make_functions(spec, _dispatch.forward, _dispatch.backward)
         for name in (spec.name, *spec.aliases):

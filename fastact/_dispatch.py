@@ -19,7 +19,7 @@ from ._arrays import (
     check_pair,
     host_array,
 )
-from ._registry import ActivationSpec
+from ._registry import ActivationSpec, normalize_axis
 
 _DEVICE_KINDS = ("cupy", "cuda")
 
@@ -80,9 +80,17 @@ class _Call:
         return self.backend.export(result, self.kind, self.out)
 
 
+def _params_for(spec: ActivationSpec, function: str, params: dict, ndim: int) -> dict:
+    """Row-wise activations get their axis checked against x (before any write) and made non-negative."""
+    if spec.form != "rowwise":
+        return params
+    return {**params, "axis": normalize_axis(function, params["axis"], ndim)}
+
+
 def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
     call = _Call(spec.name, {"x": x}, out, ("x",))
     xn = call.native["x"]
+    params = _params_for(spec, spec.name, params, xn.ndim)
     call.set_out(xn.shape, xn.dtype)
     return call.export(call.backend.forward(spec.kernel, params, xn, call.native_out))
 
@@ -92,6 +100,7 @@ def backward(spec: ActivationSpec, params: dict, dy: Any, x: Any, out: Any = Non
     call = _Call(function, {"dy": dy, "x": x}, out, ("dy", "x"))
     dyn, xn = call.native["dy"], call.native["x"]
     check_pair(function, dyn, xn)
+    params = _params_for(spec, function, params, xn.ndim)
     call.set_out(xn.shape, xn.dtype)
     return call.export(call.backend.backward(spec.kernel, params, dyn, xn, call.native_out))
 

@@ -70,6 +70,16 @@ def integer(activation: str, name: str, value: Any) -> int:
     return int(value)
 
 
+def normalize_axis(activation: str, axis: int, ndim: int) -> int:
+    """``axis`` as a non-negative axis of an array with ``ndim`` dims (a 0-d array counts as one element)."""
+    size = max(ndim, 1)
+    if not -size <= axis < size:
+        raise ValueError(
+            f"{activation}: axis {axis} is out of range for x with ndim {ndim}; accepted: {-size} to {size - 1}"
+        )
+    return axis % size
+
+
 def array(activation: str, name: str, value: Any) -> Any:
     """An array (or array-like) operand; checked by the dispatcher with the other arrays."""
     if value is None:
@@ -115,7 +125,9 @@ class ActivationSpec:
     kernel_params: Callable[..., dict]
     example: str
     aliases: tuple[str, ...] = ()
-    # "elementwise": generated functions; "prelu": hand-written (array param, two results).
+    # "elementwise": generated functions; "rowwise": generated too, with an ``axis``
+    # parameter along which whole rows are reduced (softmax); "prelu": hand-written
+    # (array param, two results).
     form: str = "elementwise"
     notes: str = ""
 

@@ -14,6 +14,7 @@ The oracle takes *kernel* parameters (see ``ActivationSpec.kernel_params``).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -71,8 +72,190 @@ def sum_to_shape(values: np.ndarray, shape: tuple) -> np.ndarray:
     return values.sum(axis=axes, keepdims=True).reshape(shape) if axes else values.reshape(shape)
 
 
+# The wider family (SPEC 2.3), straight from the formulas in float64.  Where a
+# formula is inf * 0 at x = +-inf, ``_limits`` writes the limit; where the
+# textbook form cancels in a tail (1 + erf, 1 - tanh^2, s (1 - s)), the
+# equivalent form without cancellation is used, so that the oracle stays
+# accurate to float64 rounding over the whole range.
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def _limits(x: np.ndarray, y: np.ndarray, at_minus_inf: float, at_plus_inf: float) -> np.ndarray:
+    y = np.where(x == -np.inf, at_minus_inf, y)
+    return np.where(x == np.inf, at_plus_inf, y)
+
+
+def _times_dy(function: Callable) -> Callable:
+    """The backward oracle dy * f'(x, params) from the derivative oracle f'."""
+    def backward(dy, x, **params):
+        with np.errstate(all="ignore"):
+            return _f64(dy) * function(_f64(x), **params)
+    backward.__name__ = function.__name__.replace("_derivative", "_backward")
+    return backward
+
+
+def _sigmoid64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def elu(x, alpha=1.0, scale=1.0):
+    x = _f64(x)
+    with np.errstate(over="ignore"):
+        return np.where(x > 0, scale * x, scale * alpha * np.expm1(x))
+
+
+def elu_derivative(x, alpha=1.0, scale=1.0):
+    with np.errstate(over="ignore"):
+        return np.where(np.isnan(x), np.nan, np.where(x > 0, scale, scale * alpha * np.exp(x)))
+
+
+def gelu(x, approximate=False):
+    x = _f64(x)
+    with np.errstate(all="ignore"):
+        if approximate:  # 0.5 (1 + tanh(u)) == sigmoid(2u)
+            y = x * _sigmoid64(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
+        else:  # 0.5 (1 + erf(x / sqrt2)) == 0.5 erfc(-x / sqrt2)
+            y = 0.5 * x * _erfc(-x / math.sqrt(2))
+    return _limits(x, y, 0.0, np.inf)
+
+
+def gelu_derivative(x, approximate=False):
+    with np.errstate(all="ignore"):
+        if approximate:
+            k = math.sqrt(2 / math.pi)
+            u2 = 2 * k * (x + 0.044715 * x**3)
+            s = _sigmoid64(u2)
+            slope = s + x * s * _sigmoid64(-u2) * 2 * k * (1 + 3 * 0.044715 * x**2)
+        else:
+            slope = 0.5 * _erfc(-x / math.sqrt(2)) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    return _limits(x, slope, 0.0, 1.0)
+
+
+def sigmoid(x):
+    return _sigmoid64(_f64(x))
+
+
+def sigmoid_derivative(x):
+    return _sigmoid64(x) * _sigmoid64(-x)
+
+
+def silu(x):
+    x = _f64(x)
+    with np.errstate(invalid="ignore"):
+        return _limits(x, x * _sigmoid64(x), 0.0, np.inf)
+
+
+def silu_derivative(x):
+    s = _sigmoid64(x)
+    with np.errstate(invalid="ignore"):
+        return _limits(x, s * (1 + x * _sigmoid64(-x)), 0.0, 1.0)
+
+
+def softplus(x):
+    with np.errstate(invalid="ignore"):
+        return np.logaddexp(0.0, _f64(x))
+
+
+def tanh(x):
+    return np.tanh(_f64(x))
+
+
+def tanh_derivative(x):
+    with np.errstate(over="ignore"):
+        return 1.0 / np.cosh(x) ** 2
+
+
+def hard_sigmoid(x):
+    return np.clip(_f64(x) + 3.0, 0.0, 6.0) / 6.0
+
+
+def hard_sigmoid_derivative(x):
+    return np.where(np.isnan(x), np.nan, np.where((x > -3) & (x < 3), 1.0 / 6.0, 0.0))
+
+
+def hard_silu(x):
+    x = _f64(x)
+    with np.errstate(invalid="ignore"):
+        return _limits(x, x * np.clip(x + 3.0, 0.0, 6.0) / 6.0, 0.0, np.inf)
+
+
+def hard_silu_derivative(x):
+    """PyTorch's hardswish_backward (2.13): 0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3."""
+    return np.where(np.isnan(x), np.nan, np.where(x <= -3, 0.0, np.where(x < 3, x / 3.0 + 0.5, 1.0)))
+
+
+def mish(x):
+    x = _f64(x)
+    with np.errstate(invalid="ignore"):
+        return _limits(x, x * np.tanh(softplus(x)), 0.0, np.inf)
+
+
+def mish_derivative(x):
+    softplus_x = softplus(x)
+    with np.errstate(all="ignore"):
+        slope = np.tanh(softplus_x) + x * _sigmoid64(x) / np.cosh(softplus_x) ** 2
+    return _limits(x, slope, 0.0, 1.0)
+
+
+def linear(x):
+    return _f64(x)
+
+
+def linear_derivative(x):
+    return np.where(np.isnan(x), np.nan, 1.0)
+
+
+def _rows(x, axis):
+    """x in float64 with the row axis last (a 0-d x is one element)."""
+    x = _f64(x)
+    return np.moveaxis(x.reshape(1) if x.ndim == 0 else x, axis, -1)
+
+
+def _from_rows(y, x_shape, axis):
+    return np.moveaxis(y, -1, axis if x_shape else 0).reshape(x_shape)
+
+
+def softmax(x, axis=-1):
+    rows = _rows(x, axis)
+    with np.errstate(invalid="ignore"):
+        e = np.exp(rows - rows.max(axis=-1, keepdims=True, initial=-np.inf))
+        return _from_rows(e / e.sum(axis=-1, keepdims=True), np.shape(x), axis)
+
+
+def log_softmax(x, axis=-1):
+    rows = _rows(x, axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shifted = rows - rows.max(axis=-1, keepdims=True, initial=-np.inf)
+        return _from_rows(shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True)), np.shape(x), axis)
+
+
+def softmax_backward(dy, x, axis=-1):
+    y, dy_rows = _rows(softmax(x, axis), axis), _rows(dy, axis)
+    with np.errstate(invalid="ignore"):
+        return _from_rows(y * (dy_rows - (dy_rows * y).sum(axis=-1, keepdims=True)), np.shape(x), axis)
+
+
+def log_softmax_backward(dy, x, axis=-1):
+    y, dy_rows = _rows(softmax(x, axis), axis), _rows(dy, axis)
+    with np.errstate(invalid="ignore"):
+        return _from_rows(dy_rows - y * dy_rows.sum(axis=-1, keepdims=True), np.shape(x), axis)
+
+
 ORACLE: dict[str, tuple[Callable, Callable]] = {
     "relu": (relu, relu_backward),
+    "elu": (elu, _times_dy(elu_derivative)),
+    "gelu": (gelu, _times_dy(gelu_derivative)),
+    "sigmoid": (sigmoid, _times_dy(sigmoid_derivative)),
+    "silu": (silu, _times_dy(silu_derivative)),
+    "softplus": (softplus, _times_dy(_sigmoid64)),
+    "tanh": (tanh, _times_dy(tanh_derivative)),
+    "hard_sigmoid": (hard_sigmoid, _times_dy(hard_sigmoid_derivative)),
+    "hard_silu": (hard_silu, _times_dy(hard_silu_derivative)),
+    "mish": (mish, _times_dy(mish_derivative)),
+    "linear": (linear, _times_dy(linear_derivative)),
+    "softmax": (softmax, softmax_backward),
+    "log_softmax": (log_softmax, log_softmax_backward),
 }
 
 
@@ -176,3 +359,104 @@ def conv2d_backward(dz, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=
     if data_format == "NHWC":
         return dx.transpose(0, 2, 3, 1), dw.transpose(2, 3, 1, 0)
     return dx, dw
+
+
+def _naive_erf(xp):
+    """scipy.special.erf (cupyx.scipy.special.erf for CuPy): what a user reaches for (NumPy has no erf)."""
+    if xp is np:
+        from scipy.special import erf
+    else:
+        from cupyx.scipy.special import erf
+    return erf
+
+
+def _naive_sigmoid(x, xp=np):
+    return 1 / (1 + xp.exp(-x))
+
+
+def _naive_gelu(x, approximate=False, xp=np):
+    if approximate:
+        return 0.5 * x * (1 + xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + _naive_erf(xp)(x / math.sqrt(2)))
+
+
+def _naive_gelu_backward(dy, x, approximate=False, xp=np):
+    if approximate:
+        k = math.sqrt(2 / math.pi)
+        t = xp.tanh(k * (x + 0.044715 * x**3))
+        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+    cdf = 0.5 * (1 + _naive_erf(xp)(x / math.sqrt(2)))
+    return dy * (cdf + x * xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
+def _naive_mish_backward(dy, x, xp=np):
+    t = xp.tanh(xp.log1p(xp.exp(x)))
+    return dy * (t + x * _naive_sigmoid(x, xp) * (1 - t * t))
+
+
+def _naive_softmax(x, axis=-1, xp=np):
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _naive_log_softmax(x, axis=-1, xp=np):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _naive_softmax_backward(dy, x, axis=-1, xp=np):
+    y = _naive_softmax(x, axis, xp)
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def _naive_log_softmax_backward(dy, x, axis=-1, xp=np):
+    return dy - _naive_softmax(x, axis, xp) * dy.sum(axis=axis, keepdims=True)
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+NAIVE.update({
+    "elu": (
+        lambda x, alpha=1.0, xp=np: xp.where(x > 0, x, alpha * (xp.exp(x) - 1)),
+        lambda dy, x, alpha=1.0, xp=np: xp.where(x > 0, dy, dy * alpha * xp.exp(x)),
+    ),
+    "selu": (
+        lambda x, xp=np: _SELU_SCALE * xp.where(x > 0, x, _SELU_ALPHA * (xp.exp(x) - 1)),
+        lambda dy, x, xp=np: dy * _SELU_SCALE * xp.where(x > 0, 1, _SELU_ALPHA * xp.exp(x)),
+    ),
+    "gelu": (_naive_gelu, _naive_gelu_backward),
+    "silu": (
+        lambda x, xp=np: x * _naive_sigmoid(x, xp),
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp) * (1 + x * (1 - _naive_sigmoid(x, xp))),
+    ),
+    "softplus": (
+        lambda x, xp=np: xp.logaddexp(0, x),
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp),
+    ),
+    "sigmoid": (
+        _naive_sigmoid,
+        lambda dy, x, xp=np: dy * _naive_sigmoid(x, xp) * (1 - _naive_sigmoid(x, xp)),
+    ),
+    "tanh": (
+        lambda x, xp=np: xp.tanh(x),
+        lambda dy, x, xp=np: dy * (1 - xp.tanh(x) ** 2),
+    ),
+    "hard_sigmoid": (
+        lambda x, xp=np: xp.clip(x + 3, 0, 6) / 6,
+        lambda dy, x, xp=np: xp.where((x > -3) & (x < 3), dy / 6, 0),
+    ),
+    "hard_silu": (
+        lambda x, xp=np: x * xp.clip(x + 3, 0, 6) / 6,
+        lambda dy, x, xp=np: xp.where(x <= -3, 0, xp.where(x < 3, dy * (x / 3 + 0.5), dy)),
+    ),
+    "mish": (
+        lambda x, xp=np: x * xp.tanh(xp.log1p(xp.exp(x))),
+        _naive_mish_backward,
+    ),
+    "softmax": (_naive_softmax, _naive_softmax_backward),
+    "log_softmax": (_naive_log_softmax, _naive_log_softmax_backward),
+    "linear": (
+        lambda x, xp=np: x.copy(),
+        lambda dy, x, xp=np: dy.copy(),
+    ),
+})

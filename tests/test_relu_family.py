@@ -39,12 +39,7 @@ backend_params = [backend_param(b) for b in BACKENDS]
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("name,params", CASES, ids=CASE_IDS)
 def test_forward_and_backward(backend, dtype_name, layout, name, params):
-    dtype = dtype_of(dtype_name)
-    shape = LAYOUTS[layout][0]
-    x = support.draw_values(shape, dtype, params, seed=1)
-    dy = support.draw_values(shape, dtype, {}, seed=2, finite=True)
-    support.check_forward(backend, name, params, support.maker(backend, layout, x))
-    support.check_backward(backend, name, params, support.maker(backend, layout, dy), support.maker(backend, layout, x))
+    support.check_case(backend, dtype_of(dtype_name), layout, name, params)
 
 
 @pytest.mark.parametrize("backend", backend_params)
@@ -106,18 +101,4 @@ def test_aliases_of_relu():
 
 
 def test_large_blocks_and_threads_match_small():
-    """Arrays large enough to be cut into many blocks and shared by threads give the same bits."""
-    rng = np.random.default_rng(9)
-    x = (rng.standard_normal((700, 1500)) * 3).astype(np.float32)
-    x[::97, ::89] = np.nan
-    dy = rng.standard_normal(x.shape).astype(np.float32)
-    for name, params in CASES:
-        f, b = getattr(fastact, name), getattr(fastact, f"{name}_backward")
-        y, dx = f(x, **params), b(dy, x, **params)
-        # Element by element (tiny calls, never split) must agree with the big call.
-        rows = [0, 1, 350, 699]
-        for r in rows:
-            support.assert_same(y[r], f(x[r], **params), name)
-            support.assert_same(dx[r], b(dy[r], x[r], **params), name)
-        # And a transposed, non-contiguous view goes through the N-d block path.
-        support.assert_same(f(x.T, **params), y.T, name)
+    support.check_large_blocks(CASES)

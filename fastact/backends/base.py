@@ -42,7 +42,11 @@ class Backend:
 
     # ---- compute ----------------------------------------------------------
     def forward(self, kernel: str, params: dict, x: Any, out: Any) -> Any:
-        """y = kernel(x; params) into ``out`` (allocated when None); returns y."""
+        """y = kernel(x; params) into ``out`` (allocated when None); returns y.
+
+        For a row-wise kernel (softmax), ``params["axis"]`` is already checked
+        against x.ndim and non-negative (0 for a 0-d x, taken as one element).
+        """
         raise NotImplementedError
 
     def backward(self, kernel: str, params: dict, dy: Any, x: Any, out: Any) -> Any:

@@ -81,7 +81,9 @@ def pack_functor(kernel: str, params: dict, dtype) -> np.void:
     Values are rounded to the compute type here, once, as the NumPy backend
     rounds its parameters: both backends then compute on the same values.
     """
-    functor = FUNCTORS[kernel]
+    functor = FUNCTORS.get(kernel)
+    if functor is None:
+        raise NotImplementedError(f"the CUDA kernels do not implement {kernel!r} yet; use the 'numpy' backend")
     values = functor.values(**params)
     struct = np.zeros((), functor.struct_dtype(dtype))
     for name, _ in functor.fields:

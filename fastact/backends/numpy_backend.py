@@ -48,15 +48,23 @@ class NumpyBackend(Backend):
 
     def forward(self, kernel: str, params: dict, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)
-        chunk = numpy_math.FORWARD[kernel](**params, dtype=numpy_engine.compute_dtype(x.dtype))
-        numpy_engine.run(chunk, [out], [x])
+        self._apply(numpy_math.FORWARD, kernel, params, [out], [x])
         return out
 
     def backward(self, kernel: str, params: dict, dy: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)
-        chunk = numpy_math.BACKWARD[kernel](**params, dtype=numpy_engine.compute_dtype(x.dtype))
-        numpy_engine.run(chunk, [out], [dy, x])
+        self._apply(numpy_math.BACKWARD, kernel, params, [out], [dy, x])
         return out
+
+    def _apply(self, plans: dict, kernel: str, params: dict, outs: list, ins: list) -> None:
+        """Plan the kernel's chunk function and run it elementwise, or over rows for row-wise kernels."""
+        params = dict(params)
+        axis = params.pop("axis") if kernel in numpy_math.ROWWISE else None
+        chunk = plans[kernel](**params, dtype=numpy_engine.compute_dtype(ins[-1].dtype))
+        if axis is None:
+            numpy_engine.run(chunk, outs, ins)
+        else:
+            numpy_engine.run_rows(chunk, outs, ins, axis)
 
     def prelu_forward(self, x: np.ndarray, alpha: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)

@@ -15,7 +15,9 @@ The engine also owns everything the math should not care about:
 * dtype: float16 and bfloat16 blocks are widened into float32 scratch and the
   result rounded back (16-bit types compute in float32, float64 in float64);
 * broadcasting of a small parameter array (PReLU's alpha) and the
-  deterministic reduction of per-block partial sums over its broadcast axes.
+  deterministic reduction of per-block partial sums over its broadcast axes;
+* row-wise activations (softmax): :func:`run_rows` hands over blocks of whole,
+  contiguous rows along any axis, with per-row scratch for the reductions.
 
 Chunk functions receive operands already in the compute dtype, and must read
 every input they need before their last write to an output: ``out`` may be an
@@ -23,6 +25,7 @@ input itself (in-place calls).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -100,16 +103,17 @@ class Scratch:
         self._buffers = buffers  # the thread's flat buffers, shared by all shapes
         self._views: dict = {}
 
-    def _view(self, key: tuple, dtype: np.dtype, fill: Any = None) -> np.ndarray:
+    def _view(self, key: tuple, dtype: np.dtype, fill: Any = None, shape: tuple | None = None) -> np.ndarray:
         view = self._views.get(key)
         if view is None:
+            shape, size = (self.shape, self.size) if shape is None else (shape, math.prod(shape))
             buf = self._buffers.get(key)
-            if buf is None or buf.size < self.size:
-                buf = np.empty(max(self.size, BLOCK_ELEMENTS), dtype)
+            if buf is None or buf.size < size:
+                buf = np.empty(max(size, BLOCK_ELEMENTS), dtype)
                 if fill is not None:
                     buf.fill(fill)
                 self._buffers[key] = buf
-            view = self._views[key] = buf[: self.size].reshape(self.shape)
+            view = self._views[key] = buf[:size].reshape(shape)
         return view
 
     def tmp(self, slot: int = 0) -> np.ndarray:
@@ -124,6 +128,11 @@ class Scratch:
     def cast(self, slot: int) -> np.ndarray:
         """Compute-dtype room for operand ``slot`` when it has another dtype."""
         return self._view(("cast", self.dtype.char, slot), self.dtype)
+
+    def per_row(self, slot: int = 0, dtype: Any = None) -> np.ndarray:
+        """Float scratch with one value per row (the block's shape, last axis 1): row-wise reductions."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        return self._view(("r", dtype.char, slot), dtype, shape=(*self.shape[:-1], 1))
 
 
 def _flatten_order(arrays: Sequence[np.ndarray]) -> str | None:
@@ -190,8 +199,6 @@ def run(
     partial sums are added in a fixed order, so the result has the same bits
     run to run.
     """
-    shape = outs[0].shape
-    cdtype = compute_dtype(outs[0].dtype)  # the first output has x's dtype
     full = [*outs, *ins]
     order = _flatten_order(full) if small is None or small.size == 1 else None
     if order is not None:
@@ -203,8 +210,52 @@ def run(
         flat = [a.transpose(perm) for a in full]
         small_view = None if small is None else small.transpose(perm)
     work = blocks(flat[0].shape, BLOCK_ELEMENTS)
-    n_out = len(outs)
-    total = flat[0].size
+    partials = _execute(chunk_fn, flat, len(outs), work, small_view, perm is not None, reduce)
+    if not reduce:
+        return None
+    acc = partials[0]
+    for p in partials[1:]:
+        acc = acc + p
+    if perm is not None:
+        acc = acc.transpose(np.argsort(perm))
+    return acc.reshape(small.shape)
+
+
+def run_rows(chunk_fn: ChunkFn, outs: Sequence[np.ndarray], ins: Sequence[np.ndarray], axis: int) -> None:
+    """Apply ``chunk_fn(scratch, *out_blocks, *in_blocks)`` over blocks of whole rows along ``axis``.
+
+    For row-wise activations (softmax): in every block the row axis is the
+    last axis, whole, and C-contiguous (a strided row is copied into scratch
+    first), so the chunk function reduces with ``axis=-1`` and NumPy's
+    pairwise summation applies.  A 0-d array is one row of one element
+    (PyTorch's convention); ``axis`` must already be valid and non-negative.
+    """
+    full = [a.reshape(1) if a.ndim == 0 else a for a in (*outs, *ins)]
+    rows = [np.moveaxis(a, axis, -1) for a in full]
+    if rows[0].size == 0:
+        return
+    length = rows[0].shape[-1]
+    work = [(*index, slice(None)) for index in blocks(rows[0].shape[:-1], max(1, BLOCK_ELEMENTS // length))]
+    _execute(chunk_fn, rows, len(outs), work, contiguous=True)
+
+
+def _execute(
+    chunk_fn: ChunkFn,
+    flat: Sequence[np.ndarray],
+    n_out: int,
+    work: Sequence[tuple[slice, ...]],
+    small_view: np.ndarray | None = None,
+    small_by_block: bool = False,
+    reduce: bool = False,
+    contiguous: bool = False,
+) -> list:
+    """Run the blocks in ``work`` (on the worker threads when large); returns each thread's partial sum.
+
+    ``flat`` holds the outputs then the inputs, all of one shape.  A block that
+    is not in the compute dtype (or, with ``contiguous``, not C-contiguous) is
+    handed to the chunk function as a scratch copy, written back for outputs.
+    """
+    cdtype = compute_dtype(flat[0].dtype)  # the first output has x's dtype
 
     def run_range(part: Sequence[tuple[slice, ...]]) -> np.ndarray | None:
         # IEEE results (inf * 0 = NaN, ...) are the specified behaviour, not a
@@ -216,11 +267,10 @@ def run(
         acc = np.zeros(small_view.shape, np.float64) if reduce else None
         for index in part:
             views = [a[index] for a in flat]
-            block_shape = views[0].shape
-            scratch = Scratch.get(cdtype, block_shape)
+            scratch = Scratch.get(cdtype, views[0].shape)
             args = []
             for slot, view in enumerate(views):
-                if view.dtype == cdtype:
+                if view.dtype == cdtype and (not contiguous or view.flags.c_contiguous):
                     args.append(view)
                 else:
                     # Widen 16-bit blocks (and odd-dtype outputs) into float scratch.
@@ -229,7 +279,7 @@ def run(
                         np.copyto(buf, view, casting="unsafe")
                     args.append(buf)
             if small_view is not None:
-                small_index = _small_index(index, small_view.shape) if perm is not None else (slice(None),)
+                small_index = _small_index(index, small_view.shape) if small_by_block else (slice(None),)
                 part_small = small_view[small_index]
                 args.append(part_small if part_small.dtype == cdtype else part_small.astype(cdtype))
             partial = chunk_fn(scratch, *args)
@@ -240,18 +290,10 @@ def run(
                 acc[small_index] += partial
         return acc
 
+    total = flat[0].size
     if NUM_THREADS > 1 and total >= PARALLEL_MIN_ELEMENTS and len(work) > 1:
         n = min(NUM_THREADS, len(work))
         bounds = [len(work) * i // n for i in range(n + 1)]
         futures = [_executor().submit(run_range, work[bounds[i] : bounds[i + 1]]) for i in range(n)]
-        partials = [f.result() for f in futures]
-    else:
-        partials = [run_range(work)]
-    if not reduce:
-        return None
-    acc = partials[0]
-    for p in partials[1:]:
-        acc = acc + p
-    if perm is not None:
-        acc = acc.transpose(np.argsort(perm))
-    return acc.reshape(small.shape)
+        return [f.result() for f in futures]
+    return [run_range(work)]

@@ -188,5 +188,485 @@ def reduce_to(values: np.ndarray, shape: tuple) -> np.ndarray:
     return np.add.reduce(values, axis=axes, dtype=np.float64, keepdims=True) if axes else values.astype(np.float64)
 
 
-FORWARD = {"relu": relu_forward}
-BACKWARD = {"relu": relu_backward}
+# =========================================================================== #
+# The wider family (SPEC 2.3).  Each section states the exact forms used, so
+# that the CUDA functor can mirror them: stable forms that never overflow
+# (every exp gets an argument <= 0, or a clamped one) and never produce
+# inf * 0 for infinite x.  Those forms are exact selections or smooth, so NaN
+# in x propagates by itself unless a section says otherwise.
+# =========================================================================== #
+
+# Where smooth gates are exactly 0 or 1 in float32 and float64: exp(-800) == 0.
+# Multiplicands are clamped to [-TAIL, TAIL] so that x = -inf times a gate of 0
+# gives 0 (the limit) rather than NaN; for finite x the clamp changes nothing
+# that the gate does not already zero.
+TAIL = 800.0
+
+
+def _logistic(s, z: np.ndarray, e_slot: int, r_slot: int) -> tuple[np.ndarray, np.ndarray]:
+    """e = exp(-|z|) and r = 1 / (1 + e), both in (0, 1]: no overflow for any z.
+
+    From them, exactly and symmetrically in z:
+        sigmoid(z)  = max(e, z >= 0) * r       (e*r below 0, r above)
+        sigmoid'(z) = sigmoid(z) * sigmoid(-z) = e * r * r
+    """
+    e = np.abs(z, out=s.tmp(e_slot))
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    r = np.add(e, s.full(1), out=s.tmp(r_slot))
+    np.reciprocal(r, out=r)
+    return e, r
+
+
+def _sigmoid_into(s, out: np.ndarray, z: np.ndarray, e: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """sigmoid(z) = max(e, z >= 0) * r into out (z is read before out is written)."""
+    above = np.greater_equal(z, s.full(0), out=s.mask(0))
+    np.maximum(e, above, out=out)  # 1 where z >= 0, e below; NaN stays NaN
+    np.multiply(out, r, out=out)
+    return out
+
+
+def _sigmoid_slope_into(out: np.ndarray, e: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """sigmoid'(z) = e * r * r (no cancellation in the tails, unlike s * (1 - s))."""
+    np.multiply(e, r, out=out)
+    np.multiply(out, r, out=out)
+    return out
+
+
+def _clamped(s, x: np.ndarray, low: float, high: float, slot: int) -> np.ndarray:
+    """x clamped to [low, high] in tmp(slot); NaN stays NaN."""
+    c = np.maximum(x, s.full(low), out=s.tmp(slot))
+    return np.minimum(c, s.full(high), out=c)
+
+
+# --------------------------------------------------------------------------- #
+# elu(x, alpha, scale) — serves elu (scale 1) and selu.  As PyTorch's elu
+# kernel, with poscoef = scale and negcoef = scale * alpha:
+#   forward:  scale * max(x, 0) + negcoef * expm1(min(x, 0))
+#             (each side is exactly 0 where the other applies)
+#   backward: x > 0: scale;  x <= 0: negcoef * exp(x)   (selu'(0) = scale*alpha)
+# --------------------------------------------------------------------------- #
+def elu_forward(alpha: float, scale: float, dtype: np.dtype) -> ChunkFn:
+    cast = dtype.type
+    positive, negative = cast(scale), cast(scale) * cast(alpha)
+
+    def elu(s, out, x):
+        below = np.minimum(x, s.full(0), out=s.tmp(0))
+        np.expm1(below, out=below)
+        np.multiply(below, negative, out=below)
+        above = np.maximum(x, s.full(0), out=s.tmp(1))
+        if positive != 1:
+            np.multiply(above, positive, out=above)
+        np.add(above, below, out=out)
+    return elu
+
+
+def elu_backward(alpha: float, scale: float, dtype: np.dtype) -> ChunkFn:
+    cast = dtype.type
+    positive, negative = cast(scale), cast(scale) * cast(alpha)
+
+    def elu_grad(s, out, dy, x):
+        slope = np.minimum(x, s.full(0), out=s.tmp(0))
+        np.exp(slope, out=slope)
+        np.multiply(slope, negative, out=slope)
+        np.multiply(slope, np.less_equal(x, s.full(0), out=s.mask(0)), out=slope)  # NaN * 0 stays NaN
+        above = np.greater(x, s.full(0), out=s.mask(1))
+        if positive == 1:
+            np.add(slope, above, out=slope)
+        else:
+            np.add(slope, np.multiply(above, positive, out=s.tmp(1)), out=slope)
+        np.multiply(dy, slope, out=out)
+    return elu_grad
+
+
+# --------------------------------------------------------------------------- #
+# erfc for gelu: for z >= 0 (or NaN),
+#   erfc(z) = t * exp(f(y) - z*z),  t = 2 / (2 + z),  y = 2t - 1,
+# f a Chebyshev series in y fitted to log(erfcx(z) / t) (tools/fit_erfc.py,
+# the form of Numerical Recipes 3rd ed. 6.2.2), summed by Clenshaw's
+# recurrence.  One formula for all z >= 0, no region selection; the relative
+# error is the first dropped coefficient: < 1e-17 with 27 terms (float64),
+# < 1e-8 with 12 (float32).  NumPy has no erf, and scipy is not a dependency.
+# --------------------------------------------------------------------------- #
+ERFC_CHEBYSHEV = (
+    -6.5132685989085472e-1, 6.4196979235649026e-1, 1.9476473204185836e-2, -9.5615147868086316e-3,
+    -9.4659534448203687e-4, 3.6683949785276145e-4, 4.2523324806907772e-5, -2.0278578112534243e-5,
+    -1.6242900046470255e-6, 1.3036558355805232e-6, 1.5626441722066143e-8, -8.5238095914926543e-8,
+    6.5290544390988515e-9, 5.0593434955514689e-9, -9.9136415649303309e-10, -2.2736512229318359e-10,
+    9.6467911020155268e-11, 2.3940380830391147e-12, -6.8860275264975534e-12, 8.9448792730907257e-13,
+    3.1309213993429581e-13, -1.1270822361367252e-13, 3.8109052551892321e-16, 7.106097613609237e-15,
+    -1.5230282014571043e-15, -9.457494571291234e-17, 1.210237189224279e-16,
+)
+ERFC_TERMS = {np.dtype(np.float32): 12, np.dtype(np.float64): 27}
+
+
+def _erfc_into(s, out: np.ndarray, z: np.ndarray, z_squared: np.ndarray) -> np.ndarray:
+    """erfc(z) for z >= 0 into out (scratch slots 10-14).
+
+    ``z_squared`` is z*z computed by the caller from an exact quantity (gelu
+    passes x*x/2, one rounding): the error of exp(-z*z) is that of z*z times
+    z*z, the only error that grows in the tail.
+    """
+    coefficients = ERFC_CHEBYSHEV[: ERFC_TERMS[s.dtype]]
+    t = np.add(z, s.full(2), out=s.tmp(10))
+    np.divide(s.full(2), t, out=t)
+    y2 = np.multiply(t, s.full(4), out=s.tmp(11))
+    np.subtract(y2, s.full(2), out=y2)  # 2y = 4t - 2
+    b1, b2, product = s.tmp(12), s.tmp(13), s.tmp(14)
+    b1.fill(coefficients[-1])
+    b2.fill(0)
+    for c in coefficients[-2:0:-1]:  # b_k = 2y b_(k+1) - b_(k+2) + c_k
+        np.multiply(y2, b1, out=product)
+        np.subtract(product, b2, out=b2)
+        np.add(b2, c, out=b2)
+        b1, b2 = b2, b1
+    # f = c_0 + y b_1 - b_2
+    np.multiply(y2, b1, out=product)
+    np.multiply(product, s.full(0.5), out=product)
+    np.subtract(product, b2, out=product)
+    np.add(product, coefficients[0], out=product)
+    np.subtract(product, z_squared, out=product)
+    np.exp(product, out=product)
+    return np.multiply(product, t, out=out)
+
+
+# --------------------------------------------------------------------------- #
+# gelu(x, approximate)
+# exact, with a = min(|x|, TAIL), Phi the normal CDF, phi its density:
+#   forward:  max(x, 0) - a/2 * erfc(a/sqrt2)        (= x Phi(x), both signs,
+#             without the cancellation of 1 + erf(x/sqrt2) for x < 0)
+#   backward: Phi(x) + x phi(x), with Phi(x) = [x >= +0] + copysign(erfc(a/sqrt2)/2, -x)
+#             and x phi(x) = copysign(a, x) * exp(-a*a/2) / sqrt(2 pi)
+# tanh form, u2 = 2 sqrt(2/pi) (x + 0.044715 x^3) = x (k1 + k3 x^2), using
+# 0.5 (1 + tanh(u)) = sigmoid(2u) (no cancellation for x < 0):
+#   forward:  max(x, -TAIL) * sigmoid(u2)
+#   backward: sigmoid(u2) + xc * sigmoid'(u2) * (k1 + 3 k3 xc^2), xc = clamp(x, +-TAIL)
+# --------------------------------------------------------------------------- #
+SQRT1_2 = 0.70710678118654752440
+INV_SQRT_2PI = 0.39894228040143267794
+GELU_K1 = 2 * 0.79788456080286535588  # 2 sqrt(2/pi)
+GELU_K3 = GELU_K1 * 0.044715
+
+
+def _gelu_tail(s, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, a*a/2, erfc(a/sqrt2)) with a = min(|x|, TAIL), in tmp slots 0-2."""
+    a = np.abs(x, out=s.tmp(0))
+    np.minimum(a, s.full(TAIL), out=a)
+    half_square = np.multiply(a, a, out=s.tmp(1))
+    np.multiply(half_square, s.full(0.5), out=half_square)
+    z = np.multiply(a, s.full(SQRT1_2), out=s.tmp(2))
+    return a, half_square, _erfc_into(s, z, z, half_square)
+
+
+def gelu_forward(approximate: bool, dtype: np.dtype) -> ChunkFn:
+    if approximate:
+        return _gelu_tanh_forward
+
+    def gelu(s, out, x):
+        a, _, tail = _gelu_tail(s, x)
+        np.multiply(tail, a, out=tail)
+        np.multiply(tail, s.full(0.5), out=tail)
+        np.subtract(np.maximum(x, s.full(0), out=s.tmp(0)), tail, out=out)
+    return gelu
+
+
+def gelu_backward(approximate: bool, dtype: np.dtype) -> ChunkFn:
+    if approximate:
+        return _gelu_tanh_backward
+
+    def gelu_grad(s, out, dy, x):
+        a, half_square, tail = _gelu_tail(s, x)
+        cdf = np.multiply(tail, s.full(0.5), out=tail)
+        np.copysign(cdf, np.negative(x, out=s.tmp(3)), out=cdf)
+        np.add(cdf, np.logical_not(np.signbit(x, out=s.mask(0)), out=s.mask(0)), out=cdf)
+        density = np.negative(half_square, out=half_square)
+        np.exp(density, out=density)
+        np.multiply(density, s.full(INV_SQRT_2PI), out=density)
+        np.multiply(density, np.copysign(a, x, out=a), out=density)
+        np.add(cdf, density, out=cdf)
+        np.multiply(dy, cdf, out=out)
+    return gelu_grad
+
+
+def _gelu_u2(s, x: np.ndarray) -> np.ndarray:
+    """x (k1 + k3 x^2) in tmp(2); +-inf for huge x, which sigmoid takes."""
+    u2 = np.multiply(x, x, out=s.tmp(2))
+    np.multiply(u2, s.full(GELU_K3), out=u2)
+    np.add(u2, s.full(GELU_K1), out=u2)
+    return np.multiply(u2, x, out=u2)
+
+
+def _gelu_tanh_forward(s, out, x):
+    u2 = _gelu_u2(s, x)
+    e, r = _logistic(s, u2, 0, 1)
+    gate = _sigmoid_into(s, u2, u2, e, r)
+    np.multiply(np.maximum(x, s.full(-TAIL), out=s.tmp(0)), gate, out=out)
+
+
+def _gelu_tanh_backward(s, out, dy, x):
+    xc = _clamped(s, x, -TAIL, TAIL, 3)
+    u2 = _gelu_u2(s, xc)
+    e, r = _logistic(s, u2, 0, 1)
+    gate = _sigmoid_into(s, s.tmp(4), u2, e, r)
+    slope = _sigmoid_slope_into(e, e, r)
+    du2 = np.multiply(xc, xc, out=u2)
+    np.multiply(du2, s.full(3 * GELU_K3), out=du2)
+    np.add(du2, s.full(GELU_K1), out=du2)
+    np.multiply(du2, xc, out=du2)
+    np.multiply(slope, du2, out=slope)
+    np.add(slope, gate, out=slope)
+    np.multiply(dy, slope, out=out)
+
+
+# --------------------------------------------------------------------------- #
+# sigmoid, silu (= swish), softplus, with e = exp(-|x|), r = 1/(1+e):
+#   sigmoid:  forward max(e, x >= 0) r;   backward e r r
+#   silu:     forward max(x, -TAIL) sigmoid(x);
+#             backward sigmoid(xc) + xc e r r, xc = clamp(x, +-TAIL)  (PyTorch:
+#             s (1 + x (1 - s)), the same function without the cancellation)
+#   softplus: forward max(x, 0) + log1p(e);   backward sigmoid(x)
+# --------------------------------------------------------------------------- #
+def _sigmoid(s, out, x):
+    e, r = _logistic(s, x, 0, 1)
+    _sigmoid_into(s, out, x, e, r)
+
+
+def _sigmoid_grad(s, out, dy, x):
+    e, r = _logistic(s, x, 0, 1)
+    np.multiply(dy, _sigmoid_slope_into(e, e, r), out=out)
+
+
+def _softplus_grad(s, out, dy, x):
+    e, r = _logistic(s, x, 0, 1)
+    np.multiply(dy, _sigmoid_into(s, e, x, e, r), out=out)
+
+
+def _silu(s, out, x):
+    e, r = _logistic(s, x, 0, 1)
+    gate = _sigmoid_into(s, e, x, e, r)
+    np.multiply(np.maximum(x, s.full(-TAIL), out=s.tmp(1)), gate, out=out)
+
+
+def _silu_grad(s, out, dy, x):
+    xc = _clamped(s, x, -TAIL, TAIL, 2)
+    e, r = _logistic(s, xc, 0, 1)
+    gate = _sigmoid_into(s, s.tmp(3), xc, e, r)
+    slope = _sigmoid_slope_into(e, e, r)
+    np.multiply(slope, xc, out=slope)
+    np.add(slope, gate, out=slope)
+    np.multiply(dy, slope, out=out)
+
+
+def _softplus(s, out, x):
+    e, _ = _logistic(s, x, 0, 1)
+    np.log1p(e, out=e)
+    np.add(np.maximum(x, s.full(0), out=s.tmp(1)), e, out=out)
+
+
+# --------------------------------------------------------------------------- #
+# tanh:  forward np.tanh;  backward sech(x)^2 = (1 / cosh(x))^2
+# (not 1 - tanh^2, which cancels to 0 in the tails; 1/cosh is squared after
+# the division so that cosh^2 does not overflow while sech^2 is still normal)
+# --------------------------------------------------------------------------- #
+def _tanh(s, out, x):
+    np.tanh(x, out=out)
+
+
+def _tanh_grad(s, out, dy, x):
+    sech = np.cosh(x, out=s.tmp(0))
+    np.reciprocal(sech, out=sech)
+    np.multiply(sech, sech, out=sech)
+    np.multiply(dy, sech, out=out)
+
+
+# --------------------------------------------------------------------------- #
+# hard_sigmoid and hard_silu (= hard_swish), as PyTorch's hardsigmoid and
+# hardswish kernels (the same roundings: divide by 6 and by 3):
+#   hard_sigmoid: forward min(max(x + 3, 0), 6) / 6
+#                 backward 1/6 where -3 < x < 3, else 0 (NaN where x is NaN)
+#   hard_silu:    forward xc * min(xc + 3, 6) / 6 with xc = max(x, -3)
+#                 (= PyTorch's x * relu6(x + 3) / 6, and 0 rather than NaN at -inf)
+#                 backward 0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3
+#                 (PyTorch 2.13's hardswish_backward, measured: 0 at -3 and 1 at 3;
+#                 ATen sources before it gave x/3 + 1/2 on the closed interval)
+# --------------------------------------------------------------------------- #
+def _hard_sigmoid(s, out, x):
+    shifted = np.add(x, s.full(3), out=s.tmp(0))
+    np.maximum(shifted, s.full(0), out=shifted)
+    np.minimum(shifted, s.full(6), out=shifted)
+    np.divide(shifted, s.full(6), out=out)
+
+
+def _hard_sigmoid_grad(s, out, dy, x):
+    nan = _nan_mask(s, x)
+    inside = np.less(np.abs(x, out=s.tmp(0)), s.full(3), out=s.mask(0))
+    np.multiply(dy, s.full(1 / 6), out=out)  # dy read before out is written (out may be dy)
+    np.multiply(out, inside, out=out)
+    _put_nan(out, nan)
+
+
+def _hard_silu(s, out, x):
+    xc = np.maximum(x, s.full(-3), out=s.tmp(0))
+    gate = np.add(xc, s.full(3), out=s.tmp(1))
+    np.minimum(gate, s.full(6), out=gate)
+    np.multiply(xc, gate, out=gate)
+    np.divide(gate, s.full(6), out=out)
+
+
+def _hard_silu_grad(s, out, dy, x):
+    inside = np.less(np.abs(x, out=s.tmp(0)), s.full(3), out=s.mask(0))
+    above = np.greater_equal(x, s.full(3), out=s.mask(1))
+    slope = _clamped(s, x, -3.0, 3.0, 0)
+    np.divide(slope, s.full(3), out=slope)
+    np.add(slope, s.full(0.5), out=slope)
+    np.multiply(slope, inside, out=slope)  # NaN * 0 stays NaN
+    np.add(slope, above, out=slope)
+    np.multiply(dy, slope, out=out)
+
+
+# --------------------------------------------------------------------------- #
+# mish: x tanh(softplus(x)).  With ex = exp(min(x, 40)) (tanh(softplus(40)) is
+# 1 in float64), w = ex (1 + ex), n = w + ex = ex (ex + 2) = (1 + ex)^2 - 1,
+# d = n + 2:
+#   tanh(softplus(x)) = n / d               (no overflow: n <= e^80; a true
+#                                            division, so exactly 1 for large x)
+#   forward:  max(x, -TAIL) * n / d
+#   backward: n / d + xc * 4 (w / d) / d, xc = clamp(x, -TAIL, 40)
+#             (= tsp + x sigmoid(x) sech^2(softplus(x)), as PyTorch's
+#             mish_backward; sigmoid(x) sech^2(sp) = 4 ex (1 + ex) / (n + 2)^2,
+#             with no cancellation in 1 - tsp^2)
+# --------------------------------------------------------------------------- #
+MISH_CAP = 40.0
+
+
+def _mish_parts(s, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(w, n / d, d) in tmp slots 0-2, from x (read only)."""
+    ex = np.minimum(x, s.full(MISH_CAP), out=s.tmp(3))
+    np.exp(ex, out=ex)
+    w = np.add(ex, s.full(1), out=s.tmp(0))
+    np.multiply(w, ex, out=w)
+    n = np.add(w, ex, out=s.tmp(1))
+    d = np.add(n, s.full(2), out=s.tmp(2))
+    return w, np.divide(n, d, out=n), d
+
+
+def _mish(s, out, x):
+    _, gate, _ = _mish_parts(s, x)
+    np.multiply(np.maximum(x, s.full(-TAIL), out=s.tmp(0)), gate, out=out)
+
+
+def _mish_grad(s, out, dy, x):
+    w, gate, d = _mish_parts(s, x)
+    slope = np.divide(w, d, out=w)
+    np.divide(slope, d, out=slope)
+    np.multiply(slope, s.full(4), out=slope)
+    np.multiply(slope, _clamped(s, x, -TAIL, MISH_CAP, 3), out=slope)
+    np.add(slope, gate, out=slope)
+    np.multiply(dy, slope, out=out)
+
+
+# --------------------------------------------------------------------------- #
+# linear: the identity.  backward: dy, NaN where x is NaN (SPEC 2.4).
+# --------------------------------------------------------------------------- #
+def _linear(s, out, x):
+    np.copyto(out, x)
+
+
+def _linear_grad(s, out, dy, x):
+    nan = _nan_mask(s, x)
+    np.copyto(out, dy)
+    _put_nan(out, nan)
+
+
+# --------------------------------------------------------------------------- #
+# softmax and log_softmax along the block's last axis (numpy_engine.run_rows
+# hands over blocks of whole, contiguous rows), with m = max over the row:
+#   softmax:      e = exp(x - m), y = e / sum(e)
+#   log_softmax:  y = (x - m) - log(sum(exp(x - m)))
+#   backward (softmax recomputed from x):
+#     softmax:      dx = y (dy - sum(dy y))
+#     log_softmax:  dx = dy - y sum(dy)
+# Logits of any finite size are safe (every exp argument is <= 0).  As in
+# PyTorch, a row with NaN or +inf, or all -inf, is NaN; -inf alone gives 0.
+# log_softmax sums in float64: the sum is 1 + (the rest), and for the row's
+# max element the result is -log(1 + rest), which a float32 sum would round
+# to 0 when rest < 6e-8.
+# --------------------------------------------------------------------------- #
+def _row_sum(s, values: np.ndarray, slot: int) -> np.ndarray:
+    return np.add.reduce(values, axis=-1, keepdims=True, out=s.per_row(slot))
+
+
+def _shifted(s, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """x - max(x) over the row, into out."""
+    top = np.maximum.reduce(x, axis=-1, keepdims=True, out=s.per_row(0))
+    return np.subtract(x, top, out=out)
+
+
+def _softmax_into(s, out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    e = np.exp(_shifted(s, x, out), out=out)
+    return np.divide(e, _row_sum(s, e, 1), out=out)
+
+
+def _softmax(s, out, x):
+    _softmax_into(s, out, x)
+
+
+def _log_softmax(s, out, x):
+    shifted = _shifted(s, x, s.tmp(0))
+    exps = np.exp(shifted, out=s.tmp(1))
+    total = np.add.reduce(exps, axis=-1, keepdims=True, dtype=np.float64, out=s.per_row(1, np.float64))
+    log_total = s.per_row(2)  # in the compute dtype
+    np.copyto(log_total, np.log(total, out=total), casting="same_kind")
+    np.subtract(shifted, log_total, out=out)
+
+
+def _softmax_grad(s, out, dy, x):
+    y = _softmax_into(s, s.tmp(0), x)
+    weighted = _row_sum(s, np.multiply(dy, y, out=s.tmp(1)), 2)
+    np.subtract(dy, weighted, out=s.tmp(1))
+    np.multiply(s.tmp(1), y, out=out)
+
+
+def _log_softmax_grad(s, out, dy, x):
+    y = _softmax_into(s, s.tmp(0), x)
+    np.multiply(y, _row_sum(s, dy, 2), out=y)
+    np.subtract(dy, y, out=out)
+
+
+def _plain(chunk: ChunkFn) -> Callable[..., ChunkFn]:
+    """The plan of a kernel without parameters: the same chunk function for every dtype."""
+    return lambda dtype: chunk
+
+
+FORWARD = {
+    "relu": relu_forward,
+    "elu": elu_forward,
+    "gelu": gelu_forward,
+    "sigmoid": _plain(_sigmoid),
+    "silu": _plain(_silu),
+    "softplus": _plain(_softplus),
+    "tanh": _plain(_tanh),
+    "hard_sigmoid": _plain(_hard_sigmoid),
+    "hard_silu": _plain(_hard_silu),
+    "mish": _plain(_mish),
+    "linear": _plain(_linear),
+    "softmax": _plain(_softmax),
+    "log_softmax": _plain(_log_softmax),
+}
+BACKWARD = {
+    "relu": relu_backward,
+    "elu": elu_backward,
+    "gelu": gelu_backward,
+    "sigmoid": _plain(_sigmoid_grad),
+    "silu": _plain(_silu_grad),
+    "softplus": _plain(_softplus_grad),
+    "tanh": _plain(_tanh_grad),
+    "hard_sigmoid": _plain(_hard_sigmoid_grad),
+    "hard_silu": _plain(_hard_silu_grad),
+    "mish": _plain(_mish_grad),
+    "linear": _plain(_linear_grad),
+    "softmax": _plain(_softmax_grad),
+    "log_softmax": _plain(_log_softmax_grad),
+}
+# Kernels that work on whole rows along an axis (numpy_engine.run_rows).
+ROWWISE = frozenset({"softmax", "log_softmax"})

@@ -1,0 +1,229 @@
+"""The wider family (SPEC 2.3) against the float64 oracle, over backend x dtype x layout,
+plus the conventions, the stability rules and the row-wise axis handling."""
+from __future__ import annotations
+
+import doctest
+import warnings
+
+import numpy as np
+import pytest
+
+import fastact
+import support
+from fastact import reference
+from fastact._registry import REGISTRY, get_spec
+from support import BACKENDS, DTYPE_NAMES, LAYOUTS, backend_param, dtype_of
+
+CASES = [
+    ("elu", {}),
+    ("elu", {"alpha": 0.5}),
+    ("elu", {"alpha": -0.3}),
+    ("selu", {}),
+    ("gelu", {}),
+    ("gelu", {"approximate": True}),
+    ("silu", {}),
+    ("swish", {}),
+    ("softplus", {}),
+    ("sigmoid", {}),
+    ("tanh", {}),
+    ("hard_sigmoid", {}),
+    ("hard_silu", {}),
+    ("hard_swish", {}),
+    ("mish", {}),
+    ("linear", {}),
+    ("softmax", {}),
+    ("softmax", {"axis": 0}),
+    ("log_softmax", {}),
+    ("log_softmax", {"axis": 0}),
+]
+CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items()) or 'defaults'}" for name, params in CASES]
+ELEMENTWISE = [(name, params) for name, params in CASES if get_spec(name).form == "elementwise"]
+ROWWISE = ("softmax", "log_softmax")
+
+backend_params = [backend_param(b) for b in BACKENDS]
+
+
+@pytest.mark.parametrize("backend", backend_params)
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("name,params", CASES, ids=CASE_IDS)
+def test_forward_and_backward(backend, dtype_name, layout, name, params):
+    support.check_case(backend, dtype_of(dtype_name), layout, name, params, support.LARGE_EDGES)
+
+
+def _logit_rows(shape: tuple, dtype: np.dtype, seed: int) -> np.ndarray:
+    """Logits with rows of every scale (up to 1e4), some -inf, and one NaN."""
+    rng = np.random.default_rng(seed)
+    scale = np.array([1.0, 30.0, 1e4])[rng.integers(0, 3, shape[:-1])][..., None]
+    v = rng.standard_normal(shape) * scale
+    v.reshape(-1)[3] = -np.inf
+    v.reshape(-1)[-2] = np.nan
+    with np.errstate(over="ignore"):
+        return v.astype(dtype)
+
+
+@pytest.mark.parametrize("backend", backend_params)
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, -2])
+@pytest.mark.parametrize("name", ROWWISE)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "reversed"])
+def test_rowwise_along_every_axis(backend, dtype_name, axis, name, layout):
+    """softmax/log_softmax along each axis of a 3-d array, contiguous or not, rows of large logits."""
+    support.skip_unless_implemented(backend, name)
+    dtype = dtype_of(dtype_name)
+    build = {
+        "contiguous": lambda v, xp: xp.array(v),
+        "transposed": lambda v, xp: xp.array(np.ascontiguousarray(v.transpose(2, 0, 1))).transpose(1, 2, 0),
+        "reversed": lambda v, xp: xp.array(v[::-1, :, ::-1])[::-1, :, ::-1],
+    }[layout]
+    x = _logit_rows((5, 7, 9), dtype, seed=3)
+    dy = support.draw_values((5, 7, 9), dtype, {}, seed=4, finite=True)
+    xp = support.xp_for(backend)
+    support.check_forward(backend, name, {"axis": axis}, lambda: build(x, xp))
+    support.check_backward(backend, name, {"axis": axis}, lambda: build(dy, xp), lambda: build(x, xp))
+
+
+def test_rowwise_long_rows_and_many_blocks():
+    """Rows longer than a block, and many rows shared by threads, give the oracle's result."""
+    rng = np.random.default_rng(6)
+    for shape, axis in (((3, 40_000), -1), ((40_000, 3), 0), ((600, 700), 0), ((600, 700), 1)):
+        x = (rng.standard_normal(shape) * 5).astype(np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
+        for name in ROWWISE:
+            forward, backward = reference.ORACLE[name]
+            support.assert_close(getattr(fastact, name)(x, axis), forward(x, axis), x.dtype, name, f"{name} {shape}")
+            dx = getattr(fastact, f"{name}_backward")(dy, x, axis)
+            scale = support.rowwise_dy_scale(dy, axis)
+            support.assert_close(dx, backward(dy, x, axis), x.dtype, name, f"{name}_backward {shape}", scale)
+
+
+@pytest.mark.parametrize("name", ROWWISE)
+def test_axis_is_checked(name):
+    x = np.zeros((2, 3), np.float32)
+    before = x.copy()
+    forward, backward = getattr(fastact, name), getattr(fastact, f"{name}_backward")
+    for axis in (2, -3):
+        with pytest.raises(ValueError, match="ndim 2"):
+            forward(x, axis, out=x)
+        with pytest.raises(ValueError, match="ndim 2"):
+            backward(x, x, axis=axis)
+    for axis in (1.0, True, None):
+        with pytest.raises(TypeError, match="axis"):
+            forward(x, axis)
+    np.testing.assert_array_equal(x, before)
+    one_element = 1.0 if name == "softmax" else 0.0  # a 0-d x is one element
+    assert forward(np.float32(2.0)) == one_element and forward(np.float32(2.0), axis=0) == one_element
+    with pytest.raises(ValueError, match="ndim 0"):
+        forward(np.float32(2.0), axis=1)
+
+
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+def test_conventions_exactly(dtype_name):
+    """SPEC 2.3's kink conventions and the limits at +-inf, written out (not through the oracle)."""
+    dtype = dtype_of(dtype_name)
+
+    def values(function, *args, **params):
+        arrays = [np.array(a, np.float64).astype(dtype) for a in args]
+        return getattr(fastact, function)(*arrays, **params).astype(np.float64).tolist()
+
+    ones = [1.0] * 4
+    cast = lambda v: float(np.float64(v).astype(np.float32 if dtype.itemsize < 8 else dtype).astype(dtype))  # noqa: E731
+    selu_slope = np.float32(reference_selu_scale()) * np.float32(reference_selu_alpha()) if dtype.itemsize < 8 else (
+        reference_selu_scale() * reference_selu_alpha()
+    )
+    assert values("selu_backward", [1.0], [0.0]) == [cast(selu_slope)]
+    assert values("elu_backward", [1.0, 1.0], [0.0, 1e-3], alpha=0.5) == [0.5, 1.0]
+    assert values("hard_sigmoid_backward", ones, [-3.0, 3.0, -2.5, 2.5]) == [0.0, 0.0, cast(1 / 6), cast(1 / 6)]
+    assert values("hard_silu_backward", ones, [-3.5, -3.0, 3.0, 3.5]) == [0.0, 0.0, 1.0, 1.0]
+    assert values("hard_silu_backward", [1.0, 1.0], [-2.25, 2.25]) == [-0.25, 1.25]
+    assert values("gelu_backward", [1.0], [0.0]) == [0.5]
+    assert values("hard_silu", [-np.inf, np.inf]) == [0.0, np.inf]
+    for name in ("silu", "mish", "gelu"):
+        assert values(name, [-np.inf, np.inf]) == [0.0, np.inf], name
+        assert values(f"{name}_backward", [1.0, 1.0], [-np.inf, np.inf]) == [0.0, 1.0], name
+    assert values("gelu", [-np.inf, np.inf], approximate=True) == [0.0, np.inf]
+    assert values("softplus", [-np.inf, np.inf]) == [0.0, np.inf]
+    assert values("sigmoid", [-np.inf, np.inf]) == [0.0, 1.0]
+    assert values("tanh_backward", [1.0, 1.0], [-np.inf, np.inf]) == [0.0, 0.0]
+    assert values("elu", [-np.inf], alpha=2.0) == [-2.0]
+
+
+def reference_selu_scale() -> float:
+    return get_spec("selu").kernel_params()["scale"]
+
+
+def reference_selu_alpha() -> float:
+    return get_spec("selu").kernel_params()["alpha"]
+
+
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+@pytest.mark.parametrize("name,params", ELEMENTWISE, ids=[f"{n}-{p}" for n, p in ELEMENTWISE])
+def test_nan_in_nan_out(dtype_name, name, params):
+    dtype = dtype_of(dtype_name)
+    x = np.array([np.nan, 1.0, np.nan, -1.0], np.float64).astype(dtype)
+    y = getattr(fastact, name)(x, **params).astype(np.float64)
+    dx = getattr(fastact, f"{name}_backward")(np.ones_like(x), x, **params).astype(np.float64)
+    assert np.isnan(y[[0, 2]]).all() and np.isnan(dx[[0, 2]]).all()
+    assert np.isfinite(y[[1, 3]]).all() and np.isfinite(dx[[1, 3]]).all()
+
+
+STABILITY_MAGNITUDES = [1e4, 1e3, 800.0, 200.0, 100.0, 89.0, 88.0, 50.0, 40.0, 20.0]
+
+
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+@pytest.mark.parametrize("name,params", ELEMENTWISE, ids=[f"{n}-{p}" for n, p in ELEMENTWISE])
+def test_stable_for_large_inputs(dtype_name, name, params):
+    """|x| up to 1e4: no warning, no NaN, no overflow, and the oracle's value."""
+    dtype = dtype_of(dtype_name)
+    x = np.array([s * m for m in STABILITY_MAGNITUDES for s in (1, -1)], np.float64).astype(dtype)
+    dy = np.ones_like(x)
+    oracle_forward, oracle_backward = support.oracle_for(name, params, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = getattr(fastact, name)(x, **params)
+        dx = getattr(fastact, f"{name}_backward")(dy, x, **params)
+    kernel = get_spec(name).kernel
+    assert not np.isnan(y.astype(np.float64)).any() and not np.isnan(dx.astype(np.float64)).any()
+    assert np.isfinite(dx.astype(np.float64)).all()
+    support.assert_close(y, oracle_forward(x), dtype, kernel, f"{name} forward")
+    support.assert_close(dx, oracle_backward(dy, x), dtype, kernel, f"{name} backward")
+
+
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+@pytest.mark.parametrize("name", ROWWISE)
+def test_rowwise_stable_for_large_logits(dtype_name, name):
+    dtype = dtype_of(dtype_name)
+    x = np.array([[1e4, -1e4, 0.0, 9999.0], [-1e4, -1e4, -9999.5, -1e4], [1e4, 1e4, 1e4, 1e4]]).astype(dtype)
+    dy = np.array([[1.0, -2.0, 0.5, 3.0]] * 3).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = getattr(fastact, name)(x)
+        dx = getattr(fastact, f"{name}_backward")(dy, x)
+    forward, backward = reference.ORACLE[name]
+    assert np.isfinite(y.astype(np.float64)).all() and np.isfinite(dx.astype(np.float64)).all()
+    support.assert_close(y, forward(x), dtype, name, f"{name} forward")
+    support.assert_close(dx, backward(dy, x), dtype, name, f"{name} backward", support.rowwise_dy_scale(dy, -1))
+
+
+def test_aliases():
+    assert fastact.swish is fastact.silu and fastact.swish_backward is fastact.silu_backward
+    assert fastact.hard_swish is fastact.hard_silu and fastact.hard_swish_backward is fastact.hard_silu_backward
+    assert fastact.Activation("swish").name == "silu"
+    x = np.linspace(-5, 5, 11)
+    np.testing.assert_array_equal(fastact.selu(x), fastact.Activation("selu")(x))
+    np.testing.assert_array_equal(fastact.Activation("softmax", axis=1)(x.reshape(11, 1)), np.ones((11, 1)))
+
+
+def test_large_blocks_and_threads_match_small():
+    support.check_large_blocks(ELEMENTWISE)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_docstring_example_runs(name):
+    """Every declaration's example (shown in help()) gives the output it shows."""
+    spec = REGISTRY[name]
+    assert spec.formula in getattr(fastact, name).__doc__
+    test = doctest.DocTestParser().get_doctest(spec.example, {"np": np, "fastact": fastact}, name, None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0, f"{name}: the docstring example does not give what it shows"

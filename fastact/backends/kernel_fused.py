@@ -128,6 +128,7 @@ class FusedKernelMethods:
 
     # ---- dense ------------------------------------------------------------------
     def dense_bias_act(self, kernel, params, x, w, bias):
+        plan.pack_functor(kernel, params, x.dtype)  # an activation without a CUDA functor fails before any GEMM
         with self.device_of(x):
             rows = x.reshape(-1, x.shape[-1])
             y = self.matmul(rows, w)
@@ -136,6 +137,7 @@ class FusedKernelMethods:
 
     def dense_bias_act_backward(self, kernel, params, dy, x, w, bias):
         """(dx, dw, dbias): dz = dy * act'(x @ w + b); dx = dz @ w.T; dw = x.T @ dz; dbias = sum of dz."""
+        plan.pack_functor(kernel, params, x.dtype)
         with self.device_of(x):
             rows = x.reshape(-1, x.shape[-1])
             dz = self.matmul(rows, w)  # the pre-activation, overwritten by dz
@@ -146,6 +148,7 @@ class FusedKernelMethods:
     # ---- conv2d -----------------------------------------------------------------
     def conv2d_bias_act(self, kernel, params, x, w, bias, geometry: Conv2dGeometry):
         """im2col + GEMM + the bias_act epilogue per batch chunk; memory bound: see :class:`_Conv`."""
+        plan.pack_functor(kernel, params, x.dtype)
         with self.device_of(x):
             conv = _Conv(self, geometry, w, x.dtype)
             out = self.xp.empty(geometry.out_shape, x.dtype)
@@ -162,6 +165,7 @@ class FusedKernelMethods:
         type (float32 for 16-bit data) and in float64.
         """
         xp = self.xp
+        plan.pack_functor(kernel, params, x.dtype)
         with self.device_of(x):
             conv = _Conv(self, geometry, w, x.dtype)
             dx = xp.empty(x.shape, x.dtype)

@@ -130,7 +130,7 @@ class FusedKernelMethods:
     def dense_bias_act(self, kernel, params, x, w, bias):
         plan.pack_functor(kernel, params, x.dtype)  # an activation without a CUDA functor fails before any GEMM
         with self.device_of(x):
-            rows = x.reshape(-1, x.shape[-1])
+            rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # also when in == 0
             y = self.matmul(rows, w)
             self._epilogue(kernel, params, y, bias, 1, y)
             return y.reshape(*x.shape[:-1], w.shape[1])
@@ -139,7 +139,7 @@ class FusedKernelMethods:
         """(dx, dw, dbias): dz = dy * act'(x @ w + b); dx = dz @ w.T; dw = x.T @ dz; dbias = sum of dz."""
         plan.pack_functor(kernel, params, x.dtype)
         with self.device_of(x):
-            rows = x.reshape(-1, x.shape[-1])
+            rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # also when in == 0
             dz = self.matmul(rows, w)  # the pre-activation, overwritten by dz
             dbias = self._epilogue_backward(kernel, params, dy.reshape(dz.shape), dz, bias, 1, dz)
             dx = self.matmul(dz, w.T).reshape(x.shape)

@@ -7,3 +7,5 @@
 #include "elementwise.cuh"
 #include "activations.cuh"
 #include "prelu.cuh"
+#include "bias_act.cuh"
+#include "conv.cuh"

@@ -8,7 +8,7 @@
 //   * __syncthreads(), a real barrier between the block's threads, each of
 //     which runs as its own coroutine (launcher.h);
 //   * __half and __nv_bfloat16 with CUDA's round-to-nearest-even conversions;
-//   * the _rn arithmetic intrinsics and isnan.
+//   * the _rn arithmetic intrinsics, __umulhi and isnan.
 #pragma once
 
 #define FASTACT_EMULATOR 1
@@ -45,6 +45,7 @@ using std::isnan;
 
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
+inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((std::uint64_t(a) * b) >> 32); }
 
 namespace fastact_emulator {
 inline std::uint32_t float_bits(float f) {

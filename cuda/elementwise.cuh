@@ -68,24 +68,34 @@ __device__ __forceinline__ void elementwise_loop(const Op& op, Index n, T* out, 
   }
 }
 
+// How every kernel applies an activation functor (activations.cuh), here and
+// in the fused epilogues.  NaN in x gives NaN in y and dx for every
+// activation (SPEC 2.4): the rule is applied here, once, explicitly, rather
+// than left to each functor's math (a clamp or a selection can turn a NaN
+// into a number).  The backward is dy * derivative(x), an IEEE product.
+template <typename Activation, typename C>
+__device__ __forceinline__ C forward_of(const Activation& activation, C x) {
+  return isnan(x) ? x : activation.forward(x);
+}
+
+template <typename Activation, typename C>
+__device__ __forceinline__ C backward_of(const Activation& activation, C dy, C x) {
+  return isnan(x) ? x : dy * activation.derivative(x);
+}
+
 // Forward and backward of an activation functor as engine operations.
-// NaN in x gives NaN in y and dx for every activation (SPEC 2.4): the rule is
-// applied here, once, explicitly, rather than left to each functor's math
-// (a clamp or a selection can turn a NaN into a number).
 template <typename Activation>
 struct ForwardOp {
   Activation activation;
   template <typename Index, typename C>
-  __device__ __forceinline__ C operator()(Index, C x) const { return isnan(x) ? x : activation.forward(x); }
+  __device__ __forceinline__ C operator()(Index, C x) const { return forward_of(activation, x); }
 };
 
 template <typename Activation>
 struct BackwardOp {
   Activation activation;
   template <typename Index, typename C>
-  __device__ __forceinline__ C operator()(Index, C dy, C x) const {
-    return isnan(x) ? x : dy * activation.derivative(x);
-  }
+  __device__ __forceinline__ C operator()(Index, C dy, C x) const { return backward_of(activation, dy, x); }
 };
 
 // y = activation.forward(x).  The functor is passed by value: it is the

@@ -7,4 +7,6 @@
 #include "elementwise.cuh"
 #include "activations.cuh"
 #include "prelu.cuh"
+#include "bias_act.cuh"
+#include "conv.cuh"
 #include "rowwise.cuh"

@@ -68,7 +68,11 @@ __device__ __forceinline__ double sum_over_rows(double value) {
   return rows[threadIdx.x];
 }
 
-// dx for every element, and per-block partial sums of dalpha.
+// The per-channel reductions of the backward kernels (prelu_backward,
+// bias_act_backward): calls element(i) for every element i of each channel of
+// a C-contiguous (outer, channels, inner) array, where element = per_channel(channel)
+// (per-channel values loaded once), and writes the per-block sums of what
+// element returns to partial.
 //
 // Block (lanes, rows): threadIdx.x picks the channel, threadIdx.y and
 // blockIdx.y walk that channel's outer * inner elements.  The host makes
@@ -76,30 +80,43 @@ __device__ __forceinline__ double sum_over_rows(double value) {
 // one channel), 32 when inner == 1 (consecutive threads read consecutive
 // channels), so reads are coalesced in both layouts.  Block (x, y) writes
 // partial[y * channels + channel]; prelu_sum_partials adds the rows of
-// partial in order.  dalpha accumulates in double, like the NumPy backend.
+// partial in order.  Sums are in double, like the NumPy backend's.
+template <typename Index, typename PerChannel>
+__device__ __forceinline__ void reduce_over_channels(Index outer, Index channels, Index inner, double* partial,
+                                                     const PerChannel& per_channel) {
+  const Index channel = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const Index per_channel_count = outer * inner;
+  const Index step = static_cast<Index>(gridDim.y) * blockDim.y;
+  double sum = 0.0;
+  if (channel < channels) {
+    const auto element = per_channel(channel);
+    for (Index m = static_cast<Index>(blockIdx.y) * blockDim.y + threadIdx.y; m < per_channel_count; m += step) {
+      // One division: the 64-bit one is a called routine, and two calls spilled on sm_90.
+      const Index row = m / inner;
+      sum += element((row * channels + channel) * inner + (m - row * inner));
+    }
+  }
+  const double block_sum = sum_over_rows(sum);
+  if (threadIdx.y == 0 && channel < channels) partial[static_cast<Index>(blockIdx.y) * channels + channel] = block_sum;
+}
+
+// dx for every element, and per-block partial sums of dalpha.
 template <typename T, typename Index>
 __global__ void __launch_bounds__(kElementwiseThreads)
 prelu_backward(Index outer, Index channels, Index inner, T* dx, const T* dy, const T* x,
                const ComputeType<T>* alpha, double* partial) {
   using C = ComputeType<T>;
-  const Index channel = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const Index per_channel = outer * inner;
-  const Index step = static_cast<Index>(gridDim.y) * blockDim.y;
-  double sum = 0.0;
-  if (channel < channels) {
+  reduce_over_channels(outer, channels, inner, partial, [=](Index channel) {
     const C a = alpha[channel];
-    for (Index m = static_cast<Index>(blockIdx.y) * blockDim.y + threadIdx.y; m < per_channel; m += step) {
-      const Index i = (m / inner) * channels * inner + channel * inner + m % inner;
+    return [=](Index i) {
       const C xv = to_compute(x[i]);
       const C g = to_compute(dy[i]);
       const bool positive = xv > C(0);
       dx[i] = from_compute<T>(isnan(xv) ? xv : (positive ? g : a * g));
       // Exactly 0 at x > 0, whatever dy holds there (inf, NaN).
-      if (!positive) sum += rounded_product(xv, g);
-    }
-  }
-  const double block_sum = sum_over_rows(sum);
-  if (threadIdx.y == 0 && channel < channels) partial[static_cast<Index>(blockIdx.y) * channels + channel] = block_sum;
+      return positive ? 0.0 : static_cast<double>(rounded_product(xv, g));
+    };
+  });
 }
 
 // dalpha[c] = sum over k of partial[k * channels + c], k in order.

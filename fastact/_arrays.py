@@ -55,7 +55,13 @@ def host_array(a: Any) -> np.ndarray:
     return arr
 
 
+# float16/32/64 as dtype objects: a set lookup, much cheaper than dtype.name.
+_SUPPORTED_NUMPY = frozenset(np.dtype(name) for name in ("float16", "float32", "float64"))
+
+
 def check_dtype(function: str, name: str, dtype: Any) -> None:
+    if dtype in _SUPPORTED_NUMPY:
+        return
     if getattr(dtype, "name", None) not in _SUPPORTED:
         raise TypeError(
             f"{function}: {name} has dtype {dtype}, which is not supported; "

@@ -245,7 +245,9 @@ def conv2d_bias_act(
 
     On the NumPy backend this is im2col + BLAS GEMM on batch chunks, whose
     im2col buffer stays under 256 MiB (or one sample's buffer when that is
-    larger); 1x1 stride-1 unpadded convolutions need no im2col at all.
+    larger); 1x1 stride-1 unpadded convolutions need no im2col at all.  The
+    CUDA backend does the same with an im2col kernel and cuBLAS, the bias and
+    activation fused into one kernel over the GEMM's output.
 
     Example::
 

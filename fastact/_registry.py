@@ -35,6 +35,10 @@ _NO_DEFAULT = object()
 # --------------------------------------------------------------------------- #
 def real(activation: str, name: str, value: Any) -> float:
     """A finite real number: Python or NumPy int/float (bool and complex refused)."""
+    if type(value) is float or type(value) is int:  # the common case, without the ABC check
+        value = float(value)
+        if math.isfinite(value):
+            return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"{activation}: {name} must be a real number (Python or NumPy int/float), "

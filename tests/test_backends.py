@@ -96,3 +96,11 @@ def test_info_command_runs():
     done = subprocess.run([sys.executable, "-m", "fastact", "info"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "numpy" in done.stdout and "cuda" in done.stdout
+
+
+@pytest.mark.skipif(backends.unavailable_reason("cuda") is None, reason="a GPU is here: the benchmark would run")
+def test_gpu_benchmark_without_a_gpu_says_why():
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "gpu_fused.py")
+    done = subprocess.run([sys.executable, script, "--repeats", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "bench/gpu_fused.py needs a CUDA GPU: backend 'cuda' is not available" in done.stderr

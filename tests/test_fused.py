@@ -19,11 +19,7 @@ from support import BACKENDS, backend_param, dtype_of, to_backend, to_host
 
 
 def fused_backend_param(name: str):
-    """backend_param, skipped where the backend has no fused calls yet.
-
-    The CUDA and emulator backends get their fused kernels in a later change
-    (issue 5, CUDA side); these tests then run there unchanged.
-    """
+    """backend_param, skipped where the backend has no fused calls (every backend here has them)."""
     param = backend_param(name)
     if param.marks or type(backends.load(name)).bias_act is not Backend.bias_act:
         return param

@@ -10,8 +10,9 @@
 //   * __shfl_xor_sync and __shfl_down_sync over full warps: each is a
 //     synchronization point among the warp's 32 threads (launcher.h);
 //   * __half and __nv_bfloat16 with CUDA's round-to-nearest-even conversions;
-//   * the _rn arithmetic intrinsics and the math functions the kernels use
-//     (glibc's, correctly rounded or within 1 ulp: CUDA's are within 1 to 4 ulp).
+//   * the _rn arithmetic intrinsics, __umulhi, and the math functions the
+//     kernels use (glibc's, correctly rounded or within 1 ulp: CUDA's are
+//     within 1 to 4 ulp).
 #pragma once
 
 #define FASTACT_EMULATOR 1
@@ -113,6 +114,7 @@ inline double __longlong_as_double(long long bits) {
 
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
+inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((std::uint64_t(a) * b) >> 32); }
 
 namespace fastact_emulator {
 inline std::uint32_t float_bits(float f) {

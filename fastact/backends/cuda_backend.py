@@ -100,6 +100,14 @@ class CudaBackend(KernelBackend):
         # Function.__call__ launches on CuPy's current stream.
         self._function(family, dtype, kernel)(grid, block, tuple(args))
 
+    def gemm(self, a: Any, b: Any, out: Any) -> Any:
+        # cuBLAS through CuPy: 16-bit products accumulate in float32.  CuPy's
+        # matmul takes out= only as a C-contiguous array of the result's dtype.
+        if out.flags.c_contiguous:
+            return self.xp.matmul(a, b, out=out)
+        out[...] = self.xp.matmul(a, b)
+        return out
+
     def _function(self, family: str, dtype: Any, kernel: str) -> Any:
         device = self.xp.cuda.Device()
         key = (device.id, kernel)

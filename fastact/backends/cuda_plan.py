@@ -197,11 +197,11 @@ def module_kernels(family: str, dtype) -> list[str]:
             if family == "prelu":
                 names += [prelu_forward_kernel(scalar, dtype, vector, index) for scalar in (True, False)
                           if prelu_forward_vector(scalar, index, vector) == vector]
-            else:
+            elif family in FUNCTORS:
                 names += [activation_kernel(d, family, dtype, vector, index) for d in ("forward", "backward")]
         if family == "prelu":
             names += [prelu_backward_kernel(dtype, index), prelu_sum_kernel(index)]
-    return names
+    return names + fused_kernels(family, dtype)
 
 
 # --------------------------------------------------------------------------- #
@@ -291,7 +291,7 @@ def rowwise_kernel(direction: str, kernel: str, dtype, lanes: int, index: str) -
     return f"fastact::rowwise<{op}<{compute_type(dtype)}>, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {lanes}>"
 
 
-MODULE_FAMILIES = (*FUNCTORS, *ROWWISE_OPS, "prelu")
+MODULE_FAMILIES = (*FUNCTORS, *ROWWISE_OPS, "prelu", "conv")
 
 
 # --------------------------------------------------------------------------- #
@@ -365,3 +365,102 @@ def prelu_backward_launch(plan: PreluPlan, sm_count: int) -> PreluBackwardLaunch
     chunks = max(1, min(sm_count * BLOCKS_PER_SM // groups, math.ceil(per_channel / rows)))
     n = plan.outer * plan.channels * plan.inner
     return PreluBackwardLaunch((lanes, rows), (groups, chunks), index_type(n, groups * chunks * THREADS))
+
+
+# --------------------------------------------------------------------------- #
+# Fused calls (cuda/bias_act.cuh, cuda/conv.cuh): bias_act kernels live in each
+# activation's module (they are templates on its functor), im2col/col2im in
+# the "conv" module of each dtype.
+# --------------------------------------------------------------------------- #
+def divider_dtype(index: str) -> np.dtype:
+    """The C layout of Divider<Index> (cuda/divider.cuh)."""
+    return np.dtype([("divisor", _index_dtype(index)), ("magic", np.uint32), ("shift", np.uint32)], align=True)
+
+
+def _index_dtype(index: str) -> np.dtype:
+    return np.dtype(np.int32 if index == "int" else np.int64)
+
+
+def divider(divisor: int) -> tuple[int, int, int]:
+    """(divisor, magic, shift) with n // divisor == (umulhi(n, magic) + n) >> shift for 0 <= n < 2**31.
+
+    Granlund and Montgomery's round-up method, as PyTorch's IntDivider:
+    shift = ceil(log2(divisor)), magic = 2**32 * (2**shift - divisor) // divisor + 1.
+    """
+    if not 1 <= divisor <= INT32_MAX:
+        raise ValueError(f"divisor {divisor} outside [1, 2**31)")
+    shift = (divisor - 1).bit_length()
+    magic = (1 << 32) * ((1 << shift) - divisor) // divisor + 1
+    return divisor, magic, shift
+
+
+def _pack(struct_dtype: np.dtype, values: dict) -> np.void:
+    """A structured scalar (a C struct passed by value) from field values; Divider fields take a divisor."""
+    struct = np.zeros((), struct_dtype)
+    for name, value in values.items():
+        field = struct_dtype.fields[name][0]
+        struct[name] = divider(value) if field.names else value
+    return struct[()]
+
+
+def channel_of(p: PreluPlan, index: str) -> np.void:
+    """ChannelOf<Index>: the channel of a flat element of x seen as (outer, channels, inner)."""
+    dtype = np.dtype([("inner", divider_dtype(index)), ("channels", divider_dtype(index))], align=True)
+    return _pack(dtype, {"inner": p.inner, "channels": p.channels})
+
+
+def bias_act_forward_kernel(kernel: str, dtype, vector: int, index: str) -> str:
+    functor = f"{FUNCTORS[kernel].template}<{compute_type(dtype)}>"
+    return f"fastact::bias_act_forward<{functor}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
+
+
+def bias_act_backward_kernel(kernel: str, dtype, index: str) -> str:
+    functor = f"{FUNCTORS[kernel].template}<{compute_type(dtype)}>"
+    return f"fastact::bias_act_backward<{functor}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}>"
+
+
+# Elements per vector of bias_act_forward: each needs its own bias load in
+# flight, and eight (16-bit data, 16-byte vectors) spilled a register on sm_90
+# (python -m fastact.cuda_check); four make 8-byte accesses.
+BIAS_ACT_MAX_VECTOR = 4
+
+
+def bias_act_forward_vector(index: str, vector: int) -> int:
+    """The vector width bias_act_forward may use, given the engine's: at most BIAS_ACT_MAX_VECTOR elements,
+    and scalar with 64-bit indices (plain divisions), as prelu_forward_vector."""
+    return prelu_forward_vector(False, index, min(vector, BIAS_ACT_MAX_VECTOR))
+
+
+_WINDOW_DIVIDERS = ("batch", "channels", "height", "width", "out_height", "out_width", "kernel_height",
+                    "kernel_width", "group_channels")
+_WINDOW_STRIDES = ("stride_h", "stride_w")  # Divider<int> whatever the index type
+_WINDOW_INDICES = ("dilation_h", "dilation_w", "pad_top", "pad_left",
+                   "col_sample", "col_group", "col_channel", "col_tap", "col_pixel")
+
+
+def conv_windows(index: str, **values: int) -> np.void:
+    """ConvWindows<Index> (cuda/conv.cuh) from its field values by name."""
+    dtype = np.dtype([(name, divider_dtype(index)) for name in _WINDOW_DIVIDERS]
+                     + [(name, divider_dtype("int")) for name in _WINDOW_STRIDES]
+                     + [(name, _index_dtype(index)) for name in _WINDOW_INDICES], align=True)
+    return _pack(dtype, values)
+
+
+def conv_kernel(direction: str, dtype, index: str, channels_last: bool) -> str:
+    """im2col or col2im for one dtype, index type and data format."""
+    return f"fastact::{direction}<{STORAGE_TYPES[dtype_name(dtype)]}, {index}, {'true' if channels_last else 'false'}>"
+
+
+def fused_kernels(family: str, dtype) -> list[str]:
+    """The fused-call instantiations of one module: bias_act for an activation, im2col/col2im for "conv"."""
+    if family == "conv":
+        return [conv_kernel(d, dtype, index, last) for index in INDEX_TYPES for d in ("im2col", "col2im")
+                for last in (False, True)]
+    if family not in FUNCTORS:
+        return []
+    names = []
+    for index in INDEX_TYPES:
+        vectors = sorted({bias_act_forward_vector(index, vector) for vector in vector_widths(dtype)})
+        names += [bias_act_forward_kernel(family, dtype, vector, index) for vector in vectors]
+        names += [bias_act_backward_kernel(family, dtype, index), prelu_sum_kernel(index)]
+    return names

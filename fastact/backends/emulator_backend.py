@@ -55,6 +55,12 @@ class EmulatorBackend(KernelBackend):
     def launch(self, family: str, dtype: Any, kernel: str, grid: tuple, block: tuple, args: Sequence) -> None:
         self.module(family, dtype).launch(kernel, grid, block, args)
 
+    def gemm(self, a: Any, b: Any, out: Any) -> Any:
+        """What cuBLAS computes: the product in the compute type (float32 for 16-bit data), rounded once to out's dtype."""
+        compute = cuda_plan.compute_dtype(a.dtype)
+        np.copyto(out, np.matmul(a.astype(compute, copy=False), b.astype(compute, copy=False)), casting="unsafe")
+        return out
+
     def describe(self) -> dict:
         return {"name": self.name, "compiler": emulator_build.compiler(), "sm_count": self.SM_COUNT,
                 "defines": list(self.defines)}

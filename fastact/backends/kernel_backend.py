@@ -21,10 +21,12 @@ from typing import Any, Sequence
 
 from . import cuda_plan as plan
 from .base import Backend
+from .kernel_fused import FusedKernelMethods
 
 
-class KernelBackend(Backend):
-    """forward/backward/prelu_* on top of three device primitives (below)."""
+class KernelBackend(FusedKernelMethods, Backend):
+    """forward/backward/prelu_* on top of three device primitives (below); the fused calls
+    (:mod:`kernel_fused`) add a fourth, ``gemm``."""
 
     # ---- device primitives (subclasses) -------------------------------------
     def device_of(self, a: Any) -> contextlib.AbstractContextManager:
@@ -124,9 +126,12 @@ class KernelBackend(Backend):
                 destination[...] = work
             return target
 
-    # ---- PReLU --------------------------------------------------------------
-    def _prelu_operands(self, p: plan.PreluPlan, target: Any, inputs: Sequence[Any], alpha: Any):
-        """(C-contiguous inputs, where results go, alpha as contiguous compute-type slopes)."""
+    # ---- per-channel operands and reductions (PReLU, bias_act) -------------------
+    def _channel_operands(self, p: plan.PreluPlan, target: Any, inputs: Sequence[Any], values: Any):
+        """(C-contiguous inputs, where results go, work array, ``values`` as contiguous compute-type channel values).
+
+        ``values`` (PReLU's alpha, a bias) broadcasts against ``target`` and varies along p's channels.
+        """
         xp = self.xp
 
         def arranged(a):
@@ -135,17 +140,47 @@ class KernelBackend(Backend):
         inputs = [xp.ascontiguousarray(arranged(a)) for a in inputs]
         destination = arranged(target)
         work = destination if destination.flags.c_contiguous else xp.empty(destination.shape, destination.dtype)
-        padded = alpha.reshape((1,) * (target.ndim - alpha.ndim) + tuple(alpha.shape))
-        slopes = xp.ascontiguousarray(arranged(padded), dtype=plan.compute_dtype(target.dtype)).reshape(-1)
-        return inputs, destination, work, slopes
+        padded = values.reshape((1,) * (target.ndim - values.ndim) + tuple(values.shape))
+        per_channel = xp.ascontiguousarray(arranged(padded), dtype=plan.compute_dtype(target.dtype)).reshape(-1)
+        return inputs, destination, work, per_channel
 
+    def _reduce_channels(self, family: str, p: plan.PreluPlan, target: Any, inputs: Sequence[Any], values: Any,
+                         kernel_name, leading: tuple = ()) -> Any:
+        """Launch a per-channel backward kernel (reduce_over_channels in cuda/prelu.cuh) into ``target``.
+
+        kernel(*leading, outer, channels, inner, dx, *inputs, values, partial) with
+        ``kernel_name(index type)``; returns the per-channel sums in float64, added
+        up deterministically.  ``target`` may be one of the inputs (in place).
+        """
+        inputs, destination, work, per_channel = self._channel_operands(p, target, inputs, values)
+        launch = plan.prelu_backward_launch(p, self.sm_count())
+        index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
+        partial = self.xp.empty(launch.chunks * p.channels, dtype="float64")
+        args = (*leading, index(p.outer), index(p.channels), index(p.inner), work.reshape(-1),
+                *[a.reshape(-1) for a in inputs], per_channel, partial)
+        dtype = target.dtype
+        self.launch(family, dtype, kernel_name(launch.index), launch.grid, launch.block, args)
+        if work is not destination:
+            destination[...] = work
+        return partial if launch.chunks == 1 else self._sum_partials(family, dtype, partial, p.channels, launch)
+
+    def _sum_partials(self, family: str, dtype: Any, partial: Any, channels: int, launch: plan.PreluBackwardLaunch) -> Any:
+        """One small deterministic pass: sums[c] = the chunks' partial sums of channel c, in order."""
+        sums = self.xp.empty(channels, dtype="float64")
+        grid = plan.grid_size(channels, self.sm_count())
+        index = plan.index_type(partial.size, grid * plan.THREADS)
+        args = (plan.index_scalar(index, channels), plan.index_scalar(index, launch.chunks), partial, sums)
+        self.launch(family, dtype, plan.prelu_sum_kernel(index), (grid,), (plan.THREADS,), args)
+        return sums
+
+    # ---- PReLU --------------------------------------------------------------
     def prelu_forward(self, x: Any, alpha: Any, out: Any) -> Any:
         with self.device_of(x):
             target = self._result(out, x)
             if x.size == 0:
                 return target
             p = plan.prelu_plan(x.shape, alpha.shape)
-            (xc,), destination, work, slopes = self._prelu_operands(p, target, [x], alpha)
+            (xc,), destination, work, slopes = self._channel_operands(p, target, [x], alpha)
             n = xc.size
             launch = plan.elementwise_launch(n, x.dtype, [self.data_ptr(xc), self.data_ptr(work)], self.sm_count())
             vector = plan.prelu_forward_vector(p.scalar, launch.index, launch.vector)
@@ -164,23 +199,6 @@ class KernelBackend(Backend):
             if x.size == 0:
                 return target, xp.zeros(alpha.shape, alpha.dtype)
             p = plan.prelu_plan(x.shape, alpha.shape)
-            (dyc, xc), destination, work, slopes = self._prelu_operands(p, target, [dy, x], alpha)
-            launch = plan.prelu_backward_launch(p, self.sm_count())
-            index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
-            partial = xp.empty(launch.chunks * p.channels, dtype="float64")
-            args = (index(p.outer), index(p.channels), index(p.inner), work.reshape(-1), dyc.reshape(-1),
-                    xc.reshape(-1), slopes, partial)
-            self.launch("prelu", x.dtype, plan.prelu_backward_kernel(x.dtype, launch.index), launch.grid, launch.block, args)
-            if work is not destination:
-                destination[...] = work
-            dalpha = partial if launch.chunks == 1 else self._sum_partials(x.dtype, partial, p.channels, launch)
+            dalpha = self._reduce_channels("prelu", p, target, [dy, x], alpha,
+                                           lambda index: plan.prelu_backward_kernel(x.dtype, index))
             return target, dalpha.reshape(alpha.shape).astype(alpha.dtype, copy=False)
-
-    def _sum_partials(self, dtype: Any, partial: Any, channels: int, launch: plan.PreluBackwardLaunch) -> Any:
-        """One small deterministic pass: dalpha[c] = sum of the chunks' partial sums, in order."""
-        dalpha = self.xp.empty(channels, dtype="float64")
-        grid = plan.grid_size(channels, self.sm_count())
-        index = plan.index_type(partial.size, grid * plan.THREADS)
-        args = (plan.index_scalar(index, channels), plan.index_scalar(index, launch.chunks), partial, dalpha)
-        self.launch("prelu", dtype, plan.prelu_sum_kernel(index), (grid,), (plan.THREADS,), args)
-        return dalpha

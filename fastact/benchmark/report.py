@@ -83,16 +83,18 @@ def plot(result: dict, path: str | Path) -> None:
     figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.5 * rows), squeeze=False)
     for axis, (dtype, direction) in zip(axes.flat, panels):
         panel = [r for r in result["rows"] if (r["dtype"], r["direction"]) == (dtype, direction) and r.get("roofline")]
-        for op in dict.fromkeys(r["op"] for r in panel):
+        # tab20 colours and two line styles: more than ten ops must stay distinguishable.
+        for number, op in enumerate(dict.fromkeys(r["op"] for r in panel)):
             mine = [r for r in panel if r["op"] == op]
-            axis.plot([r["size"] for r in mine], [r["gbps"] for r in mine], marker="o", label=op)
+            style = {"color": plt.cm.tab20(number % 20), "linestyle": "-" if number < 10 else ":"}
+            axis.plot([r["size"] for r in mine], [r["gbps"] for r in mine], marker="o", label=op, **style)
         roof = {r["size"]: r["roofline"]["gbps"] for r in panel}
         axis.plot(sorted(roof), [roof[s] for s in sorted(roof)], "k--", label=panel[0]["roofline"]["name"] + " (roofline)")
         axis.set_xscale("log", base=2)
         axis.set(xlabel="elements", ylabel="GB/s (useful bytes)", title=f"{direction}, {dtype}")
         axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: format_size(int(v))))
         axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, ncol=2)
     figure.suptitle(machine_line(result)[:120], fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

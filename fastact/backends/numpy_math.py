@@ -61,11 +61,36 @@ def relu_forward(alpha: float, max_value: float | None, threshold: float, dtype:
             pick(x, ax, out=out)
         return leaky_relu
 
-    if t == 0 and a == 0:
-        def capped_relu(s, out, x):
+    if m is not None and t <= 0:
+        # At or below t <= 0 the cap clip(x, 0, m) is 0, and above t the slope
+        # term a * (min(x, t) - t) is 0: their sum is exact, with no mask.
+        def capped_leaky_relu(s, out, x):
+            below = None
+            if a != 0:
+                below = np.minimum(x, s.full(t), out=s.tmp(0))
+                np.subtract(below, t, out=below)
+                np.multiply(below, a, out=below)
             np.maximum(x, s.full(0), out=out)
             np.minimum(out, s.full(m), out=out)
-        return capped_relu
+            if below is not None:
+                np.add(out, below, out=out)
+        return capped_leaky_relu
+
+    relu_general = _relu_general(a, m, t)
+    if a == 0 and m is None:
+        def thresholded_relu(s, out, x):
+            above = np.greater(x, t, out=s.mask(0))
+            if x.size and np.fmin.reduce(x, axis=None) == -np.inf:  # fmin: NaN-ignoring
+                relu_general(s, out, x)  # x * 0 would give NaN at -inf: the general form handles it
+                return
+            np.multiply(x, above, out=out)  # x above t, 0 below; NaN stays NaN (NaN * 0)
+        return thresholded_relu
+
+    return relu_general
+
+
+def _relu_general(a, m, t):
+    """relu(x; a, m, t) for any parameters: exact selections on max(x, t) / min(x, t)."""
 
     def relu_general(s, out, x):
         above = np.greater(x, t, out=s.mask(0))

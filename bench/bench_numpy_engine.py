@@ -9,7 +9,9 @@ outputs and the median of repeated runs:
 * the naive expression a user would write (``fastact.reference.NAIVE``)
 
 and prints the ratios the issue sets targets for: forward <= 1.3x copy,
-backward <= 1.3x add, >= 3x faster than naive.  ``--threads 1`` runs the
+backward <= 1.3x add, >= 3x faster than naive.  Each ratio is the median of
+per-pair ratios, the roofline timed right before the op every time (see
+``paired_ratio``: this VM's bandwidth drifts between seconds).  ``--threads 1`` runs the
 engine single-threaded (to check that the thread pool earns its keep) and
 ``--block`` sets its block size.
 
@@ -27,6 +29,29 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
+
+
+def paired_ratio(fn, roofline, repeat: int) -> tuple[float, float, float]:
+    """Median over ``repeat`` pairs of time(fn) / time(roofline), each pair timed back to back.
+
+    This VM's memory bandwidth drifts by 20-30% between seconds (other tenants
+    of the host), so a ratio of two medians taken at different moments is
+    noisy; timing the roofline right beside the op each time cancels the drift.
+    Returns (median ratio, median fn seconds, median roofline seconds).
+    """
+    fn()
+    roofline()
+    ratios, times, roof_times = [], [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        roofline()
+        middle = time.perf_counter()
+        fn()
+        end = time.perf_counter()
+        ratios.append((end - middle) / (middle - start))
+        times.append(end - middle)
+        roof_times.append(middle - start)
+    return float(np.median(ratios)), float(np.median(times)), float(np.median(roof_times))
 
 
 def median_time(fn, repeat: int) -> tuple[float, float, float]:
@@ -84,20 +109,20 @@ def main(argv: list[str] | None = None) -> int:
         for name, params, naive_params in CASES:
             forward = getattr(fastact, name)
             backward = getattr(fastact, f"{name}_backward")
-            fwd = median_time(lambda: forward(x, **params, out=out), args.repeat)
-            bwd = median_time(lambda: backward(dy, x, **params, out=out), args.repeat)
+            fwd = paired_ratio(lambda: forward(x, **params, out=out), lambda: np.copyto(out, x), args.repeat)
+            bwd = paired_ratio(lambda: backward(dy, x, **params, out=out), lambda: np.add(dy, x, out=out), args.repeat)
             row = {
                 "op": name,
                 "params": params,
-                "forward_ms": fwd[0] * 1e3,
-                "backward_ms": bwd[0] * 1e3,
-                "forward_over_copy": fwd[0] / copy[0],
-                "backward_over_add": bwd[0] / add[0],
+                "forward_ms": fwd[1] * 1e3,
+                "backward_ms": bwd[1] * 1e3,
+                "forward_over_copy": fwd[0],
+                "backward_over_add": bwd[0],
             }
             if naive_params is not None:
                 naive_forward, naive_backward = reference.NAIVE[name]
-                row["naive_forward_speedup"] = median_time(lambda: naive_forward(x, **naive_params), 3)[0] / fwd[0]
-                row["naive_backward_speedup"] = median_time(lambda: naive_backward(dy, x, **naive_params), 3)[0] / bwd[0]
+                row["naive_forward_speedup"] = median_time(lambda: naive_forward(x, **naive_params), 3)[0] / fwd[1]
+                row["naive_backward_speedup"] = median_time(lambda: naive_backward(dy, x, **naive_params), 3)[0] / bwd[1]
             rows.append(row)
             label = f"{name}{params if params else ''}"
             naive = (

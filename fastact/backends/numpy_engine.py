@@ -26,6 +26,7 @@ input itself (in-place calls).
 from __future__ import annotations
 
 import math
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -249,51 +250,67 @@ def _execute(
     reduce: bool = False,
     contiguous: bool = False,
 ) -> list:
-    """Run the blocks in ``work`` (on the worker threads when large); returns each thread's partial sum.
+    """Run the blocks in ``work`` (shared by the worker threads when large); returns ``[total]`` or ``[None]``.
 
     ``flat`` holds the outputs then the inputs, all of one shape.  A block that
     is not in the compute dtype (or, with ``contiguous``, not C-contiguous) is
     handed to the chunk function as a scratch copy, written back for outputs.
+
+    Threads take the next block from a shared counter rather than a fixed
+    half each: on a VM whose cores are slowed unevenly (other tenants, steal
+    time) a static split waits for the slowest thread.  Partial sums are kept
+    per block and added in block order, so a reduction has the same bits
+    whatever the thread count and whichever thread ran which block.
     """
     cdtype = compute_dtype(flat[0].dtype)  # the first output has x's dtype
+    next_block = itertools.count()  # next() on a count is atomic under the GIL
 
-    def run_range(part: Sequence[tuple[slice, ...]]) -> np.ndarray | None:
+    def run_block(index: tuple[slice, ...]) -> tuple | None:
+        views = [a[index] for a in flat]
+        scratch = Scratch.get(cdtype, views[0].shape)
+        args = []
+        for slot, view in enumerate(views):
+            if view.dtype == cdtype and (not contiguous or view.flags.c_contiguous):
+                args.append(view)
+            else:
+                # Widen 16-bit blocks (and odd-dtype outputs) into float scratch.
+                buf = scratch.cast(slot)
+                if slot >= n_out:
+                    np.copyto(buf, view, casting="unsafe")
+                args.append(buf)
+        small_index = None
+        if small_view is not None:
+            small_index = _small_index(index, small_view.shape) if small_by_block else (slice(None),)
+            part_small = small_view[small_index]
+            args.append(part_small if part_small.dtype == cdtype else part_small.astype(cdtype))
+        partial = chunk_fn(scratch, *args)
+        for view, arg in zip(views[:n_out], args[:n_out]):
+            if arg is not view:
+                np.copyto(view, arg, casting="unsafe")
+        return (small_index, partial) if reduce else None
+
+    def worker() -> list:
         # IEEE results (inf * 0 = NaN, ...) are the specified behaviour, not a
         # warning; errstate is per thread, so it is set here, in the worker.
+        done = []
         with np.errstate(all="ignore"):
-            return run_blocks(part)
-
-    def run_blocks(part: Sequence[tuple[slice, ...]]) -> np.ndarray | None:
-        acc = np.zeros(small_view.shape, np.float64) if reduce else None
-        for index in part:
-            views = [a[index] for a in flat]
-            scratch = Scratch.get(cdtype, views[0].shape)
-            args = []
-            for slot, view in enumerate(views):
-                if view.dtype == cdtype and (not contiguous or view.flags.c_contiguous):
-                    args.append(view)
-                else:
-                    # Widen 16-bit blocks (and odd-dtype outputs) into float scratch.
-                    buf = scratch.cast(slot)
-                    if slot >= n_out:
-                        np.copyto(buf, view, casting="unsafe")
-                    args.append(buf)
-            if small_view is not None:
-                small_index = _small_index(index, small_view.shape) if small_by_block else (slice(None),)
-                part_small = small_view[small_index]
-                args.append(part_small if part_small.dtype == cdtype else part_small.astype(cdtype))
-            partial = chunk_fn(scratch, *args)
-            for view, arg in zip(views[:n_out], args[:n_out]):
-                if arg is not view:
-                    np.copyto(view, arg, casting="unsafe")
-            if reduce:
-                acc[small_index] += partial
-        return acc
+            for number in next_block:
+                if number >= len(work):
+                    return done
+                done.append((number, run_block(work[number])))
+        return done
 
     total = flat[0].size
     if NUM_THREADS > 1 and total >= PARALLEL_MIN_ELEMENTS and len(work) > 1:
-        n = min(NUM_THREADS, len(work))
-        bounds = [len(work) * i // n for i in range(n + 1)]
-        futures = [_executor().submit(run_range, work[bounds[i] : bounds[i + 1]]) for i in range(n)]
-        return [f.result() for f in futures]
-    return [run_range(work)]
+        helpers = [_executor().submit(worker) for _ in range(min(NUM_THREADS, len(work)) - 1)]
+        results = worker()  # the calling thread works too
+        for helper in helpers:
+            results += helper.result()
+    else:
+        results = worker()
+    if not reduce:
+        return [None]
+    acc = np.zeros(small_view.shape, np.float64)
+    for _, (small_index, partial) in sorted(results, key=lambda item: item[0]):
+        acc[small_index] += partial
+    return [acc]

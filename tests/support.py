@@ -29,6 +29,11 @@ BACKENDS = ("numpy", "cuda", "cuda-emulator")
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
 
 
+def case_ids(cases: list[tuple[str, dict]]) -> list[str]:
+    """Readable test ids for (activation, params) cases: ``relu-alpha=0.1``, ``relu6-defaults``."""
+    return [f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items()) or 'defaults'}" for name, params in cases]
+
+
 def backend_param(name: str):
     """A pytest param for a backend, skipped with the reason where it cannot run here."""
     reason = backends.unavailable_reason(name)

@@ -36,7 +36,7 @@ CASES = [
     ("log_softmax", {}),
     ("log_softmax", {"axis": 0}),
 ]
-CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items()) or 'defaults'}" for name, params in CASES]
+CASE_IDS = support.case_ids(CASES)
 ELEMENTWISE = [(name, params) for name, params in CASES if get_spec(name).form == "elementwise"]
 ROWWISE = ("softmax", "log_softmax")
 

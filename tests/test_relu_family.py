@@ -29,7 +29,7 @@ CASES = [
     ("thresholded_relu", {}),
     ("thresholded_relu", {"theta": -0.5}),
 ]
-CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items()) or 'defaults'}" for name, params in CASES]
+CASE_IDS = support.case_ids(CASES)
 
 backend_params = [backend_param(b) for b in BACKENDS]
 

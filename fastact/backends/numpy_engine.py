@@ -34,6 +34,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import half
+
 # 256 Ki elements (1 MiB of float32 per operand): measured by
 # bench/bench_numpy_engine.py on the 2-core AMD EPYC dev machine (2**25 float32,
 # 2 threads): 16 Ki blocks ran relu forward at 2.2x the copy time, 64 Ki at
@@ -126,6 +128,13 @@ class Scratch:
     def full(self, value: float) -> np.ndarray:
         return self._view(("c", self.dtype.char, float(value)), self.dtype, fill=value)
 
+    def uint(self, slot: int) -> np.ndarray:
+        """uint32 scratch slot (float16 conversions by integer arithmetic, half.py)."""
+        return self._view(("u", slot), np.dtype(np.uint32))
+
+    def full_uint(self, value: int) -> np.ndarray:
+        return self._view(("cu", value), np.dtype(np.uint32), fill=value)
+
     def cast(self, slot: int) -> np.ndarray:
         """Compute-dtype room for operand ``slot`` when it has another dtype."""
         return self._view(("cast", self.dtype.char, slot), self.dtype)
@@ -134,6 +143,26 @@ class Scratch:
         """Float scratch with one value per row (the block's shape, last axis 1): row-wise reductions."""
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         return self._view(("r", dtype.char, slot), dtype, shape=(*self.shape[:-1], 1))
+
+
+_FLOAT16 = np.dtype(np.float16)
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _widen(block: np.ndarray, buf: np.ndarray, scratch: Scratch) -> None:
+    """Copy ``block`` into the compute-dtype ``buf``; float16 by integer arithmetic (see half.py)."""
+    if block.dtype == _FLOAT16 and buf.dtype == _FLOAT32:
+        half.widen(block, buf, scratch)
+    else:
+        np.copyto(buf, block, casting="unsafe")
+
+
+def _narrow(buf: np.ndarray, block: np.ndarray, scratch: Scratch) -> None:
+    """Round the compute-dtype ``buf`` into ``block``; float16 by integer arithmetic (see half.py)."""
+    if block.dtype == _FLOAT16 and buf.dtype == _FLOAT32:
+        half.narrow(buf, block, scratch)
+    else:
+        np.copyto(block, buf, casting="unsafe")
 
 
 def _flatten_order(arrays: Sequence[np.ndarray]) -> str | None:
@@ -276,7 +305,7 @@ def _execute(
                 # Widen 16-bit blocks (and odd-dtype outputs) into float scratch.
                 buf = scratch.cast(slot)
                 if slot >= n_out:
-                    np.copyto(buf, view, casting="unsafe")
+                    _widen(view, buf, scratch)
                 args.append(buf)
         small_index = None
         if small_view is not None:
@@ -286,7 +315,7 @@ def _execute(
         partial = chunk_fn(scratch, *args)
         for view, arg in zip(views[:n_out], args[:n_out]):
             if arg is not view:
-                np.copyto(view, arg, casting="unsafe")
+                _narrow(arg, view, scratch)
         return (small_index, partial) if reduce else None
 
     def worker() -> list:

@@ -1,10 +1,11 @@
 """float16 <-> float32 conversion by integer arithmetic, for the NumPy engine's 16-bit blocks.
 
 NumPy's own float16 casts have no SIMD path on the x86 machines we measured
-(0.54 ms to widen and 0.85 ms to narrow 256 Ki elements on the AMD EPYC dev VM,
-about 2-3 ns per element), which made float16 on the host run at 0.5 GB/s.
-The same conversions written as a dozen vectorized integer ufuncs over the
-block are exact and several times faster (``bench/bench_half.py``).
+(0.33-0.54 ms to widen and 0.40-0.85 ms to narrow 256 Ki elements on the AMD
+EPYC dev VM, 1.3-3 ns per element), which made float16 on the host run at
+0.5 GB/s.  The same conversions written as a dozen vectorized integer ufuncs
+over the block are exact and 2.5-3x (widen) and 1.3-1.7x (narrow) faster
+there (``python bench/bench_half.py``).
 
 Both follow the IEEE formats bit for bit: widening is exact, narrowing rounds
 to nearest-even, overflows to inf, keeps NaN a NaN and keeps the sign of zero.

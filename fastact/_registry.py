@@ -166,9 +166,6 @@ class ActivationSpec:
             )
         return self.validate(*values)
 
-    def kernel_params_for(self, params: dict) -> dict:
-        return self.kernel_params(**params)
-
     def docstring(self, direction: str) -> str:
         """The public function's docstring, built from this declaration."""
         sig = ", ".join(
@@ -263,7 +260,7 @@ class Activation:
 
     @property
     def kernel_params(self) -> dict:
-        return self.spec.kernel_params_for(self.params)
+        return self.spec.kernel_params(**self.params)
 
     def __call__(self, x: Any, *, out: Any = None) -> Any:
         from . import _dispatch

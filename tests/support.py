@@ -7,7 +7,6 @@ checks every activation must pass (oracle agreement, NaN, inputs unchanged,
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -397,11 +396,3 @@ def check_large_blocks(cases: list) -> None:
             assert_same(y[r], f(x[r], **params), name)
             assert_same(dx[r], b(dy[r], x[r], **params), name)
         assert_same(f(x.T, **params), y.T, name)
-
-
-def nan_count(a: np.ndarray) -> int:
-    return int(np.isnan(np.asarray(a).astype(np.float64)).sum())
-
-
-def isclose_scalar(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)

@@ -120,9 +120,3 @@ def for_kind(kind: str) -> Backend:
     if name == "auto":
         name = "cuda" if kind in ("cupy", "cuda") else "numpy"
     return load(name)
-
-
-def reset_cache() -> None:
-    """Forget loaded backends and their errors (tests use this after changing the environment)."""
-    _loaded.clear()
-    _errors.clear()

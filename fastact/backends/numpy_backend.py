@@ -1,7 +1,6 @@
 """The NumPy backend: host arrays, the block engine, and the math in numpy_math.py."""
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -13,14 +12,6 @@ from .base import Backend
 def _padded(alpha: np.ndarray, ndim: int) -> np.ndarray:
     """alpha with leading 1-axes so it has x's ndim (NumPy broadcasting, spelled out)."""
     return alpha.reshape((1,) * (ndim - alpha.ndim) + alpha.shape)
-
-
-@functools.lru_cache(maxsize=512)
-def _plan(plans_id: int, kernel: str, params: tuple, dtype: np.dtype) -> numpy_math.ChunkFn:
-    """The chunk function for (direction, kernel, params, dtype), built once: plans are pure closures
-    and building one costs about as much as running a small call."""
-    plans = numpy_math.FORWARD if plans_id == id(numpy_math.FORWARD) else numpy_math.BACKWARD
-    return plans[kernel](**dict(params), dtype=dtype)
 
 
 class NumpyBackend(Backend):
@@ -57,19 +48,19 @@ class NumpyBackend(Backend):
 
     def forward(self, kernel: str, params: dict, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)
-        self._apply(numpy_math.FORWARD, kernel, params, [out], [x])
+        self._apply("forward", kernel, params, [out], [x])
         return out
 
     def backward(self, kernel: str, params: dict, dy: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)
-        self._apply(numpy_math.BACKWARD, kernel, params, [out], [dy, x])
+        self._apply("backward", kernel, params, [out], [dy, x])
         return out
 
-    def _apply(self, plans: dict, kernel: str, params: dict, outs: list, ins: list) -> None:
+    def _apply(self, direction: str, kernel: str, params: dict, outs: list, ins: list) -> None:
         """Plan the kernel's chunk function and run it elementwise, or over rows for row-wise kernels."""
         params = dict(params)
         axis = params.pop("axis") if kernel in numpy_math.ROWWISE else None
-        chunk = _plan(id(plans), kernel, tuple(params.items()), numpy_engine.compute_dtype(ins[-1].dtype))
+        chunk = numpy_math.plan(direction, kernel, params, numpy_engine.compute_dtype(ins[-1].dtype))
         if axis is None:
             numpy_engine.run(chunk, outs, ins)
         else:

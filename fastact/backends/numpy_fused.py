@@ -83,7 +83,7 @@ def _bias_act_backward_chunk(activation_backward: numpy_math.ChunkFn) -> numpy_m
 
 def epilogue(kernel: str, params: dict, z: np.ndarray, bias: np.ndarray | None, axis: int, out: np.ndarray) -> np.ndarray:
     """out = act(z + bias along ``axis``) in one pass (act(z) without a bias); ``out`` may be ``z``."""
-    activation = numpy_math.FORWARD[kernel](**params, dtype=compute_dtype(out.dtype))
+    activation = numpy_math.plan("forward", kernel, params, compute_dtype(out.dtype))
     if bias is None:
         numpy_engine.run(activation, [out], [z])
         return out
@@ -100,7 +100,7 @@ def epilogue_backward(
     ``dz`` may be ``z`` itself (the dense and conv backward overwrite their
     recomputed pre-activation).
     """
-    activation = numpy_math.BACKWARD[kernel](**params, dtype=compute_dtype(dz.dtype))
+    activation = numpy_math.plan("backward", kernel, params, compute_dtype(dz.dtype))
     if bias is None:
         numpy_engine.run(activation, [dz], [dy, z])
         return None

@@ -16,6 +16,7 @@ finite — which is why the branches are evaluated on ``max(x, t)`` /
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -695,3 +696,17 @@ BACKWARD = {
 }
 # Kernels that work on whole rows along an axis (numpy_engine.run_rows).
 ROWWISE = frozenset({"softmax", "log_softmax"})
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_plan(direction: str, kernel: str, params: tuple, dtype: np.dtype) -> ChunkFn:
+    return (FORWARD if direction == "forward" else BACKWARD)[kernel](**dict(params), dtype=dtype)
+
+
+def plan(direction: str, kernel: str, params: dict, dtype: np.dtype) -> ChunkFn:
+    """The chunk function of ``kernel`` ("forward" or "backward") for ``params`` in compute dtype ``dtype``.
+
+    Built once per distinct (direction, kernel, params, dtype): plans are pure
+    closures, and building one costs about as much as running a small call.
+    """
+    return _cached_plan(direction, kernel, tuple(params.items()), dtype)

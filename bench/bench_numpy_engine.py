@@ -10,10 +10,11 @@ outputs and the median of repeated runs:
 
 and prints the ratios the issue sets targets for: forward <= 1.3x copy,
 backward <= 1.3x add, >= 3x faster than naive.  Each ratio is the median of
-per-pair ratios, the roofline timed right before the op every time (see
-``paired_ratio``: this VM's bandwidth drifts between seconds).  ``--threads 1`` runs the
-engine single-threaded (to check that the thread pool earns its keep) and
-``--block`` sets its block size.
+per-pair ratios, the op and its roofline timed in alternation (see
+``paired_ratio``: this VM's bandwidth drifts between seconds; the timer is
+``fastact.benchmark.timing.interleaved``, the one ``bench/bench_vs_torch.py``
+uses).  ``--threads 1`` runs the engine single-threaded (to check that the
+thread pool earns its keep) and ``--block`` sets its block size.
 
     python bench/bench_numpy_engine.py [--size 33554432] [--repeat 9] [--threads N] [--block N] [--json PATH]
 """
@@ -22,48 +23,39 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
 
 
+def _budget(repeat: int):
+    from fastact.benchmark.timing import Budget
+
+    return Budget(seconds=0, min_reps=repeat, max_reps=repeat, warmup_seconds=0, reps=repeat)
+
+
 def paired_ratio(fn, roofline, repeat: int) -> tuple[float, float, float]:
-    """Median over ``repeat`` pairs of time(fn) / time(roofline), each pair timed back to back.
+    """Median over ``repeat`` rounds of time(fn) / time(roofline), the two timed back to back.
 
     This VM's memory bandwidth drifts by 20-30% between seconds (other tenants
     of the host), so a ratio of two medians taken at different moments is
     noisy; timing the roofline right beside the op each time cancels the drift.
     Returns (median ratio, median fn seconds, median roofline seconds).
     """
-    fn()
-    roofline()
-    ratios, times, roof_times = [], [], []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        roofline()
-        middle = time.perf_counter()
-        fn()
-        end = time.perf_counter()
-        ratios.append((end - middle) / (middle - start))
-        times.append(end - middle)
-        roof_times.append(middle - start)
-    return float(np.median(ratios)), float(np.median(times)), float(np.median(roof_times))
+    from fastact.benchmark.timing import interleaved
+
+    timed = interleaved({"op": lambda r: fn(), "roofline": lambda r: roofline()}, _budget(repeat))
+    return timed.ratio("op", "roofline")["median"], timed.stats("op").median, timed.stats("roofline").median
 
 
 def median_time(fn, repeat: int) -> tuple[float, float, float]:
-    """(median, p20, p80) seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    p20, p50, p80 = np.percentile(times, [20, 50, 80])
-    return float(p50), float(p20), float(p80)
+    """(median, p20, p80) seconds of ``fn()`` after warm-up."""
+    from fastact.benchmark.timing import interleaved
+
+    stats = interleaved({"fn": lambda r: fn()}, _budget(repeat)).stats("fn")
+    return stats.median, stats.p20, stats.p80
 
 
 CASES = [
@@ -90,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import fastact
     from fastact import reference
-    from fastact.backends import numpy_engine
+    from fastact.benchmark import machine
+
+    engine = machine.fastact_backend("numpy")  # the engine's threads and block size, through the public API
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(args.size) * 3).astype(np.float32)
@@ -99,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     copy = median_time(lambda: np.copyto(out, x), args.repeat)
     add = median_time(lambda: np.add(dy, x, out=out), args.repeat)
     mib = x.nbytes / 2**20
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}")
-    print(f"engine: {numpy_engine.NUM_THREADS} threads, blocks of {numpy_engine.BLOCK_ELEMENTS} elements")
+    print(f"machine: {machine.cpu_model()}, {os.cpu_count()} cores; numpy {np.__version__}")
+    print(f"engine: {engine['threads']} threads, blocks of {engine.get('block_elements')} elements")
     print(f"size: {args.size} float32 ({mib:.0f} MiB per array); median of {args.repeat}")
     print(f"np.copyto        {copy[0] * 1e3:8.2f} ms  {2 * x.nbytes / copy[0] / 1e9:6.1f} GB/s")
     print(f"np.add(out=)     {add[0] * 1e3:8.2f} ms  {3 * x.nbytes / add[0] / 1e9:6.1f} GB/s")
@@ -136,11 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.json:
         meta = {
-            "machine": platform.processor() or platform.machine(),
+            "machine": machine.cpu_model(),
             "cores": os.cpu_count(),
             "numpy": np.__version__,
-            "threads": numpy_engine.NUM_THREADS,
-            "block_elements": numpy_engine.BLOCK_ELEMENTS,
+            "threads": engine["threads"],
+            "block_elements": engine.get("block_elements"),
             "size": args.size,
             "copy_ms": copy[0] * 1e3,
             "add_ms": add[0] * 1e3,

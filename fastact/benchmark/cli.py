@@ -34,11 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fastact bench",
         description=(
             "Time fastact's activations forward and backward against the naive NumPy/CuPy expression "
-            "(fastact.reference.NAIVE), PyTorch where installed, and a copy/add roofline measured in the "
-            "same run. Progress goes to stderr; the Markdown table to stdout unless --json/--markdown/--plot say otherwise."
+            "(fastact.reference.NAIVE), PyTorch where installed (like for like: out= against out= where PyTorch's "
+            "kernel has it, else both allocating; same thread count; results checked equal), and a copy/add roofline "
+            "measured in the same run. Progress goes to stderr; the Markdown table to stdout unless "
+            "--json/--markdown/--plot say otherwise."
         ),
     )
-    parser.add_argument("--backend", choices=("numpy", "cuda"), default="numpy", help="where to run (default: numpy)")
+    parser.add_argument(
+        "--backend", default="auto", metavar="NAME",
+        help="the fastact backend to time, as fastact.use_backend takes it: numpy, cpu, cuda ... "
+        "(default: auto, what fastact picks for NumPy arrays; cuda runs on the GPU with CuPy arrays)",
+    )
     parser.add_argument("--ops", nargs="+", metavar="OP", help="ops to run (default: every elementwise activation, prelu and the fused calls fastact has)")
     parser.add_argument("--dtypes", nargs="+", metavar="DTYPE", help="float16 bfloat16 float32 float64 (default: float32)")
     parser.add_argument(

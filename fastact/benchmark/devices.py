@@ -150,12 +150,18 @@ class CudaDevice:
 
 
 def get_device(name: str) -> HostDevice | CudaDevice:
-    """The device for ``--backend name`` ('numpy' or 'cuda')."""
-    if name == "numpy":
-        return HostDevice()
+    """The device for ``--backend name``: CUDA for 'cuda', the host for every other backend fastact has.
+
+    'auto' is the host too (the benchmark's arrays are NumPy arrays, so fastact's
+    automatic choice is its host backend).
+    """
     if name == "cuda":
         return CudaDevice()
-    raise SystemExit(f"unknown --backend {name!r}; accepted: numpy, cuda")
+    from .. import backends
+
+    if name in backends.BACKEND_NAMES:
+        return HostDevice()
+    raise SystemExit(f"unknown --backend {name!r}; this fastact has: {', '.join(backends.BACKEND_NAMES)}")
 
 
 def input_sets_needed(set_bytes: int, cache_bytes: int) -> int:

@@ -23,16 +23,22 @@ def _throughput(row: dict) -> str:
     return f"{row['gbps']:.1f} GB/s"
 
 
+def _speedup(row: dict, name: str) -> str:
+    if name in row["baselines"]:
+        baseline = row["baselines"][name]
+        return f"{baseline['speedup']:.2f}" + (f" ({baseline['mode']})" if baseline.get("mode") else "")
+    if name == "torch" and "differs" in row["errors"].get("torch", ""):
+        return "differs"
+    return "error" if name in row["errors"] else "—"
+
+
 def _cells(row: dict) -> list[str]:
     head = [row["op"], format_size(row["size"])]
     if "time_s" not in row:
         return head + [f"failed: {row['errors'].get('fastact', '?')}"] + [""] * (2 + len(BASELINE_COLUMNS))
     share = row.get("roofline_share")
     share_cell = "—" if share is None else f"{share:.0%} of {row['roofline']['name']}"
-    baselines = [
-        f"{row['baselines'][name]['speedup']:.2f}" if name in row["baselines"] else ("error" if name in row["errors"] else "—")
-        for name, _ in BASELINE_COLUMNS
-    ]
+    baselines = [_speedup(row, name) for name, _ in BASELINE_COLUMNS]
     return head + [_milliseconds(row["time_s"]), _throughput(row), share_cell] + baselines
 
 
@@ -45,6 +51,11 @@ def machine_line(result: dict) -> str:
     return f"{device} ({result['config']['backend']} backend); {versions}{commit}; {m['date']}.{note}"
 
 
+def _threads(result: dict) -> str:
+    m = result["machine"]
+    return f"{m.get('torch_threads')} threads" if m.get("torch_threads") else "see method"
+
+
 def markdown(result: dict) -> str:
     """The result as Markdown: one table per (direction, dtype), rows by op then size."""
     header = ["op", "size", "ms median (p20–p80)", "throughput", "roofline", *(title for _, title in BASELINE_COLUMNS)]
@@ -52,9 +63,12 @@ def markdown(result: dict) -> str:
         f"Machine: {machine_line(result)}",
         "",
         "Speed-ups are baseline time / fastact time (above 1: fastact is faster). fastact writes into a "
-        "preallocated `out=` (elementwise activations and PReLU; the fused calls allocate); the naive NumPy expression "
-        "and PyTorch allocate their results; "
-        "`x fastact alloc` compares with fastact allocating too. GB/s counts each operand read or written once.",
+        "preallocated `out=` (elementwise activations, PReLU, bias_act forward; the other fused calls allocate); the naive "
+        "NumPy expression allocates its result; `x fastact alloc` compares with fastact allocating too. `x torch` is like "
+        "for like: `(out)` PyTorch's kernel writing into a preallocated `out=` against fastact's `out=` call, `(alloc)` "
+        "both allocating (PyTorch has no `out=` overload there, or fastact's call takes none); PyTorch runs with "
+        f"fastact's thread count ({_threads(result)}) and its result was checked equal to fastact's. "
+        "GB/s counts each operand read or written once.",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in result["rows"]:

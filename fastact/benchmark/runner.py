@@ -18,7 +18,7 @@ from . import machine
 from .devices import MAX_INPUT_SETS, get_device, input_sets_needed, resolve_dtype
 from .timing import FULL, Budget, Stats, measure
 from .torch_baselines import TorchBaseline
-from .workloads import ArrayPool, Workload, available_ops, build, roofline
+from .workloads import ArrayPool, Workload, available_ops, build, check_torch, roofline
 
 SCHEMA = "fastact-bench/1"
 DIRECTIONS = ("forward", "backward")
@@ -29,7 +29,7 @@ BASELINES = ("naive", "torch", "fastact_new")
 class BenchConfig:
     """What to run; the command line fills it in (see :mod:`.cli`)."""
 
-    backend: str = "numpy"
+    backend: str = "auto"  # any name fastact.use_backend takes; "auto" is what fastact picks for NumPy arrays
     ops: list[str] | None = None  # None: every op available_ops() offers
     dtypes: tuple[str, ...] = ("float32",)
     sizes: tuple[int, ...] = (1 << 14, 1 << 18, 1 << 22, 1 << 25)
@@ -71,11 +71,19 @@ def method(device: Any, torch: TorchBaseline | None) -> dict:
             "so operands come from memory, not cache"
         ),
         "fastact": (
-            "elementwise activations and PReLU write into a preallocated out= (fastact_new: the same call allocating "
-            "its result); the fused calls allocate their results, forward and backward alike"
+            "elementwise activations, PReLU and bias_act's forward write into a preallocated out= (fastact_new: the same "
+            "call allocating its result); bias_act's backward and the matmul-based fused calls allocate their results"
         ),
         "naive": "fastact.reference.NAIVE: the expression a user writes; it allocates its result and temporaries",
-        "torch": None if torch is None else "PyTorch's functional op (allocates); backward = autograd.grad on a graph built before timing",
+        "torch": None if torch is None else (
+            "like for like (fastact.benchmark.torch_baselines): the ATen kernel PyTorch runs for the op, with fastact's "
+            "parameters, writing into a preallocated out= where the kernel has an out= overload (row's torch.mode 'out', "
+            "compared with fastact's out= call), else allocating (mode 'alloc', compared with fastact allocating: "
+            "fastact_new); sigmoid, tanh, softmax and log_softmax backward read the forward output y where fastact reads x "
+            "(same bytes); dense/conv2d: functional graph forward, autograd.grad on a graph built before timing backward; "
+            f"torch.set_num_threads({torch.threads}), fastact's thread count; PyTorch's result checked equal to fastact's "
+            "within the dtype's tolerance once per op, direction and dtype (row's torch.check), and not timed where it differs"
+        ),
         "bytes": "fastact.benchmark.byte_model.bytes_moved: each operand read or written once; GB/s = bytes / median / 1e9",
         "roofline": (
             "forward: copy (np.copyto / cupy.copyto) of the same size; backward: add(dy, x, out=dx) on unsigned-integer "
@@ -83,7 +91,10 @@ def method(device: Any, torch: TorchBaseline | None) -> dict:
             "for float16/bfloat16 too, which NumPy computes in software); single call, so single-threaded on the host; "
             "roofline_share = fastact GB/s / roofline GB/s"
         ),
-        "speedup": "baseline median / fastact median (above 1: fastact is faster)",
+        "speedup": (
+            "baseline median / fastact median (above 1: fastact is faster); for torch, over the fastact call with "
+            "the same output handling (torch.mode)"
+        ),
     }
 
 
@@ -110,8 +121,15 @@ def _rate(amount: int | None, stats: Stats) -> float | None:
     return None if amount is None else amount / stats.median / 1e9
 
 
-def make_row(workload: Workload, results: dict[str, Stats | str], roof: tuple[Stats, int] | None, input_sets: int) -> dict:
-    """One result row (see the module docstring); speed-ups are baseline time / fastact time."""
+def make_row(
+    workload: Workload, results: dict[str, Stats | str], roof: tuple[Stats, int] | None, input_sets: int, check: dict | None = None
+) -> dict:
+    """One result row (see the module docstring); speed-ups are baseline time / fastact time.
+
+    The torch speed-up is over the fastact call handling its output as
+    PyTorch's does (``workload.matching``); ``row["torch"]`` says which mode
+    that was, what PyTorch ran and the result of the same-function check.
+    """
     row = {
         "op": workload.op,
         "direction": workload.direction,
@@ -124,6 +142,8 @@ def make_row(workload: Workload, results: dict[str, Stats | str], roof: tuple[St
         "errors": {name: r for name, r in results.items() if isinstance(r, str)},
         "baselines": {},
     }
+    if workload.torch_mode is not None:
+        row["torch"] = {"mode": workload.torch_mode, "kernel": workload.torch_kernel, "against": workload.matching, "check": check}
     own = results.get("fastact")
     if not isinstance(own, Stats):
         return row
@@ -137,6 +157,10 @@ def make_row(workload: Workload, results: dict[str, Stats | str], roof: tuple[St
         stats = results.get(name)
         if isinstance(stats, Stats):
             row["baselines"][name] = {"time_s": stats.as_dict(), "speedup": stats.median / own.median}
+    matching = results.get(workload.matching)
+    if "torch" in row["baselines"] and isinstance(matching, Stats):
+        row["baselines"]["torch"]["speedup"] = results["torch"].median / matching.median
+        row["baselines"]["torch"]["mode"] = workload.torch_mode
     return row
 
 
@@ -147,7 +171,11 @@ def progress_line(index: int, total: int, row: dict) -> str:
     parts = [f"{row['time_s']['median'] * 1e3:.3f} ms", f"{row['gbps']:.1f} GB/s"]
     if row.get("roofline_share") is not None:
         parts.append(f"{row['roofline_share']:.0%} of {row['roofline']['name']}")
-    parts += [f"x{b['speedup']:.2f} vs {name}" for name, b in row["baselines"].items() if name in BASELINES]
+    parts += [
+        f"x{b['speedup']:.2f} vs {name}" + (f" ({b['mode']})" if b.get("mode") else "")
+        for name, b in row["baselines"].items()
+        if name in BASELINES
+    ]
     parts += [f"{name} failed" for name in row["errors"]]
     return f"{head}: " + ", ".join(parts)
 
@@ -162,9 +190,14 @@ class _Session:
     def __init__(self, config: BenchConfig, progress: Callable[[str], None]) -> None:
         self.config = config
         self.progress = progress
-        self.device = get_device(config.backend)
-        self.torch = TorchBaseline.load(self.device.name)
         self.ops = select_ops(config.ops)
+        self.device = get_device(config.backend)
+        self.backend = machine.fastact_backend(config.backend)
+        self.torch = TorchBaseline.load(self.device.name)
+        self.torch_threads_before = None if self.torch is None else self.torch.threads
+        if self.torch is not None:  # PyTorch gets fastact's thread count (run() restores it at the end)
+            self.torch.torch.set_num_threads(self.backend["threads"])
+        self.checks: dict[tuple, dict | None] = {}
         self.pool = ArrayPool(self.device)
         self.rooflines: dict[str, tuple[Stats, int] | None] = {}
         self.rows: list[dict] = []
@@ -180,6 +213,16 @@ class _Session:
             self.rooflines[kind] = (stats, workload.nbytes) if isinstance(stats, Stats) else None
         return self.rooflines[kind]
 
+    def check(self, op: str, form: Any, direction: str, dtype: Any) -> dict | None:
+        """PyTorch's result against fastact's for (op, direction, dtype), once (see workloads.check_torch)."""
+        key = (op, direction, dtype.name)
+        if key not in self.checks:
+            try:
+                self.checks[key] = check_torch(op, form, direction, dtype, self.device, self.torch)
+            except Exception as error:  # noqa: BLE001 - a baseline that fails must not end the run
+                self.checks[key] = {"ok": False, "reason": f"{type(error).__name__}: {error}"}
+        return self.checks[key]
+
     def run_size(self, dtype: Any, size: int) -> None:
         self.pool.clear()  # one (dtype, size) in memory at a time
         self.rooflines.clear()
@@ -190,10 +233,15 @@ class _Session:
                     self.total -= 1
                     self.progress(f"skip {op} {direction} n={size}: the size does not fit its shapes")
                     continue
+                check = self.check(op, form, direction, dtype)
+                if check is not None and not check["ok"]:  # different work: not a comparison to time
+                    workload.implementations.pop("torch", None)
                 roof = self.roofline(workload.roofline, dtype, size)
                 results = _measure_all(workload, self.device, self.config.budget)
+                if check is not None and not check["ok"]:
+                    results["torch"] = f"result differs from fastact's: {check}"
                 sets = _input_sets(workload, self.device, self.config.budget)
-                self.rows.append(make_row(workload, results, roof, sets))
+                self.rows.append(make_row(workload, results, roof, sets, check))
                 self.progress(progress_line(len(self.rows), self.total, self.rows[-1]))
 
 
@@ -202,13 +250,19 @@ def run(config: BenchConfig, progress: Callable[[str], None] = _stderr) -> dict:
     # Taken before running, so that a commit made during a long run is not credited with its numbers.
     started = {"git_commit": machine.git_commit(), "load_average_start": machine.load_average()}
     session = _Session(config, progress)
-    with fastact.use_backend(config.backend):
-        for dtype_name in config.dtypes:
-            for size in config.sizes:
-                session.run_size(resolve_dtype(dtype_name), size)
+    try:
+        with fastact.use_backend(config.backend):
+            for dtype_name in config.dtypes:
+                for size in config.sizes:
+                    session.run_size(resolve_dtype(dtype_name), size)
+        torch_threads = None if session.torch is None else session.torch.threads
+    finally:
+        if session.torch is not None:
+            session.torch.torch.set_num_threads(session.torch_threads_before)
     extra = {
-        "fastact_backend": fastact.backends.load(config.backend).describe(),
-        "torch_threads": session.torch.torch.get_num_threads() if session.torch else None,
+        "fastact_backend": session.backend,
+        "fastact_threads": session.backend["threads"],
+        "torch_threads": torch_threads,
         "note": config.note,
         **started,
         "load_average_end": machine.load_average(),

@@ -370,13 +370,17 @@ def _ratio_cell(ratio: dict | None) -> str:
 def machine_lines(result: dict) -> list[str]:
     m = result["machine"]
     backend = m["fastact_backend"]
+    cores = m.get("cores_usable") or m.get("cores") or 1
+    loads = [load[0] for load in (m.get("load_average_start"), m.get("load_average_end")) if load]
+    busy = bool(loads) and max(loads) > cores / 2
     return [
         f"Machine: {m['cpu']}, {m['cores']} cores, ISA {' '.join(m.get('isa') or []) or 'unknown'}; "
         f"numpy {m['numpy']}, torch {m['torch']}, fastact {m['fastact']}"
         + (f", commit {m['git_commit']}" if m.get("git_commit") else "") + f"; {m['date']}.",
         f"fastact backend `{backend['name']}` (`--backend {backend['requested']}`), {m['fastact_threads']} threads; "
         f"PyTorch {m['torch_threads']} threads. Load average {m.get('load_average_start')} -> {m.get('load_average_end')}.",
-    ]
+    ] + ([f"**The machine was busy (1-minute load average above half its {cores} cores): thread pools were "
+          "descheduled, and these ratios are not figures to quote.**"] if busy else [])
 
 
 def markdown(result: dict) -> str:

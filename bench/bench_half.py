@@ -16,8 +16,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
 
-from fastact.backends import half  # noqa: E402
-from fastact.backends.numpy_engine import Scratch  # noqa: E402
+from fastact.backends.numpy import half  # noqa: E402
+from fastact.backends.numpy.engine import Scratch  # noqa: E402
 
 
 def best_us(fn, number: int = 50) -> float:

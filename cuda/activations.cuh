@@ -22,7 +22,7 @@
 namespace fastact {
 
 // relu(x, alpha, max_value, threshold): serves relu, leaky_relu, relu6 and
-// thresholded_relu (SPEC 2.1).
+// thresholded_relu (README.md, What there is).
 //   x <= t: a * (x - t), exactly 0 when a == 0 (also for x = -inf, where the
 //           product would be NaN);
 //   x >  t: x, or min(max(x, 0), m) when capped.

@@ -1,7 +1,7 @@
 // Types shared by every kernel: the storage types, the compute type of each,
 // and the conversions between them.
 //
-// Policy (SPEC 2.4): float16 and bfloat16 are loaded, computed in float and
+// Policy (README.md, Conventions: dtypes): float16 and bfloat16 are loaded, computed in float and
 // rounded back to nearest-even; float32 computes in float; float64 in double.
 #pragma once
 

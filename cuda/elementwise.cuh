@@ -70,7 +70,7 @@ __device__ __forceinline__ void elementwise_loop(const Op& op, Index n, T* out, 
 
 // How every kernel applies an activation functor (activations.cuh), here and
 // in the fused epilogues.  NaN in x gives NaN in y and dx for every
-// activation (SPEC 2.4): the rule is applied here, once, explicitly, rather
+// activation (README.md, Conventions: NaN in, NaN out): the rule is applied here, once, explicitly, rather
 // than left to each functor's math (a clamp or a selection can turn a NaN
 // into a number).  The backward is dy * derivative(x), an IEEE product.
 template <typename Activation, typename C>

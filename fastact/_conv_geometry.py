@@ -4,7 +4,7 @@ Parsed and checked once, in the dispatcher, from the user's arguments and the
 shapes of ``x`` and ``w``; every backend then receives one frozen
 :class:`Conv2dGeometry` and never looks at the raw arguments again.
 
-Layouts (SPEC section 4): ``"NCHW"`` takes ``x`` as (N, C, H, W) and weights
+Layouts (README.md, Fused calls): ``"NCHW"`` takes ``x`` as (N, C, H, W) and weights
 (O, C/groups, kh, kw), as PyTorch; ``"NHWC"`` takes (N, H, W, C) and weights
 (kh, kw, C/groups, O), as Keras/TensorFlow.
 """

@@ -1,4 +1,4 @@
-"""The fused calls (SPEC section 4): bias + activation, dense and conv2d with that epilogue.
+"""The fused calls (README.md, "Fused calls"): bias + activation, dense and conv2d with that epilogue.
 
 As in :mod:`fastact._dispatch`, everything is checked here before a backend
 runs: the activation (any elementwise one in the registry, by name or as
@@ -14,7 +14,8 @@ from typing import Any
 from ._conv_geometry import conv2d_geometry
 from ._dispatch import _Call, untyped_as_x_dtype
 from ._arrays import check_pair
-from ._registry import REGISTRY, Activation, get_spec, integer
+from ._registry import REGISTRY, get_spec, integer
+from .functions import Activation
 
 __all__ = [
     "bias_act",

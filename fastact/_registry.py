@@ -4,13 +4,14 @@ Each activation is declared once (in :mod:`fastact.activations`) as an
 :class:`ActivationSpec`: its public name, its parameters with defaults and
 validation, its formula and derivative for the docs, and which backend math
 ("kernel") computes it with which kernel parameters.  From that one
-declaration this module builds
+declaration come the public functions' docstrings and validation
+(``fastact/functions.py``, checked against the declarations by
+``tests/test_functions.py``), :class:`fastact.Activation`, and the kernel
+names every backend implements (:func:`kernel_names`, checked against each
+backend's tables by ``tests/test_registry_coverage.py``).
 
-* the public functions ``fastact.NAME`` and ``fastact.NAME_backward``
-  (real Python functions with real signatures, so ``help()`` and IDEs show
-  the parameters, and binding stays as cheap as a plain call);
-* :class:`Activation`, the public face of the registry used by the fused
-  calls, the benchmark and the docs.
+This module imports nothing from fastact: the dispatcher and the backends
+depend on it, never the other way round.
 
 Several public activations share one kernel: ``leaky_relu``, ``relu6`` and
 ``thresholded_relu`` are all the ``relu`` kernel with other parameters, as
@@ -20,10 +21,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Param", "ActivationSpec", "Activation", "REGISTRY", "register", "get_spec"]
+__all__ = ["Param", "ActivationSpec", "REGISTRY", "register", "get_spec", "kernel_names"]
 
 _NO_DEFAULT = object()
 
@@ -115,7 +116,7 @@ class ActivationSpec:
     """Everything fastact knows about one activation, declared once.
 
     ``kernel`` names the backend math (a NumPy function pair in
-    ``fastact/backends/numpy_math.py`` and a CUDA functor in
+    ``fastact/backends/numpy/math.py`` and a CUDA functor in
     ``cuda/activations.cuh``); ``kernel_params`` maps the validated public
     parameters to that kernel's parameters.
     """
@@ -129,9 +130,9 @@ class ActivationSpec:
     kernel_params: Callable[..., dict]
     example: str
     aliases: tuple[str, ...] = ()
-    # "elementwise": generated functions; "rowwise": generated too, with an ``axis``
-    # parameter along which whole rows are reduced (softmax); "prelu": hand-written
-    # (array param, two results).
+    # "elementwise"; "rowwise": with an ``axis`` parameter along which whole rows are
+    # reduced (softmax), the one place a kernel is declared row-wise; "prelu": an
+    # array param and two results.
     form: str = "elementwise"
     notes: str = ""
 
@@ -216,98 +217,6 @@ def get_spec(name: str) -> ActivationSpec:
     return spec
 
 
-@dataclass(frozen=True)
-class Activation:
-    """An activation with its parameters, validated: the registry's public face.
-
-    ``Activation("leaky_relu", alpha=0.05)`` names Leaky ReLU with slope 0.05;
-    ``Activation("relu")`` takes the defaults.  Fused calls accept either a
-    name or an ``Activation``.  Calling it applies the activation::
-
-        >>> act = fastact.Activation("leaky_relu", alpha=0.05)
-        >>> act(np.array([-2.0, 3.0]))
-        array([-0.1,  3. ])
-        >>> act.backward(np.ones(2), np.array([-2.0, 3.0]))
-        array([0.05, 1.  ])
-    """
-
-    name: str
-    params: dict = field(default_factory=dict)
-
-    def __init__(self, name: str, **params: Any) -> None:
-        spec = get_spec(name)
-        object.__setattr__(self, "name", spec.name)
-        object.__setattr__(self, "params", spec.bind((), params))
-
-    @classmethod
-    def coerce(cls, activation: "str | Activation") -> "Activation":
-        """Accept a name or an Activation (what the fused calls take)."""
-        if isinstance(activation, Activation):
-            return activation
-        if isinstance(activation, str):
-            return cls(activation)
-        raise TypeError(
-            f"activation must be a name (e.g. 'relu') or fastact.Activation, got {type(activation).__name__}"
-        )
-
-    @property
-    def spec(self) -> ActivationSpec:
-        return REGISTRY[self.name]
-
-    @property
-    def kernel(self) -> str:
-        return self.spec.kernel
-
-    @property
-    def kernel_params(self) -> dict:
-        return self.spec.kernel_params(**self.params)
-
-    def __call__(self, x: Any, *, out: Any = None) -> Any:
-        from . import _dispatch
-
-        return _dispatch.forward(self.spec, self.kernel_params, x, out)
-
-    def backward(self, dy: Any, x: Any, *, out: Any = None) -> Any:
-        from . import _dispatch
-
-        return _dispatch.backward(self.spec, self.kernel_params, dy, x, out)
-
-    def __repr__(self) -> str:
-        args = "".join(f", {k}={v!r}" for k, v in self.params.items())
-        return f"Activation({self.name!r}{args})"
-
-    def __hash__(self) -> int:
-        return hash((self.name, tuple(sorted(self.params.items()))))
-
-
-# --------------------------------------------------------------------------- #
-# Public function generation.
-# --------------------------------------------------------------------------- #
-_TEMPLATE = '''
-def {name}({head}{params}*, out=None):
-    return _call(_spec, _spec.kernel_params(**_spec.validate({values})), {arrays}, out)
-'''
-
-
-def make_functions(spec: ActivationSpec, forward: Callable, backward: Callable) -> tuple[Callable, Callable]:
-    """Build ``NAME`` and ``NAME_backward`` for an elementwise spec.
-
-    Generated with exec (as dataclasses and attrs do) so that each function has
-    the true signature ``(x, <params>, *, out=None)`` and binding costs no more
-    than a plain Python call: host overhead matters for small GPU tensors.
-    """
-    defaults = {f"_default_{p.name}": p.default for p in spec.params}
-    params = "".join(f"{p.name}=_default_{p.name}, " for p in spec.params)
-    values = ", ".join(p.name for p in spec.params)
-    functions = []
-    for direction, call, head, arrays, fname in (
-        ("forward", forward, "x, ", "x", spec.name),
-        ("backward", backward, "dy, x, ", "dy, x", f"{spec.name}_backward"),
-    ):
-        namespace = {"_spec": spec, "_call": call, **defaults}
-        exec(_TEMPLATE.format(name=fname, head=head, params=params, values=values, arrays=arrays), namespace)
-        function = namespace[fname]
-        function.__doc__ = spec.docstring(direction)
-        function.__module__ = "fastact"
-        functions.append(function)
-    return functions[0], functions[1]
+def kernel_names(*forms: str) -> tuple[str, ...]:
+    """The distinct kernel names of the registered activations of ``forms`` (every form when none), in declaration order."""
+    return tuple(dict.fromkeys(spec.kernel for spec in REGISTRY.values() if not forms or spec.form in forms))

@@ -4,15 +4,20 @@ This table is the one source of truth.  The public functions, ``Activation``,
 the fused calls, the benchmark and the docs all read it.  The math itself
 lives in exactly one place per backend, under the spec's ``kernel`` name:
 
-* NumPy: ``fastact/backends/numpy_math.py``
+* NumPy: ``fastact/backends/numpy/math.py``
 * CUDA:  ``cuda/activations.cuh``
 
 Adding an activation = one ``register(...)`` here + one NumPy function pair +
-one CUDA functor + an oracle row in ``fastact/reference.py``.
+one CUDA functor + an oracle row in ``fastact/reference.py`` (CONTRIBUTING.md,
+"Adding an activation").  The kernel names at the end of this file are
+derived from the declarations; ``tests/test_registry_coverage.py`` checks
+that every backend and the oracle implement each of them.
 """
 from __future__ import annotations
 
-from ._registry import ActivationSpec, Param, array, boolean, integer, optional_nonnegative, real, register, required
+from ._registry import (
+    ActivationSpec, Param, array, boolean, integer, kernel_names, optional_nonnegative, real, register, required,
+)
 
 # --------------------------------------------------------------------------- #
 # The ReLU family: one kernel, "relu", with parameters (alpha, max_value,
@@ -143,11 +148,10 @@ PRELU = register(
 
 
 # --------------------------------------------------------------------------- #
-# The wider family (SPEC 2.3).  Their stable forms are written down next to
-# the NumPy math in fastact/backends/numpy_math.py, for the CUDA functors to
-# mirror.
+# The wider family.  Their stable forms are written down next to the NumPy
+# math in fastact/backends/numpy/math.py, for the CUDA functors to mirror.
 # --------------------------------------------------------------------------- #
-_SMOOTH_NOTES = """Computed in stable forms (fastact/backends/numpy_math.py): no overflow and no
+_SMOOTH_NOTES = """Computed in stable forms (fastact/backends/numpy/math.py): no overflow and no
 NaN for any finite x, the limits at +-inf (where PyTorch's formulas may give
 NaN), NaN in x gives NaN in y and dx."""
 
@@ -380,6 +384,14 @@ LINEAR = register(
             "    >>> fastact.linear(np.array([-1.0, 2.0]))\n"
             "    array([-1.,  2.])"
         ),
-        notes="dx = dy, NaN where x is NaN (SPEC 2.4), although the derivative is 1.",
+        notes="dx = dy, NaN where x is NaN (NaN in, NaN out: README.md, Conventions), although the derivative is 1.",
     )
 )
+
+
+# --------------------------------------------------------------------------- #
+# The kernels every backend implements, by form, derived from the
+# declarations above (a kernel may serve several activations).
+# --------------------------------------------------------------------------- #
+ELEMENTWISE_KERNELS = kernel_names("elementwise")
+ROWWISE_KERNELS = kernel_names("rowwise")

@@ -4,7 +4,7 @@
 
 For each architecture, each module (activation kernel or PReLU) and each
 dtype, compiles kernels.cu to SASS with NVRTC through the same function and
-options the CUDA backend uses (:func:`fastact.backends.cuda_compile.compile_kernels`),
+options the CUDA backend uses (:func:`fastact.backends.cuda.compile.compile_kernels`),
 adding ``--ptxas-options=-v`` so NVRTC's own assembler reports registers,
 stack and spills per kernel (a separately installed ptxas may be older than
 NVRTC and refuse its PTX).  Fails (exit status 1) on any NVRTC error, any
@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass
 
 from ._arrays import SUPPORTED_DTYPES
-from .backends import cuda_plan
-from .backends.cuda_compile import compile_kernels
+from .backends.cuda.compile import compile_kernels
+from .backends.kernels import plan as cuda_plan
 
 DEFAULT_ARCHS = (80, 90)
 

@@ -4,7 +4,7 @@ Two kinds of reference live here, in one place, so that the tests and the
 benchmark use the very same code:
 
 * ``ORACLE[kernel]``: (forward, backward) computed in float64 with
-  ``np.where``, written directly from SPEC.md's formulas.  Slow and obvious
+  ``np.where``, written directly from the formulas (``fastact/activations.py``).  Slow and obvious
   on purpose: it is what every backend is checked against.
 * ``NAIVE[name]``: the NumPy expression a user would write without fastact
   (``np.where(x > 0, x, alpha * x)`` ...): the benchmark's CPU baseline.
@@ -72,7 +72,7 @@ def sum_to_shape(values: np.ndarray, shape: tuple) -> np.ndarray:
     return values.sum(axis=axes, keepdims=True).reshape(shape) if axes else values.reshape(shape)
 
 
-# The wider family (SPEC 2.3), straight from the formulas in float64.  Where a
+# The wider family (elu ... mish, softmax, linear), straight from the formulas in float64.  Where a
 # formula is inf * 0 at x = +-inf, ``_limits`` writes the limit; where the
 # textbook form cancels in a tail (1 + erf, 1 - tanh^2, s (1 - s)), the
 # equivalent form without cancellation is used, so that the oracle stays
@@ -242,6 +242,8 @@ def log_softmax_backward(dy, x, axis=-1):
         return _from_rows(dy_rows - y * dy_rows.sum(axis=-1, keepdims=True), np.shape(x), axis)
 
 
+# Kernel name (fastact.activations) -> (forward, backward); tests/test_registry_coverage.py
+# checks that every registered kernel has its row.
 ORACLE: dict[str, tuple[Callable, Callable]] = {
     "relu": (relu, relu_backward),
     "elu": (elu, _times_dy(elu_derivative)),
@@ -262,6 +264,8 @@ ORACLE: dict[str, tuple[Callable, Callable]] = {
 # --------------------------------------------------------------------------- #
 # Naive baselines: what a user writes without fastact (benchmark baselines).
 # --------------------------------------------------------------------------- #
+# Public activation name -> (forward, backward), where a user's expression differs from
+# fastact's (tests/test_registry_coverage.py checks the names are registered ones).
 NAIVE: dict[str, tuple[Callable, Callable]] = {
     "relu": (
         lambda x, xp=np: xp.maximum(x, 0),

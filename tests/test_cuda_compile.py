@@ -2,14 +2,14 @@
 
 Runs without a GPU: NVRTC (from CuPy's nvidia-cuda-nvrtc) compiles and
 assembles for a named architecture.  Uses the same compile function and
-options as the CUDA backend (fastact/backends/cuda_compile.py).
+options as the CUDA backend (fastact/backends/cuda/compile.py).
 """
 from __future__ import annotations
 
 import pytest
 
 from fastact import cuda_check
-from fastact.backends import cuda_plan
+from fastact.backends.kernels import plan as cuda_plan
 from fastact.cuda_sources import MAIN_SOURCE, main_source, source_dir
 
 
@@ -57,7 +57,7 @@ def test_compiler_messages_name_the_real_source_file():
 
 @needs_nvrtc
 def test_a_compile_error_is_reported_with_the_file_and_line(tmp_path, monkeypatch):
-    from fastact.backends import cuda_compile
+    from fastact.backends.cuda import compile as cuda_compile
 
     broken = tmp_path / MAIN_SOURCE
     broken.write_text((source_dir() / MAIN_SOURCE).read_text() + "\nthis is not C++;\n")

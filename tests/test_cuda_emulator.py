@@ -14,8 +14,9 @@ import pytest
 import fastact
 import support
 from fastact import reference
-from fastact.backends import cuda_plan, unavailable_reason
-from fastact.backends.emulator_backend import EmulatorBackend
+from fastact.backends import unavailable_reason
+from fastact.backends.emulator.backend import EmulatorBackend
+from fastact.backends.kernels import plan as cuda_plan
 
 pytestmark = pytest.mark.skipif(
     unavailable_reason("cuda-emulator") is not None, reason=f"emulator unavailable: {unavailable_reason('cuda-emulator')}"
@@ -315,7 +316,7 @@ __global__ void lane_exits_before_shuffle(int* out) {
 
 
 def test_emulated_shuffles_follow_cuda():
-    from fastact.backends.emulator_build import EmulatedModule
+    from fastact.backends.emulator.build import EmulatedModule
 
     module = EmulatedModule(["shuffle_probe", "lane_exits_before_shuffle"], extra_code=SHUFFLE_PROBE)
     xor_out, down_out, sums = np.zeros(64, np.int32), np.zeros(64, np.int32), np.zeros(2)

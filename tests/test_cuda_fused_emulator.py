@@ -17,8 +17,10 @@ from fastact._conv_geometry import conv2d_geometry
 import support
 import test_fused
 from fastact import backends
-from fastact.backends import cuda_plan, kernel_fused, unavailable_reason
-from fastact.backends.emulator_backend import EmulatorBackend
+from fastact.backends import unavailable_reason
+from fastact.backends.emulator.backend import EmulatorBackend
+from fastact.backends.kernels import fused as kernel_fused
+from fastact.backends.kernels import plan as cuda_plan
 from test_cuda_emulator import LaunchRecorder
 
 pytestmark = pytest.mark.skipif(

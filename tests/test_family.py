@@ -38,7 +38,7 @@ CASES = [
 ]
 CASE_IDS = support.case_ids(CASES)
 ELEMENTWISE = [(name, params) for name, params in CASES if get_spec(name).form == "elementwise"]
-ROWWISE = ("softmax", "log_softmax")
+ROWWISE = [name for name, spec in REGISTRY.items() if spec.form == "rowwise"]
 
 backend_params = [backend_param(b) for b in BACKENDS]
 

@@ -134,7 +134,7 @@ def test_bias_act_bias_dtype_and_lists(backend):
 @pytest.mark.parametrize("budget", [0, 200, 1 << 12])  # none; from axis 2 (30 floats); from axis 1
 def test_bias_act_written_out_bias_is_exact(monkeypatch, budget):
     """However much of the bias the NumPy forward writes out (none, some trailing axes), y is the same bits."""
-    from fastact.backends import numpy_fused
+    from fastact.backends.numpy import fused as numpy_fused
 
     x, bias = draw((3, 4, 5, 6), np.float32, 6), draw((6,), np.float32, 7)
     with fastact.use_backend("numpy"):
@@ -320,7 +320,7 @@ def test_conv2d_strided_input(backend):
 
 def test_conv2d_batch_chunks(monkeypatch):
     """With an im2col budget below one sample, every sample is its own chunk (NumPy backend)."""
-    from fastact.backends import numpy_fused
+    from fastact.backends.numpy import fused as numpy_fused
 
     monkeypatch.setattr(numpy_fused, "IM2COL_BUDGET_BYTES", 1)
     case = ((3, 3, 6, 5), (4, 3, 3, 3), {"padding": "same", "stride": 2}, "leaky_relu", {})

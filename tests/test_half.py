@@ -1,10 +1,10 @@
-"""float16 <-> float32 by integer arithmetic (fastact/backends/half.py) against NumPy's own casts, bit for bit."""
+"""float16 <-> float32 by integer arithmetic (fastact/backends/numpy/half.py) against NumPy's own casts, bit for bit."""
 from __future__ import annotations
 
 import numpy as np
 
-from fastact.backends import half
-from fastact.backends.numpy_engine import Scratch
+from fastact.backends.numpy import half
+from fastact.backends.numpy.engine import Scratch
 
 
 def _scratch(shape):

@@ -6,7 +6,7 @@ import pytest
 
 import fastact
 import support
-from fastact.backends import numpy_engine
+from fastact.backends.numpy import engine as numpy_engine
 from support import LAYOUTS
 
 

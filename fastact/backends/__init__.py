@@ -33,9 +33,9 @@ __all__ = [
 
 # name -> "module:Class"; "cuda-emulator" is test-only and never listed as available.
 _BACKEND_CLASSES = {
-    "numpy": "fastact.backends.numpy_backend:NumpyBackend",
-    "cuda": "fastact.backends.cuda_backend:CudaBackend",
-    "cuda-emulator": "fastact.backends.emulator_backend:EmulatorBackend",
+    "numpy": "fastact.backends.numpy.backend:NumpyBackend",
+    "cuda": "fastact.backends.cuda.backend:CudaBackend",
+    "cuda-emulator": "fastact.backends.emulator.backend:EmulatorBackend",
 }
 BACKEND_NAMES = ("auto", *_BACKEND_CLASSES)
 _LISTED = ("numpy", "cuda")

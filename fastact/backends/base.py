@@ -60,7 +60,7 @@ class Backend:
         """(dx, dalpha); dalpha has alpha's shape and dtype."""
         raise NotImplementedError
 
-    # ---- fused calls (SPEC section 4) --------------------------------------
+    # ---- fused calls (README.md, Fused calls) -------------------------------
     # ``kernel``/``params`` name the activation as in forward(); ``bias`` is a
     # 1-d array (None where the call allows no bias), checked against the
     # shapes; gradients of w and bias come back in their own dtypes, dbias

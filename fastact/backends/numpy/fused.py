@@ -2,10 +2,10 @@
 
 The fused epilogue ``y = act(z + bias along an axis)`` runs on the block
 engine in one pass: each cache-sized block adds its slice of the bias and
-applies the activation's own chunk function (``numpy_math.FORWARD[kernel]``)
+applies the activation's own chunk function (``numpy_math.plan("forward", kernel, ...)``)
 in cache, so ``z + bias`` never exists as a full array.  Its backward
 recomputes ``z + bias`` per block, multiplies by the activation's derivative
-(``numpy_math.BACKWARD[kernel]``) and returns ``dbias`` through the engine's
+(``numpy_math.plan("backward", ...)``) and returns ``dbias`` through the engine's
 deterministic reduction.  Any elementwise activation in the registry works
 here unchanged: only the generic kernel interface is used.
 
@@ -24,9 +24,10 @@ from typing import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._conv_geometry import Conv2dGeometry
-from . import numpy_engine, numpy_math
-from .numpy_engine import compute_dtype
+from ..._conv_geometry import Conv2dGeometry
+from . import engine
+from . import math as numpy_math
+from .engine import compute_dtype
 
 # The im2col buffer of one batch chunk stays under this size (one sample's
 # buffer is the floor): extra memory is bounded whatever the batch size.
@@ -85,10 +86,10 @@ def epilogue(kernel: str, params: dict, z: np.ndarray, bias: np.ndarray | None, 
     """out = act(z + bias along ``axis``) in one pass (act(z) without a bias); ``out`` may be ``z``."""
     activation = numpy_math.plan("forward", kernel, params, compute_dtype(out.dtype))
     if bias is None:
-        numpy_engine.run(activation, [out], [z])
+        engine.run(activation, [out], [z])
         return out
     small = _forward_bias(bias, z.shape, axis % z.ndim, compute_dtype(out.dtype))
-    numpy_engine.run(_bias_act_forward_chunk(activation), [out], [z], small=small)
+    engine.run(_bias_act_forward_chunk(activation), [out], [z], small=small)
     return out
 
 
@@ -102,10 +103,10 @@ def epilogue_backward(
     """
     activation = numpy_math.plan("backward", kernel, params, compute_dtype(dz.dtype))
     if bias is None:
-        numpy_engine.run(activation, [dz], [dy, z])
+        engine.run(activation, [dz], [dy, z])
         return None
     small = along_axis(bias, z.ndim, axis)
-    total = numpy_engine.run(_bias_act_backward_chunk(activation), [dz], [dy, z], small=small, reduce=True)
+    total = engine.run(_bias_act_backward_chunk(activation), [dz], [dy, z], small=small, reduce=True)
     return total.reshape(bias.shape)
 
 

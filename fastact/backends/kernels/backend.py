@@ -1,12 +1,12 @@
 """The compute methods of the backends that run the kernels in ``cuda/``.
 
 :class:`KernelBackend` turns a validated call into kernel launches: it picks
-layouts (contiguous copies where needed), asks :mod:`cuda_plan` for the
+layouts (contiguous copies where needed), asks :mod:`~fastact.backends.kernels.plan` for the
 instantiation and launch size, and launches.  Subclasses supply only the
 device primitives: where a kernel comes from and how it is launched
-(:class:`~fastact.backends.cuda_backend.CudaBackend` through CuPy, the test-only
-:class:`~fastact.backends.emulator_backend.EmulatorBackend` through ctypes on
-the CPU).  The emulator therefore runs this code and cuda_plan unchanged.
+(:class:`~fastact.backends.cuda.backend.CudaBackend` through CuPy, the test-only
+:class:`~fastact.backends.emulator.backend.EmulatorBackend` through ctypes on
+the CPU).  The emulator therefore runs this code and plan.py unchanged.
 
 Layouts: elementwise kernels run on flat arrays, so operands that are all
 C-contiguous or all F-contiguous run in place; any other layout (views with
@@ -19,14 +19,15 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Sequence
 
-from . import cuda_plan as plan
-from .base import Backend
-from .kernel_fused import FusedKernelMethods
+from ...activations import ROWWISE_KERNELS
+from ..base import Backend
+from . import plan
+from .fused import FusedKernelMethods
 
 
 class KernelBackend(FusedKernelMethods, Backend):
     """forward/backward/prelu_* on top of three device primitives (below); the fused calls
-    (:mod:`kernel_fused`) add a fourth, ``gemm``."""
+    (:mod:`~fastact.backends.kernels.fused`) add a fourth, ``gemm``."""
 
     # ---- device primitives (subclasses) -------------------------------------
     def device_of(self, a: Any) -> contextlib.AbstractContextManager:
@@ -83,7 +84,7 @@ class KernelBackend(FusedKernelMethods, Backend):
         return self._activation("backward", kernel, params, [dy, x], out)
 
     def _activation(self, direction: str, kernel: str, params: dict, inputs: list, out: Any) -> Any:
-        if kernel in plan.ROWWISE_OPS:
+        if kernel in ROWWISE_KERNELS:
             return self._rowwise(direction, kernel, params["axis"], inputs, out)
         dtype = inputs[-1].dtype
         functor = plan.pack_functor(kernel, params, dtype)
@@ -101,7 +102,7 @@ class KernelBackend(FusedKernelMethods, Backend):
 
     # ---- softmax, log_softmax ------------------------------------------------
     def _rowwise(self, direction: str, kernel: str, axis: int, inputs: list, out: Any) -> Any:
-        """Rows along ``axis`` in place (strided) or with the axis moved last (see cuda_plan.rowwise_plan)."""
+        """Rows along ``axis`` in place (strided) or with the axis moved last (see plan.rowwise_plan)."""
         xp, x = self.xp, inputs[-1]
         with self.device_of(x):
             target = self._result(out, x)

@@ -1,6 +1,6 @@
 """The "cuda" backend: fastact's kernels (cuda/) on CuPy arrays and other CUDA arrays.
 
-The host logic is :class:`KernelBackend` and :mod:`cuda_plan`, shared with the
+The host logic is :class:`KernelBackend` and :mod:`~fastact.backends.kernels.plan`, shared with the
 CPU emulator; this module adds only what needs a GPU: finding the device,
 compiling and caching the kernel modules per device (lazily, one module per
 activation kernel and dtype), and launching on CuPy's current stream.
@@ -14,9 +14,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Sequence
 
-from . import cuda_compile, cuda_plan
-from .base import BackendUnavailableError
-from .kernel_backend import KernelBackend
+from ..base import BackendUnavailableError
+from ..kernels import plan
+from ..kernels.backend import KernelBackend
+from .compile import arch_option, compile_kernels
 
 
 def _import_cupy():
@@ -123,8 +124,8 @@ class CudaBackend(KernelBackend):
         with self._lock:
             module = self._modules.get(key)
             if module is None:
-                arch, kind = cuda_compile.arch_option(int(device.compute_capability))  # "90" for 9.0
-                compiled = cuda_compile.compile_kernels(cuda_plan.module_kernels(family, dtype), arch, kind)
+                arch, kind = arch_option(int(device.compute_capability))  # "90" for 9.0
+                compiled = compile_kernels(plan.module_kernels(family, dtype), arch, kind)
                 loaded = self.xp.cuda.function.Module()
                 loaded.load(compiled.binary)
                 module = self._modules[key] = (loaded, compiled.lowered_names)

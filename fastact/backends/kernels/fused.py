@@ -1,6 +1,6 @@
 """The fused calls of the kernel backends (``cuda`` and its CPU emulator): bias_act, dense and conv2d.
 
-:class:`FusedKernelMethods` is mixed into :class:`~fastact.backends.kernel_backend.KernelBackend`
+:class:`FusedKernelMethods` is mixed into :class:`~fastact.backends.kernels.backend.KernelBackend`
 and uses its primitives (``launch``, ``sm_count``, layouts) plus one more,
 ``gemm`` (cuBLAS through ``cupy.matmul`` on the GPU, a float32/float64
 ``numpy.matmul`` rounded to the array dtype on the emulator, which is what
@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from .._conv_geometry import Conv2dGeometry
-from . import cuda_plan as plan
+from ..._conv_geometry import Conv2dGeometry
+from . import plan
 
 # The column buffer of one batch chunk stays under this size (one sample's
 # buffer is the floor), whatever the batch size (as the NumPy backend's
-# numpy_fused.IM2COL_BUDGET_BYTES; tests shrink it to exercise the chunks).
+# numpy/fused.py: IM2COL_BUDGET_BYTES; tests shrink it to exercise the chunks).
 IM2COL_BUDGET_BYTES = 256 << 20
 
 

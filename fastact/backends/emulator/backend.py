@@ -2,7 +2,7 @@
 
 Runs the kernels of ``cuda/`` through g++ and a small CUDA shim
 (``cuda/emulator/``) on NumPy arrays, with the CUDA backend's own host logic
-(:class:`KernelBackend` and :mod:`cuda_plan`) unchanged, so CI without a GPU
+(:class:`KernelBackend` and :mod:`~fastact.backends.kernels.plan`) unchanged, so CI without a GPU
 still runs the real kernel code: the vector and scalar paths, the grid-stride
 loops, the PReLU reduction with its barriers.  It is slow and never listed by
 ``available_backends()``; select it with ``FASTACT_BACKEND=cuda-emulator``.
@@ -17,10 +17,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import cuda_plan, emulator_build
-from .base import BackendUnavailableError
-from .kernel_backend import KernelBackend
-from .numpy_backend import NumpyBackend
+from ..base import BackendUnavailableError
+from ..kernels import plan
+from ..kernels.backend import KernelBackend
+from ..numpy.backend import NumpyBackend
+from . import build
 
 
 class EmulatorBackend(KernelBackend):
@@ -36,19 +37,19 @@ class EmulatorBackend(KernelBackend):
 
     def __init__(self, defines: Sequence[str] = ()) -> None:
         """``defines``: preprocessor macros for the kernels (tests plant bugs with them)."""
-        if emulator_build.compiler() is None:
+        if build.compiler() is None:
             raise BackendUnavailableError("backend 'cuda-emulator' is not available: no C++ compiler (g++) found")
         self.defines = tuple(defines)
-        self._modules: dict[tuple[str, str], emulator_build.EmulatedModule] = {}
+        self._modules: dict[tuple[str, str], build.EmulatedModule] = {}
 
     def sm_count(self) -> int:
         return self.SM_COUNT
 
-    def module(self, family: str, dtype: Any) -> emulator_build.EmulatedModule:
+    def module(self, family: str, dtype: Any) -> build.EmulatedModule:
         key = (family, np.dtype(dtype).name)
         module = self._modules.get(key)
         if module is None:
-            module = emulator_build.EmulatedModule(cuda_plan.module_kernels(family, dtype), self.defines)
+            module = build.EmulatedModule(plan.module_kernels(family, dtype), self.defines)
             self._modules[key] = module
         return module
 
@@ -57,10 +58,10 @@ class EmulatorBackend(KernelBackend):
 
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         """What cuBLAS computes: the product in the compute type (float32 for 16-bit data), rounded once to out's dtype."""
-        compute = cuda_plan.compute_dtype(a.dtype)
+        compute = plan.compute_dtype(a.dtype)
         np.copyto(out, np.matmul(a.astype(compute, copy=False), b.astype(compute, copy=False)), casting="unsafe")
         return out
 
     def describe(self) -> dict:
-        return {"name": self.name, "compiler": emulator_build.compiler(), "sm_count": self.SM_COUNT,
+        return {"name": self.name, "compiler": build.compiler(), "sm_count": self.SM_COUNT,
                 "defines": list(self.defines)}

@@ -1,12 +1,13 @@
-"""The NumPy backend: host arrays, the block engine, and the math in numpy_math.py."""
+"""The NumPy backend: host arrays, the block engine (engine.py), and the math (math.py)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from . import numpy_engine, numpy_fused, numpy_math
-from .base import Backend
+from ..base import Backend
+from . import engine, fused
+from . import math as numpy_math
 
 
 def _padded(alpha: np.ndarray, ndim: int) -> np.ndarray:
@@ -60,19 +61,19 @@ class NumpyBackend(Backend):
         """Plan the kernel's chunk function and run it elementwise, or over rows for row-wise kernels."""
         params = dict(params)
         axis = params.pop("axis") if kernel in numpy_math.ROWWISE else None
-        chunk = numpy_math.plan(direction, kernel, params, numpy_engine.compute_dtype(ins[-1].dtype))
+        chunk = numpy_math.plan(direction, kernel, params, engine.compute_dtype(ins[-1].dtype))
         if axis is None:
-            numpy_engine.run(chunk, outs, ins)
+            engine.run(chunk, outs, ins)
         else:
-            numpy_engine.run_rows(chunk, outs, ins, axis)
+            engine.run_rows(chunk, outs, ins, axis)
 
     def prelu_forward(self, x: np.ndarray, alpha: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         out = self._out(out, x)
         alpha = _padded(alpha, x.ndim)
         if alpha.shape == x.shape:
-            numpy_engine.run(numpy_math.prelu_forward, [out], [x, alpha])
+            engine.run(numpy_math.prelu_forward, [out], [x, alpha])
         else:
-            numpy_engine.run(numpy_math.prelu_forward, [out], [x], small=alpha)
+            engine.run(numpy_math.prelu_forward, [out], [x], small=alpha)
         return out
 
     def prelu_backward(self, dy, x, alpha, out):
@@ -81,29 +82,29 @@ class NumpyBackend(Backend):
         alpha = _padded(alpha, x.ndim)
         if alpha.shape == x.shape:
             dalpha = np.empty(shape, alpha.dtype)
-            numpy_engine.run(numpy_math.prelu_backward_elementwise, [out, dalpha.reshape(alpha.shape)], [dy, x, alpha])
+            engine.run(numpy_math.prelu_backward_elementwise, [out, dalpha.reshape(alpha.shape)], [dy, x, alpha])
             return out, dalpha
-        total = numpy_engine.run(numpy_math.prelu_backward, [out], [dy, x], small=alpha, reduce=True)
+        total = engine.run(numpy_math.prelu_backward, [out], [dy, x], small=alpha, reduce=True)
         return out, total.reshape(shape).astype(alpha.dtype)
 
     def bias_act(self, kernel, params, x, bias, axis, out):
-        return numpy_fused.epilogue(kernel, params, x, bias, axis, self._out(out, x))
+        return fused.epilogue(kernel, params, x, bias, axis, self._out(out, x))
 
     def bias_act_backward(self, kernel, params, dy, x, bias, axis):
         dx = np.empty(x.shape, x.dtype)
-        dbias = numpy_fused.epilogue_backward(kernel, params, dy, x, bias, axis, dx)
-        return dx, numpy_fused.in_dtype(dbias, bias)
+        dbias = fused.epilogue_backward(kernel, params, dy, x, bias, axis, dx)
+        return dx, fused.in_dtype(dbias, bias)
 
-    dense_bias_act = staticmethod(numpy_fused.dense_bias_act)
-    dense_bias_act_backward = staticmethod(numpy_fused.dense_bias_act_backward)
-    conv2d_bias_act = staticmethod(numpy_fused.conv2d_bias_act)
-    conv2d_bias_act_backward = staticmethod(numpy_fused.conv2d_bias_act_backward)
+    dense_bias_act = staticmethod(fused.dense_bias_act)
+    dense_bias_act_backward = staticmethod(fused.dense_bias_act_backward)
+    conv2d_bias_act = staticmethod(fused.conv2d_bias_act)
+    conv2d_bias_act_backward = staticmethod(fused.conv2d_bias_act_backward)
 
     def describe(self) -> dict:
         return {
             "name": self.name,
             "numpy": np.__version__,
-            "threads": numpy_engine.NUM_THREADS,
-            "block_elements": numpy_engine.BLOCK_ELEMENTS,
-            "im2col_budget_bytes": numpy_fused.IM2COL_BUDGET_BYTES,
+            "threads": engine.NUM_THREADS,
+            "block_elements": engine.BLOCK_ELEMENTS,
+            "im2col_budget_bytes": fused.IM2COL_BUDGET_BYTES,
         }

@@ -4,7 +4,7 @@ Everything the host decides before a launch lives here, as plain functions of
 shapes, dtypes, pointers and the device's SM count: which template
 instantiation (dtype, vector width, index type), the launch size, the
 activation functor's packed parameters, and the PReLU reduction plan.  Both
-:class:`~fastact.backends.cuda_backend.CudaBackend` and the CPU emulator run
+:class:`~fastact.backends.cuda.backend.CudaBackend` and the CPU emulator run
 this code unchanged, so the emulator tests exercise it.  No CuPy import here.
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from ...activations import ELEMENTWISE_KERNELS, ROWWISE_KERNELS
 
 # Threads per block of every launch (kElementwiseThreads in cuda/elementwise.cuh).
 THREADS = 256
@@ -30,7 +32,7 @@ INDEX_TYPES = ("int", "long long")
 
 
 def compute_dtype(dtype) -> np.dtype:
-    """float64 computes in float64; float32, float16 and bfloat16 in float32 (SPEC 2.4)."""
+    """float64 computes in float64; float32, float16 and bfloat16 in float32 (README.md, Conventions: dtypes)."""
     return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
@@ -43,8 +45,10 @@ def dtype_name(dtype) -> str:
 
 
 # --------------------------------------------------------------------------- #
-# Activation functors: the C++ struct of each kernel name (cuda/activations.cuh)
-# and how its fields are packed from the registry's kernel_params.
+# Activation functors: the C++ struct of each elementwise kernel name
+# (cuda/activations.cuh) and how its fields are packed from the registry's
+# kernel_params.  tests/test_registry_coverage.py checks that every
+# elementwise kernel of the registry has its row.
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True)
 class Functor:
@@ -188,7 +192,7 @@ def prelu_sum_kernel(index: str) -> str:
 
 def module_kernels(family: str, dtype) -> list[str]:
     """Every instantiation of one compiled module: an activation kernel name or 'prelu', one dtype."""
-    if family in ROWWISE_OPS:
+    if family in ROWWISE_KERNELS:
         return [rowwise_kernel(d, family, dtype, lanes, index)
                 for index in INDEX_TYPES for lanes in ROW_LANES for d in ("forward", "backward")]
     names = []
@@ -197,7 +201,7 @@ def module_kernels(family: str, dtype) -> list[str]:
             if family == "prelu":
                 names += [prelu_forward_kernel(scalar, dtype, vector, index) for scalar in (True, False)
                           if prelu_forward_vector(scalar, index, vector) == vector]
-            elif family in FUNCTORS:
+            elif family in ELEMENTWISE_KERNELS:
                 names += [activation_kernel(d, family, dtype, vector, index) for d in ("forward", "backward")]
         if family == "prelu":
             names += [prelu_backward_kernel(dtype, index), prelu_sum_kernel(index)]
@@ -207,7 +211,8 @@ def module_kernels(family: str, dtype) -> list[str]:
 # --------------------------------------------------------------------------- #
 # Row-wise kernels: softmax and log_softmax along an axis (cuda/rowwise.cuh).
 # --------------------------------------------------------------------------- #
-# kernel name -> (forward op, backward op), C++ class templates on the compute type.
+# Row-wise kernel name (the registry's ROWWISE_KERNELS) -> (forward op, backward op),
+# C++ class templates on the compute type.
 ROWWISE_OPS = {
     "softmax": ("fastact::SoftmaxForward", "fastact::SoftmaxBackward"),
     "log_softmax": ("fastact::LogSoftmaxForward", "fastact::LogSoftmaxBackward"),
@@ -291,7 +296,7 @@ def rowwise_kernel(direction: str, kernel: str, dtype, lanes: int, index: str) -
     return f"fastact::rowwise<{op}<{compute_type(dtype)}>, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {lanes}>"
 
 
-MODULE_FAMILIES = (*FUNCTORS, *ROWWISE_OPS, "prelu", "conv")
+MODULE_FAMILIES = (*ELEMENTWISE_KERNELS, *ROWWISE_KERNELS, "prelu", "conv")
 
 
 # --------------------------------------------------------------------------- #
@@ -456,7 +461,7 @@ def fused_kernels(family: str, dtype) -> list[str]:
     if family == "conv":
         return [conv_kernel(d, dtype, index, last) for index in INDEX_TYPES for d in ("im2col", "col2im")
                 for last in (False, True)]
-    if family not in FUNCTORS:
+    if family not in ELEMENTWISE_KERNELS:
         return []
     names = []
     for index in INDEX_TYPES:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..cuda_sources import MAIN_SOURCE, main_source, source_dir
+from ...cuda_sources import MAIN_SOURCE, main_source, source_dir
 
 
 class CudaCompileError(RuntimeError):

@@ -1,7 +1,7 @@
 """The NumPy backend's math: one forward and one backward per kernel, side by side.
 
 Each ``*_forward`` / ``*_backward`` takes the kernel's parameters and the
-compute dtype and returns a *chunk function* for :func:`numpy_engine.run`:
+compute dtype and returns a *chunk function* for :func:`engine.run`:
 ``f(scratch, out, x)`` or ``f(scratch, out, dy, x)`` working on one
 cache-resident block in the compute dtype.  Parameters are turned into
 compute-dtype scalars once, so float32 math stays float32 (as in the CUDA
@@ -20,6 +20,8 @@ import functools
 from typing import Callable
 
 import numpy as np
+
+from ...activations import ROWWISE_KERNELS
 
 ChunkFn = Callable[..., object]
 
@@ -215,7 +217,7 @@ def reduce_to(values: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 # =========================================================================== #
-# The wider family (SPEC 2.3).  Each section states the exact forms used, so
+# The wider family (elu ... mish, linear).  Each section states the exact forms used, so
 # that the CUDA functor can mirror them: stable forms that never overflow
 # (every exp gets an argument <= 0, or a clamped one) and never produce
 # inf * 0 for infinite x.  Those forms are exact selections or smooth, so NaN
@@ -592,7 +594,7 @@ def _mish_grad(s, out, dy, x):
 
 
 # --------------------------------------------------------------------------- #
-# linear: the identity.  backward: dy, NaN where x is NaN (SPEC 2.4).
+# linear: the identity.  backward: dy, NaN where x is NaN (NaN in, NaN out, as every kernel).
 # --------------------------------------------------------------------------- #
 def _linear(s, out, x):
     np.copyto(out, x)
@@ -605,7 +607,7 @@ def _linear_grad(s, out, dy, x):
 
 
 # --------------------------------------------------------------------------- #
-# softmax and log_softmax along the block's last axis (numpy_engine.run_rows
+# softmax and log_softmax along the block's last axis (engine.run_rows
 # hands over blocks of whole, contiguous rows), with m = max over the row:
 #   softmax:      e = exp(x - m), y = e / sum(e)
 #   log_softmax:  y = (x - m) - log(sum(exp(x - m)))
@@ -659,48 +661,37 @@ def _log_softmax_grad(s, out, dy, x):
     np.subtract(dy, y, out=out)
 
 
-def _plain(chunk: ChunkFn) -> Callable[..., ChunkFn]:
-    """The plan of a kernel without parameters: the same chunk function for every dtype."""
-    return lambda dtype: chunk
+def _plain(forward: ChunkFn, backward: ChunkFn) -> tuple[Callable[..., ChunkFn], Callable[..., ChunkFn]]:
+    """The plans of a kernel without parameters: the same chunk functions for every dtype."""
+    return (lambda dtype: forward), (lambda dtype: backward)
 
 
-FORWARD = {
-    "relu": relu_forward,
-    "elu": elu_forward,
-    "gelu": gelu_forward,
-    "sigmoid": _plain(_sigmoid),
-    "silu": _plain(_silu),
-    "softplus": _plain(_softplus),
-    "tanh": _plain(_tanh),
-    "hard_sigmoid": _plain(_hard_sigmoid),
-    "hard_silu": _plain(_hard_silu),
-    "mish": _plain(_mish),
-    "linear": _plain(_linear),
-    "softmax": _plain(_softmax),
-    "log_softmax": _plain(_log_softmax),
+# kernel name (fastact.activations) -> (forward plan, backward plan): a plan
+# takes the kernel's parameters and the compute dtype and returns a chunk
+# function.  tests/test_registry_coverage.py checks that every registered
+# kernel has its row.
+KERNELS = {
+    "relu": (relu_forward, relu_backward),
+    "elu": (elu_forward, elu_backward),
+    "gelu": (gelu_forward, gelu_backward),
+    "sigmoid": _plain(_sigmoid, _sigmoid_grad),
+    "silu": _plain(_silu, _silu_grad),
+    "softplus": _plain(_softplus, _softplus_grad),
+    "tanh": _plain(_tanh, _tanh_grad),
+    "hard_sigmoid": _plain(_hard_sigmoid, _hard_sigmoid_grad),
+    "hard_silu": _plain(_hard_silu, _hard_silu_grad),
+    "mish": _plain(_mish, _mish_grad),
+    "linear": _plain(_linear, _linear_grad),
+    "softmax": _plain(_softmax, _softmax_grad),
+    "log_softmax": _plain(_log_softmax, _log_softmax_grad),
 }
-BACKWARD = {
-    "relu": relu_backward,
-    "elu": elu_backward,
-    "gelu": gelu_backward,
-    "sigmoid": _plain(_sigmoid_grad),
-    "silu": _plain(_silu_grad),
-    "softplus": _plain(_softplus_grad),
-    "tanh": _plain(_tanh_grad),
-    "hard_sigmoid": _plain(_hard_sigmoid_grad),
-    "hard_silu": _plain(_hard_silu_grad),
-    "mish": _plain(_mish_grad),
-    "linear": _plain(_linear_grad),
-    "softmax": _plain(_softmax_grad),
-    "log_softmax": _plain(_log_softmax_grad),
-}
-# Kernels that work on whole rows along an axis (numpy_engine.run_rows).
-ROWWISE = frozenset({"softmax", "log_softmax"})
+# Kernels that work on whole rows along an axis (engine.run_rows), as the registry declares them.
+ROWWISE = frozenset(ROWWISE_KERNELS)
 
 
 @functools.lru_cache(maxsize=512)
 def _cached_plan(direction: str, kernel: str, params: tuple, dtype: np.dtype) -> ChunkFn:
-    return (FORWARD if direction == "forward" else BACKWARD)[kernel](**dict(params), dtype=dtype)
+    return KERNELS[kernel][0 if direction == "forward" else 1](**dict(params), dtype=dtype)
 
 
 def plan(direction: str, kernel: str, params: dict, dtype: np.dtype) -> ChunkFn:

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cuda_sources import MAIN_SOURCE, source_dir
+from ...cuda_sources import MAIN_SOURCE, source_dir
 
 # -Wno-unknown-pragmas: g++ does not know CUDA's #pragma unroll.
 # -O1: the kernels are small and the suite compiles several libraries; -O2

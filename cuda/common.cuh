@@ -5,7 +5,7 @@
 // rounded back to nearest-even; float32 computes in float; float64 in double.
 #pragma once
 
-#ifndef FASTACT_EMULATOR
+#ifndef FASTACT_HOST_COMPILER  // host builds: cuda/host/device.h supplies these
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #endif

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - the test extra installs it
     ml_dtypes = None
     BFLOAT16 = None
 
-BACKENDS = ("numpy", "cuda", "cuda-emulator")
+BACKENDS = ("cpu", "numpy", "cuda", "cuda-emulator")
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
 
 

@@ -12,7 +12,7 @@ import support
 from support import BACKENDS, backend_param
 
 # The emulator runs the CUDA kernels on the CPU, slowly: fewer examples there.
-EXAMPLES = {"numpy": 150, "cuda": 100, "cuda-emulator": 25}
+EXAMPLES = {"cpu": 150, "numpy": 150, "cuda": 100, "cuda-emulator": 25}
 backend_params = [backend_param(b) for b in BACKENDS]
 
 params_strategy = st.one_of(

@@ -9,24 +9,16 @@
 //     which runs as its own coroutine (launcher.h);
 //   * __shfl_xor_sync and __shfl_down_sync over full warps: each is a
 //     synchronization point among the warp's 32 threads (launcher.h);
-//   * __half and __nv_bfloat16 with CUDA's round-to-nearest-even conversions;
-//   * the _rn arithmetic intrinsics, __umulhi, and the math functions the
-//     kernels use (glibc's, correctly rounded or within 1 ulp: CUDA's are
-//     within 1 to 4 ulp).
+//   * the CUDA keywords, __half and __nv_bfloat16, the _rn intrinsics and the
+//     math functions come from ../host/device.h, shared with the cpu backend
+//     (glibc's math, correctly rounded or within 1 ulp: CUDA's are within 1 to 4 ulp).
 #pragma once
 
 #define FASTACT_EMULATOR 1
+#include "../host/device.h"
 
-#include <cmath>
 #include <cstdint>
 #include <cstring>
-
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __shared__ static
 
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
@@ -86,74 +78,4 @@ V __shfl_xor_sync(unsigned mask, V value, int lane_mask, int width = 32) {
 template <typename V>
 V __shfl_down_sync(unsigned mask, V value, unsigned delta, int width = 32) {
   return fastact_emulator::shuffle(mask, value, width, [delta](unsigned lane) { return lane + delta < 32 ? lane + delta : lane; });
-}
-
-// CUDA's device math library: float and double overloads of the same names.
-using std::copysign;
-using std::cosh;
-using std::erfc;
-using std::exp;
-using std::expm1;
-using std::fabs;
-using std::isnan;
-using std::log;
-using std::log1p;
-using std::signbit;
-using std::tanh;
-
-inline float __int_as_float(int bits) {
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-inline double __longlong_as_double(long long bits) {
-  double d;
-  std::memcpy(&d, &bits, sizeof d);
-  return d;
-}
-
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((std::uint64_t(a) * b) >> 32); }
-
-namespace fastact_emulator {
-inline std::uint32_t float_bits(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-inline float bits_float(std::uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-}  // namespace fastact_emulator
-
-// IEEE binary16 storage.  g++ converts _Float16 <-> float exactly as the
-// hardware does (round to nearest even, NaN kept NaN).
-struct __half {
-  std::uint16_t bits;
-};
-inline float __half2float(__half h) {
-  _Float16 v;
-  std::memcpy(&v, &h.bits, sizeof v);
-  return static_cast<float>(v);
-}
-inline __half __float2half_rn(float f) {
-  _Float16 v = static_cast<_Float16>(f);
-  __half h;
-  std::memcpy(&h.bits, &v, sizeof v);
-  return h;
-}
-
-// bfloat16 storage: the top 16 bits of a float.
-struct __nv_bfloat16 {
-  std::uint16_t bits;
-};
-inline float __bfloat162float(__nv_bfloat16 h) { return fastact_emulator::bits_float(std::uint32_t(h.bits) << 16); }
-inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-  std::uint32_t u = fastact_emulator::float_bits(f);
-  if (std::isnan(f)) return {static_cast<std::uint16_t>((u >> 16) | 0x0040u)};  // stays a quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
-  return {static_cast<std::uint16_t>(u >> 16)};
 }

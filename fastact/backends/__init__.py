@@ -5,7 +5,8 @@ ContextVar) > ``set_backend(...)`` (process-wide) > the ``FASTACT_BACKEND``
 environment variable (read at import) > ``"auto"``.
 
 ``"auto"``: the array decides.  CuPy arrays and other CUDA arrays run on
-``"cuda"``; everything else on ``"numpy"``.
+``"cuda"``; host arrays on ``"cpu"`` where its compiled module was built,
+else on ``"numpy"``.
 
 Backends are imported lazily, so ``import fastact`` never imports CuPy.
 """
@@ -33,12 +34,13 @@ __all__ = [
 
 # name -> "module:Class"; "cuda-emulator" is test-only and never listed as available.
 _BACKEND_CLASSES = {
+    "cpu": "fastact.backends.cpu.backend:CpuBackend",
     "numpy": "fastact.backends.numpy.backend:NumpyBackend",
     "cuda": "fastact.backends.cuda.backend:CudaBackend",
     "cuda-emulator": "fastact.backends.emulator.backend:EmulatorBackend",
 }
 BACKEND_NAMES = ("auto", *_BACKEND_CLASSES)
-_LISTED = ("numpy", "cuda")
+_LISTED = ("cpu", "numpy", "cuda")
 
 _loaded: dict[str, Backend] = {}
 _errors: dict[str, BackendUnavailableError] = {}
@@ -55,7 +57,7 @@ _context: ContextVar[str | None] = ContextVar("fastact_backend", default=None)
 
 
 def set_backend(name: str) -> None:
-    """Set the process-wide backend: 'auto' (default), 'numpy', 'cuda' (or test-only 'cuda-emulator')."""
+    """Set the process-wide backend: 'auto' (default), 'cpu', 'numpy', 'cuda' (or test-only 'cuda-emulator')."""
     global _default
     _default = _check_name(name)
 
@@ -118,5 +120,19 @@ def for_kind(kind: str) -> Backend:
     """The backend for an input of array kind ``kind`` (see ``fastact._arrays.array_kind``)."""
     name = get_backend()
     if name == "auto":
-        name = "cuda" if kind in ("cupy", "cuda") else "numpy"
+        if kind in ("cupy", "cuda"):
+            name = "cuda"
+        else:
+            return host_backend()
     return load(name)
+
+
+def host_backend() -> Backend:
+    """What ``"auto"`` runs host arrays on: ``"cpu"`` where its compiled module was built, else ``"numpy"``."""
+    global _auto_host
+    if _auto_host is None:
+        _auto_host = load("numpy") if unavailable_reason("cpu") else load("cpu")
+    return _auto_host
+
+
+_auto_host: Backend | None = None

@@ -60,7 +60,7 @@ def translation_unit(kernels: Sequence[str], defines: Sequence[str], extra_code:
 def _source_digest() -> str:
     digest = hashlib.sha256()
     root = source_dir()
-    for path in sorted([*root.glob("*.cu*"), *root.glob("emulator/*.h")]):
+    for path in sorted([*root.glob("*.cu*"), *root.glob("emulator/*.h"), *root.glob("host/*.h")]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

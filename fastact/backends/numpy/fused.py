@@ -110,6 +110,20 @@ def epilogue_backward(
     return total.reshape(bias.shape)
 
 
+class Epilogues:
+    """The fused epilogue pair that dense and conv2d apply after their GEMM.
+
+    These are the NumPy engine's; the cpu backend passes its own compiled pair
+    (same signatures) and reuses the GEMM and im2col code below unchanged.
+    """
+
+    epilogue = staticmethod(epilogue)
+    epilogue_backward = staticmethod(epilogue_backward)
+
+
+NUMPY_EPILOGUES = Epilogues()
+
+
 def in_dtype(total: np.ndarray | None, like: np.ndarray | None) -> np.ndarray | None:
     """A gradient rounded to its operand's dtype; None stays None (no bias, no dbias)."""
     return None if total is None else total.astype(like.dtype, copy=False)
@@ -125,19 +139,20 @@ def _dense_operands(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return rows.astype(cdtype, copy=False), w.astype(cdtype, copy=False)
 
 
-def dense_bias_act(kernel: str, params: dict, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def dense_bias_act(kernel: str, params: dict, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+                   epilogues: Epilogues = NUMPY_EPILOGUES) -> np.ndarray:
     rows, wc = _dense_operands(x, w)
     z = np.matmul(rows, wc)
     out = z if z.dtype == x.dtype else np.empty(z.shape, x.dtype)
-    epilogue(kernel, params, z, bias, -1, out)
+    epilogues.epilogue(kernel, params, z, bias, -1, out)
     return out.reshape(*x.shape[:-1], w.shape[1])
 
 
-def dense_bias_act_backward(kernel, params, dy, x, w, bias):
+def dense_bias_act_backward(kernel, params, dy, x, w, bias, epilogues: Epilogues = NUMPY_EPILOGUES):
     """(dx, dw, dbias): dz = dy * act'(x @ w + b); dx = dz @ w.T; dw = x.T @ dz; dbias = sum of dz."""
     rows, wc = _dense_operands(x, w)
     dz = np.matmul(rows, wc)  # the pre-activation, overwritten by dz
-    dbias = epilogue_backward(kernel, params, dy.reshape(dz.shape), dz, bias, -1, dz)
+    dbias = epilogues.epilogue_backward(kernel, params, dy.reshape(dz.shape), dz, bias, -1, dz)
     dx = np.matmul(dz, wc.T).astype(x.dtype, copy=False).reshape(x.shape)
     dw = np.matmul(rows.T, dz).astype(w.dtype, copy=False)
     return dx, dw, in_dtype(dbias, bias)
@@ -301,7 +316,8 @@ class _Conv:
             yield slice(start, min(start + self.chunk, self.geometry.batch))
 
 
-def conv2d_bias_act(kernel, params, x, w, bias, geometry: Conv2dGeometry) -> np.ndarray:
+def conv2d_bias_act(kernel, params, x, w, bias, geometry: Conv2dGeometry,
+                    epilogues: Epilogues = NUMPY_EPILOGUES) -> np.ndarray:
     conv = _Conv(geometry, w, x.dtype)
     out = np.empty(geometry.out_shape, x.dtype)
     for batch in conv.batches():
@@ -309,11 +325,12 @@ def conv2d_bias_act(kernel, params, x, w, bias, geometry: Conv2dGeometry) -> np.
         # GEMM straight into out when out has the compute dtype; the epilogue then runs in place.
         z = out[batch] if out.dtype == conv.cdtype else conv.new(cols.shape[0], geometry.out_channels, geometry.out_size)
         np.matmul(cols, conv.weights, out=conv.z_matrix(z))
-        epilogue(kernel, params, z, bias, geometry.channel_axis, out[batch])
+        epilogues.epilogue(kernel, params, z, bias, geometry.channel_axis, out[batch])
     return out
 
 
-def conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry: Conv2dGeometry):
+def conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry: Conv2dGeometry,
+                             epilogues: Epilogues = NUMPY_EPILOGUES):
     """(dx, dw, dbias), chunk by chunk: z by GEMM, dz and dbias fused, dw = cols^T dz, dx = col2im(dz w^T)."""
     conv = _Conv(geometry, w, x.dtype)
     dx = np.empty(x.shape, x.dtype)
@@ -323,7 +340,7 @@ def conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry: Conv2dGeo
         cols, own_buffer = conv.im2col(conv.padded(x[batch]))
         dz = conv.new(cols.shape[0], geometry.out_channels, geometry.out_size)
         dz_matrix = np.matmul(cols, conv.weights, out=conv.z_matrix(dz))  # z, overwritten by dz
-        part = epilogue_backward(kernel, params, dy[batch], dz, bias, geometry.channel_axis, dz)
+        part = epilogues.epilogue_backward(kernel, params, dy[batch], dz, bias, geometry.channel_axis, dz)
         if part is not None:
             dbias += part
         dw += np.matmul(cols.swapaxes(-1, -2), dz_matrix).sum(axis=0)

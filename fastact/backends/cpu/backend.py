@@ -1,0 +1,208 @@
+"""The ``cpu`` backend: host arrays run through the compiled module (``cuda/host/``).
+
+The math is the CUDA backend's own: the activation functors of
+``cuda/activations.cuh`` and the row ops of ``cuda/rowwise_ops.cuh``,
+compiled for this CPU with vector math and run on all cores.  The functor
+parameters are packed exactly as for a CUDA launch
+(``kernels/plan.py: pack_functor``), so both backends compute the same
+expressions on the same values; per-channel operations (PReLU, bias_act) use
+the CUDA backend's channel plan (``kernels/plan.py: prelu_plan``).
+
+Layouts: elementwise calls take any strides (the engine gathers and scatters
+chunk by chunk, never a full-size copy).  PReLU, bias_act and softmax rows
+run on a C-contiguous (outer, channels, inner) / (rows, length) view,
+copying only operands that are not laid out that way.
+
+dense and conv2d are the NumPy backend's (BLAS GEMMs through ``np.matmul``)
+with this backend's fused epilogue.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..kernels import plan
+from ..kernels.fused import channel_plan
+from ..numpy.backend import NumpyBackend, _padded
+from ..numpy import fused as numpy_fused
+from . import build
+
+_ROWWISE = {"softmax": 0, "log_softmax": 1}
+_MAX_CACHED_FUNCTORS = 4096
+
+
+class CpuBackend(NumpyBackend):
+    name = "cpu"
+
+    def __init__(self) -> None:
+        self.engine = build.load()
+        self._functor_numbers = {name: i for i, name in enumerate(self.engine.functors())}
+        self._packed: dict = {}
+        self._bfloat16 = _bfloat16_dtype()
+
+    # ---- arguments for the compiled module --------------------------------------
+    def functor(self, kernel: str, params: dict, dtype: np.dtype) -> tuple[int, bytes]:
+        """(functor number, packed parameter bytes) for an activation kernel, cached."""
+        key = (kernel, tuple(params.items()), dtype)
+        hit = self._packed.get(key)
+        if hit is None:
+            number = self._functor_numbers[plan.FUNCTORS[kernel].template]
+            hit = (number, plan.pack_functor(kernel, params, dtype).tobytes())
+            if len(self._packed) < _MAX_CACHED_FUNCTORS:
+                self._packed[key] = hit
+        return hit
+
+    def buffer(self, a: np.ndarray) -> np.ndarray:
+        """``a`` as the module reads it: bfloat16 (no buffer format of its own) as its uint16 bits."""
+        return a.view(np.uint16) if a.dtype == self._bfloat16 else a
+
+    def _like(self, out: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        """``out``, or a new array with x's memory layout (so a transposed x runs on the flat path)."""
+        return np.empty_like(x) if out is None else out
+
+    # ---- elementwise activations --------------------------------------------------
+    def forward(self, kernel: str, params: dict, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        if kernel in _ROWWISE:
+            return self._rowwise(kernel, False, params["axis"], x, None, out)
+        out = self._like(out, x)
+        number, packed = self.functor(kernel, params, x.dtype)
+        self.engine.elementwise(number, False, packed, self.buffer(out), self.buffer(x))
+        return out
+
+    def backward(self, kernel: str, params: dict, dy: np.ndarray, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        if kernel in _ROWWISE:
+            return self._rowwise(kernel, True, params["axis"], x, dy, out)
+        out = self._like(out, x)
+        number, packed = self.functor(kernel, params, x.dtype)
+        self.engine.elementwise(number, True, packed, self.buffer(out), self.buffer(dy), self.buffer(x))
+        return out
+
+    # ---- softmax rows -----------------------------------------------------------------
+    def _rowwise(self, kernel: str, backward: bool, axis: int, x: np.ndarray, dy: np.ndarray | None,
+                 out: np.ndarray | None) -> np.ndarray:
+        target = self._out(out, x)
+        if x.size == 0:
+            return target
+
+        def rows(a):  # the axis last, C-contiguous (a copy only when it is not already)
+            a = a.reshape(1) if a.ndim == 0 else a
+            return np.ascontiguousarray(np.moveaxis(a, axis, -1))
+
+        xr = rows(x)
+        dyr = rows(dy) if backward else None
+        destination = np.moveaxis(target.reshape(1) if target.ndim == 0 else target, axis, -1)
+        work = destination if destination.flags.c_contiguous else np.empty(destination.shape, x.dtype)
+        length = xr.shape[-1]
+        self.engine.rowwise(_ROWWISE[kernel], backward, self.buffer(work),
+                            None if dyr is None else self.buffer(dyr), self.buffer(xr), xr.size // length, length)
+        if work is not destination:
+            destination[...] = work
+        return target
+
+    # ---- per-channel operations: PReLU, bias_act -----------------------------------------
+    def _channels(self, p: plan.PreluPlan, target: np.ndarray, inputs: list, values: np.ndarray):
+        """(C-contiguous inputs, where results go, work array, values as contiguous compute-type channel values)."""
+
+        def arranged(a):
+            return a.transpose(p.axes) if p.axes is not None else a
+
+        inputs = [self.buffer(np.ascontiguousarray(arranged(a))) for a in inputs]
+        destination = arranged(target)
+        work = destination if destination.flags.c_contiguous else np.empty(destination.shape, destination.dtype)
+        padded = _padded(values, target.ndim)
+        per_channel = np.ascontiguousarray(arranged(padded), dtype=plan.compute_dtype(target.dtype)).reshape(-1)
+        return inputs, destination, work, per_channel
+
+    def _finish(self, destination: np.ndarray, work: np.ndarray) -> None:
+        if work is not destination:
+            destination[...] = work
+
+    def prelu_forward(self, x: np.ndarray, alpha: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        target = self._out(out, x)
+        if x.size == 0:
+            return target
+        p = plan.prelu_plan(x.shape, alpha.shape)
+        (xc,), destination, work, slopes = self._channels(p, target, [x], alpha)
+        self.engine.prelu_forward(self.buffer(work), xc, slopes, p.outer, p.channels, p.inner)
+        self._finish(destination, work)
+        return target
+
+    def prelu_backward(self, dy, x, alpha, out):
+        target = self._out(out, x)
+        if x.size == 0:
+            return target, np.zeros(alpha.shape, alpha.dtype)
+        p = plan.prelu_plan(x.shape, alpha.shape)
+        (dyc, xc), destination, work, slopes = self._channels(p, target, [dy, x], alpha)
+        dalpha = np.empty(p.channels, np.float64)
+        self.engine.prelu_backward(self.buffer(work), dyc, xc, slopes, dalpha, p.outer, p.channels, p.inner)
+        self._finish(destination, work)
+        return target, dalpha.reshape(alpha.shape).astype(alpha.dtype, copy=False)
+
+    def epilogue(self, kernel: str, params: dict, z: np.ndarray, bias: np.ndarray | None, axis: int,
+                 out: np.ndarray) -> np.ndarray:
+        """out = act(z + bias along ``axis``) in one pass (act(z) without a bias); ``out`` may be ``z``."""
+        if z.dtype != out.dtype:  # a 16-bit dense/conv: z is the float32 GEMM result, rounded once at the end
+            return numpy_fused.epilogue(kernel, params, z, bias, axis, out)
+        if bias is None:
+            return self.forward(kernel, params, z, out)
+        if z.size == 0:
+            return out
+        p = channel_plan(z.shape, axis % z.ndim)
+        (zc,), destination, work, values = self._channels(p, out, [z], bias)
+        number, packed = self.functor(kernel, params, z.dtype)
+        self.engine.bias_act_forward(number, packed, self.buffer(work), zc, values, p.outer, p.channels, p.inner)
+        self._finish(destination, work)
+        return out
+
+    def epilogue_backward(self, kernel: str, params: dict, dy: np.ndarray, z: np.ndarray, bias: np.ndarray | None,
+                          axis: int, dz: np.ndarray) -> np.ndarray | None:
+        """dz = dy * act'(z + bias) in one pass; dbias as float64 (bias's shape), or None without a bias."""
+        if not z.dtype == dy.dtype == dz.dtype:  # 16-bit dense/conv: the NumPy epilogue rounds once
+            return numpy_fused.epilogue_backward(kernel, params, dy, z, bias, axis, dz)
+        if bias is None:
+            self.backward(kernel, params, dy, z, dz)
+            return None
+        if z.size == 0:
+            return np.zeros(bias.shape, np.float64)
+        p = channel_plan(z.shape, axis % z.ndim)
+        (dyc, zc), destination, work, values = self._channels(p, dz, [dy, z], bias)
+        dbias = np.empty(p.channels, np.float64)
+        number, packed = self.functor(kernel, params, z.dtype)
+        self.engine.bias_act_backward(number, packed, self.buffer(work), dyc, zc, values, dbias,
+                                      p.outer, p.channels, p.inner)
+        self._finish(destination, work)
+        return dbias.reshape(bias.shape)
+
+    # ---- fused calls: the NumPy backend's GEMMs with this backend's epilogue ------------------
+    def bias_act(self, kernel, params, x, bias, axis, out):
+        return self.epilogue(kernel, params, x, bias, axis, self._out(out, x))
+
+    def bias_act_backward(self, kernel, params, dy, x, bias, axis):
+        dx = np.empty(x.shape, x.dtype)
+        dbias = self.epilogue_backward(kernel, params, dy, x, bias, axis, dx)
+        return dx, numpy_fused.in_dtype(dbias, bias)
+
+    def dense_bias_act(self, kernel, params, x, w, bias):
+        return numpy_fused.dense_bias_act(kernel, params, x, w, bias, epilogues=self)
+
+    def dense_bias_act_backward(self, kernel, params, dy, x, w, bias):
+        return numpy_fused.dense_bias_act_backward(kernel, params, dy, x, w, bias, epilogues=self)
+
+    def conv2d_bias_act(self, kernel, params, x, w, bias, geometry):
+        return numpy_fused.conv2d_bias_act(kernel, params, x, w, bias, geometry, epilogues=self)
+
+    def conv2d_bias_act_backward(self, kernel, params, dy, x, w, bias, geometry):
+        return numpy_fused.conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry, epilogues=self)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "isa": self.engine.isa, "threads": self.engine.threads(),
+                "module": self.engine.__name__}
+
+
+def _bfloat16_dtype() -> np.dtype | None:
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 __all__ = ["Param", "ActivationSpec", "REGISTRY", "register", "get_spec", "kernel_names"]
 
 _NO_DEFAULT = object()
+# How many distinct parameter values each activation remembers (ActivationSpec.kernel_params_of).
+_KERNEL_PARAMS_CACHE_SIZE = 1024
 
 
 # --------------------------------------------------------------------------- #
@@ -135,6 +137,8 @@ class ActivationSpec:
     # array param and two results.
     form: str = "elementwise"
     notes: str = ""
+    # kernel_params_of's memory: (values, their types) -> kernel params.
+    _kernel_params_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -143,6 +147,28 @@ class ActivationSpec:
     def validate(self, *values: Any) -> dict:
         """Validate public parameter values (in declaration order) -> dict."""
         return {p.name: p.check(self.name, p.name, v) for p, v in zip(self.params, values)}
+
+    def kernel_params_of(self, *values: Any) -> dict:
+        """``kernel_params(**validate(*values))``, remembered for values seen before.
+
+        The public functions call this on every call; validating three
+        parameters and building two dicts cost about 4 us, a call on a small
+        array about as much again.  The key holds each value's type too, since
+        ``0.0 == False`` but False is refused.  The dict returned is shared:
+        callers must not change it.
+        """
+        key = (values, tuple(map(type, values)))
+        cache = self._kernel_params_cache
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value (a list): the validator says what is wrong
+            return self.kernel_params(**self.validate(*values))
+        result = self.kernel_params(**self.validate(*values))
+        if len(cache) < _KERNEL_PARAMS_CACHE_SIZE:
+            cache[key] = result
+        return result
 
     def bind(self, args: tuple = (), kwargs: dict | None = None) -> dict:
         """Bind positional/keyword values like the public function does, with defaults."""

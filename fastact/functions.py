@@ -153,88 +153,88 @@ def _document(spec: ActivationSpec, forward, backward) -> None:
 
 
 def relu(x, alpha=0.0, max_value=None, threshold=0.0, *, out=None):
-    return _forward(RELU, RELU.kernel_params(**RELU.validate(alpha, max_value, threshold)), x, out)
+    return _forward(RELU, RELU.kernel_params_of(alpha, max_value, threshold), x, out)
 
 
 def relu_backward(dy, x, alpha=0.0, max_value=None, threshold=0.0, *, out=None):
-    return _backward(RELU, RELU.kernel_params(**RELU.validate(alpha, max_value, threshold)), dy, x, out)
+    return _backward(RELU, RELU.kernel_params_of(alpha, max_value, threshold), dy, x, out)
 
 
 _document(RELU, relu, relu_backward)
 
 
 def leaky_relu(x, alpha=0.2, *, out=None):
-    return _forward(LEAKY_RELU, LEAKY_RELU.kernel_params(**LEAKY_RELU.validate(alpha)), x, out)
+    return _forward(LEAKY_RELU, LEAKY_RELU.kernel_params_of(alpha), x, out)
 
 
 def leaky_relu_backward(dy, x, alpha=0.2, *, out=None):
-    return _backward(LEAKY_RELU, LEAKY_RELU.kernel_params(**LEAKY_RELU.validate(alpha)), dy, x, out)
+    return _backward(LEAKY_RELU, LEAKY_RELU.kernel_params_of(alpha), dy, x, out)
 
 
 _document(LEAKY_RELU, leaky_relu, leaky_relu_backward)
 
 
 def relu6(x, *, out=None):
-    return _forward(RELU6, RELU6.kernel_params(**RELU6.validate()), x, out)
+    return _forward(RELU6, RELU6.kernel_params_of(), x, out)
 
 
 def relu6_backward(dy, x, *, out=None):
-    return _backward(RELU6, RELU6.kernel_params(**RELU6.validate()), dy, x, out)
+    return _backward(RELU6, RELU6.kernel_params_of(), dy, x, out)
 
 
 _document(RELU6, relu6, relu6_backward)
 
 
 def thresholded_relu(x, theta=1.0, *, out=None):
-    return _forward(THRESHOLDED_RELU, THRESHOLDED_RELU.kernel_params(**THRESHOLDED_RELU.validate(theta)), x, out)
+    return _forward(THRESHOLDED_RELU, THRESHOLDED_RELU.kernel_params_of(theta), x, out)
 
 
 def thresholded_relu_backward(dy, x, theta=1.0, *, out=None):
-    return _backward(THRESHOLDED_RELU, THRESHOLDED_RELU.kernel_params(**THRESHOLDED_RELU.validate(theta)), dy, x, out)
+    return _backward(THRESHOLDED_RELU, THRESHOLDED_RELU.kernel_params_of(theta), dy, x, out)
 
 
 _document(THRESHOLDED_RELU, thresholded_relu, thresholded_relu_backward)
 
 
 def elu(x, alpha=1.0, *, out=None):
-    return _forward(ELU, ELU.kernel_params(**ELU.validate(alpha)), x, out)
+    return _forward(ELU, ELU.kernel_params_of(alpha), x, out)
 
 
 def elu_backward(dy, x, alpha=1.0, *, out=None):
-    return _backward(ELU, ELU.kernel_params(**ELU.validate(alpha)), dy, x, out)
+    return _backward(ELU, ELU.kernel_params_of(alpha), dy, x, out)
 
 
 _document(ELU, elu, elu_backward)
 
 
 def selu(x, *, out=None):
-    return _forward(SELU, SELU.kernel_params(**SELU.validate()), x, out)
+    return _forward(SELU, SELU.kernel_params_of(), x, out)
 
 
 def selu_backward(dy, x, *, out=None):
-    return _backward(SELU, SELU.kernel_params(**SELU.validate()), dy, x, out)
+    return _backward(SELU, SELU.kernel_params_of(), dy, x, out)
 
 
 _document(SELU, selu, selu_backward)
 
 
 def gelu(x, approximate=False, *, out=None):
-    return _forward(GELU, GELU.kernel_params(**GELU.validate(approximate)), x, out)
+    return _forward(GELU, GELU.kernel_params_of(approximate), x, out)
 
 
 def gelu_backward(dy, x, approximate=False, *, out=None):
-    return _backward(GELU, GELU.kernel_params(**GELU.validate(approximate)), dy, x, out)
+    return _backward(GELU, GELU.kernel_params_of(approximate), dy, x, out)
 
 
 _document(GELU, gelu, gelu_backward)
 
 
 def silu(x, *, out=None):
-    return _forward(SILU, SILU.kernel_params(**SILU.validate()), x, out)
+    return _forward(SILU, SILU.kernel_params_of(), x, out)
 
 
 def silu_backward(dy, x, *, out=None):
-    return _backward(SILU, SILU.kernel_params(**SILU.validate()), dy, x, out)
+    return _backward(SILU, SILU.kernel_params_of(), dy, x, out)
 
 
 _document(SILU, silu, silu_backward)
@@ -242,55 +242,55 @@ swish, swish_backward = silu, silu_backward
 
 
 def softplus(x, *, out=None):
-    return _forward(SOFTPLUS, SOFTPLUS.kernel_params(**SOFTPLUS.validate()), x, out)
+    return _forward(SOFTPLUS, SOFTPLUS.kernel_params_of(), x, out)
 
 
 def softplus_backward(dy, x, *, out=None):
-    return _backward(SOFTPLUS, SOFTPLUS.kernel_params(**SOFTPLUS.validate()), dy, x, out)
+    return _backward(SOFTPLUS, SOFTPLUS.kernel_params_of(), dy, x, out)
 
 
 _document(SOFTPLUS, softplus, softplus_backward)
 
 
 def sigmoid(x, *, out=None):
-    return _forward(SIGMOID, SIGMOID.kernel_params(**SIGMOID.validate()), x, out)
+    return _forward(SIGMOID, SIGMOID.kernel_params_of(), x, out)
 
 
 def sigmoid_backward(dy, x, *, out=None):
-    return _backward(SIGMOID, SIGMOID.kernel_params(**SIGMOID.validate()), dy, x, out)
+    return _backward(SIGMOID, SIGMOID.kernel_params_of(), dy, x, out)
 
 
 _document(SIGMOID, sigmoid, sigmoid_backward)
 
 
 def tanh(x, *, out=None):
-    return _forward(TANH, TANH.kernel_params(**TANH.validate()), x, out)
+    return _forward(TANH, TANH.kernel_params_of(), x, out)
 
 
 def tanh_backward(dy, x, *, out=None):
-    return _backward(TANH, TANH.kernel_params(**TANH.validate()), dy, x, out)
+    return _backward(TANH, TANH.kernel_params_of(), dy, x, out)
 
 
 _document(TANH, tanh, tanh_backward)
 
 
 def hard_sigmoid(x, *, out=None):
-    return _forward(HARD_SIGMOID, HARD_SIGMOID.kernel_params(**HARD_SIGMOID.validate()), x, out)
+    return _forward(HARD_SIGMOID, HARD_SIGMOID.kernel_params_of(), x, out)
 
 
 def hard_sigmoid_backward(dy, x, *, out=None):
-    return _backward(HARD_SIGMOID, HARD_SIGMOID.kernel_params(**HARD_SIGMOID.validate()), dy, x, out)
+    return _backward(HARD_SIGMOID, HARD_SIGMOID.kernel_params_of(), dy, x, out)
 
 
 _document(HARD_SIGMOID, hard_sigmoid, hard_sigmoid_backward)
 
 
 def hard_silu(x, *, out=None):
-    return _forward(HARD_SILU, HARD_SILU.kernel_params(**HARD_SILU.validate()), x, out)
+    return _forward(HARD_SILU, HARD_SILU.kernel_params_of(), x, out)
 
 
 def hard_silu_backward(dy, x, *, out=None):
-    return _backward(HARD_SILU, HARD_SILU.kernel_params(**HARD_SILU.validate()), dy, x, out)
+    return _backward(HARD_SILU, HARD_SILU.kernel_params_of(), dy, x, out)
 
 
 _document(HARD_SILU, hard_silu, hard_silu_backward)
@@ -298,44 +298,44 @@ hard_swish, hard_swish_backward = hard_silu, hard_silu_backward
 
 
 def mish(x, *, out=None):
-    return _forward(MISH, MISH.kernel_params(**MISH.validate()), x, out)
+    return _forward(MISH, MISH.kernel_params_of(), x, out)
 
 
 def mish_backward(dy, x, *, out=None):
-    return _backward(MISH, MISH.kernel_params(**MISH.validate()), dy, x, out)
+    return _backward(MISH, MISH.kernel_params_of(), dy, x, out)
 
 
 _document(MISH, mish, mish_backward)
 
 
 def softmax(x, axis=-1, *, out=None):
-    return _forward(SOFTMAX, SOFTMAX.kernel_params(**SOFTMAX.validate(axis)), x, out)
+    return _forward(SOFTMAX, SOFTMAX.kernel_params_of(axis), x, out)
 
 
 def softmax_backward(dy, x, axis=-1, *, out=None):
-    return _backward(SOFTMAX, SOFTMAX.kernel_params(**SOFTMAX.validate(axis)), dy, x, out)
+    return _backward(SOFTMAX, SOFTMAX.kernel_params_of(axis), dy, x, out)
 
 
 _document(SOFTMAX, softmax, softmax_backward)
 
 
 def log_softmax(x, axis=-1, *, out=None):
-    return _forward(LOG_SOFTMAX, LOG_SOFTMAX.kernel_params(**LOG_SOFTMAX.validate(axis)), x, out)
+    return _forward(LOG_SOFTMAX, LOG_SOFTMAX.kernel_params_of(axis), x, out)
 
 
 def log_softmax_backward(dy, x, axis=-1, *, out=None):
-    return _backward(LOG_SOFTMAX, LOG_SOFTMAX.kernel_params(**LOG_SOFTMAX.validate(axis)), dy, x, out)
+    return _backward(LOG_SOFTMAX, LOG_SOFTMAX.kernel_params_of(axis), dy, x, out)
 
 
 _document(LOG_SOFTMAX, log_softmax, log_softmax_backward)
 
 
 def linear(x, *, out=None):
-    return _forward(LINEAR, LINEAR.kernel_params(**LINEAR.validate()), x, out)
+    return _forward(LINEAR, LINEAR.kernel_params_of(), x, out)
 
 
 def linear_backward(dy, x, *, out=None):
-    return _backward(LINEAR, LINEAR.kernel_params(**LINEAR.validate()), dy, x, out)
+    return _backward(LINEAR, LINEAR.kernel_params_of(), dy, x, out)
 
 
 _document(LINEAR, linear, linear_backward)

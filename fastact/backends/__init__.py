@@ -127,6 +127,14 @@ def for_kind(kind: str) -> Backend:
     return load(name)
 
 
+def host_fast_path() -> Backend | None:
+    """The backend a NumPy array runs on now, if it is already loaded (else None: the general path loads it)."""
+    name = _context.get() or _default
+    if name == "auto":
+        return _auto_host
+    return _loaded.get(name) if name in ("cpu", "numpy") else None
+
+
 def host_backend() -> Backend:
     """What ``"auto"`` runs host arrays on: ``"cpu"`` where its compiled module was built, else ``"numpy"``."""
     global _auto_host

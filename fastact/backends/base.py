@@ -24,6 +24,10 @@ class Backend:
     xp: Any = None
     # Array kinds (see fastact._arrays.array_kind) that are already native.
     native_kinds: tuple[str, ...] = ()
+    # True where the backend has fast_forward/fast_backward for NumPy arrays
+    # (host arrays of a supported dtype, nothing to convert): the dispatcher
+    # tries them before its general checks, and they return None to decline.
+    has_fast_path: bool = False
 
     # ---- arrays -----------------------------------------------------------
     def to_native(self, a: Any, kind: str) -> Any:

@@ -25,9 +25,10 @@ def collect() -> dict:
         "ml_dtypes": _version("ml_dtypes"),
         "cupy": _version("cupy"),
         "backend set": backends.get_backend(),
+        "auto (host)": backends.host_backend().name,
         "backends": {},
     }
-    for name in ("numpy", "cuda"):
+    for name in backends.LISTED:
         reason = backends.unavailable_reason(name)
         entry = {"available": reason is None}
         if reason is None:

@@ -40,7 +40,8 @@ _BACKEND_CLASSES = {
     "cuda-emulator": "fastact.backends.emulator.backend:EmulatorBackend",
 }
 BACKEND_NAMES = ("auto", *_BACKEND_CLASSES)
-_LISTED = ("cpu", "numpy", "cuda")
+# The backends a user can pick, in the order "info" lists them.
+LISTED = ("cpu", "numpy", "cuda")
 
 _loaded: dict[str, Backend] = {}
 _errors: dict[str, BackendUnavailableError] = {}
@@ -113,7 +114,7 @@ def unavailable_reason(name: str) -> str | None:
 
 def available_backends() -> list[str]:
     """The backends that work on this machine (always includes 'numpy')."""
-    return [name for name in _LISTED if unavailable_reason(name) is None]
+    return [name for name in LISTED if unavailable_reason(name) is None]
 
 
 def for_kind(kind: str) -> Backend:

@@ -29,7 +29,7 @@ def test_default_is_auto_and_numpy_is_always_available():
 def test_set_backend_and_unknown_names():
     fastact.set_backend("numpy")
     assert fastact.get_backend() == "numpy"
-    with pytest.raises(ValueError, match="unknown backend 'gpu'; accepted: auto, numpy, cuda, cuda-emulator"):
+    with pytest.raises(ValueError, match="unknown backend 'gpu'; accepted: auto, cpu, numpy, cuda, cuda-emulator"):
         fastact.set_backend("gpu")
     with pytest.raises(ValueError, match="unknown backend"):
         with fastact.use_backend("tpu"):

@@ -112,7 +112,9 @@ struct SoftmaxForward : RowOp<C, Dot::kNone> {
     C max, sum;
   };
   __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(s.sum)}; }
-  __device__ __forceinline__ static C output(const Row& row, C x, C) { return exp_below(x, row.max) / row.sum; }
+  // output_e: the output given e = exp_below(x, max), which the host computes once per element.
+  __device__ __forceinline__ static C output_e(const Row& row, C, C, C e) { return e / row.sum; }
+  __device__ __forceinline__ static C output(const Row& row, C x, C dy) { return output_e(row, x, dy, exp_below(x, row.max)); }
 };
 
 // log(sum) as log1p(sum - 1), sum - 1 taken in double: for the row's max
@@ -126,7 +128,8 @@ struct LogSoftmaxForward : RowOp<C, Dot::kNone> {
     C max, log_sum;
   };
   __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, log1p(C(s.sum - 1.0))}; }
-  __device__ __forceinline__ static C output(const Row& row, C x, C) { return (x - row.max) - row.log_sum; }
+  __device__ __forceinline__ static C output_e(const Row& row, C x, C, C) { return (x - row.max) - row.log_sum; }
+  __device__ __forceinline__ static C output(const Row& row, C x, C dy) { return output_e(row, x, dy, C(0)); }
 };
 
 template <typename C>
@@ -136,9 +139,8 @@ struct SoftmaxBackward : RowOp<C, Dot::kWeighted> {
     C max, sum, weighted;
   };
   __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(s.sum), C(s.dot / s.sum)}; }
-  __device__ __forceinline__ static C output(const Row& row, C x, C dy) {
-    return exp_below(x, row.max) / row.sum * (dy - row.weighted);
-  }
+  __device__ __forceinline__ static C output_e(const Row& row, C, C dy, C e) { return e / row.sum * (dy - row.weighted); }
+  __device__ __forceinline__ static C output(const Row& row, C x, C dy) { return output_e(row, x, dy, exp_below(x, row.max)); }
 };
 
 template <typename C>
@@ -148,9 +150,8 @@ struct LogSoftmaxBackward : RowOp<C, Dot::kPlain> {
     C max, sum, sum_dy;
   };
   __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(s.sum), C(s.dot)}; }
-  __device__ __forceinline__ static C output(const Row& row, C x, C dy) {
-    return dy - exp_below(x, row.max) / row.sum * row.sum_dy;
-  }
+  __device__ __forceinline__ static C output_e(const Row& row, C, C dy, C e) { return dy - e / row.sum * row.sum_dy; }
+  __device__ __forceinline__ static C output(const Row& row, C x, C dy) { return output_e(row, x, dy, exp_below(x, row.max)); }
 };
 
 }  // namespace fastact

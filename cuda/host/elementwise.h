@@ -180,6 +180,30 @@ inline void backward_loop(const Activation activation, T* dx, const T* dy, const
   }, dx, dy, x);
 }
 
+// with_form(activation, visit) calls visit(activation), or, for a functor
+// whose parameter chooses between two whole formulas (Gelu's `approximate`),
+// visit(that form with the choice fixed at compile time): a vector loop
+// computes both sides of a selection, and both GELU forms (an erfc and an
+// exp per element) would cost the sum of the two.
+template <typename Activation, typename Visit>
+inline void with_form(const Activation& activation, const Visit& visit) {
+  visit(activation);
+}
+
+template <typename C, int Approximate>
+struct GeluForm {
+  __forceinline__ C forward(C x) const { return fastact::Gelu<C>{Approximate}.forward(x); }
+  __forceinline__ C derivative(C x) const { return fastact::Gelu<C>{Approximate}.derivative(x); }
+};
+
+template <typename C, typename Visit>
+inline void with_form(const fastact::Gelu<C>& gelu, const Visit& visit) {
+  if (gelu.approximate)
+    visit(GeluForm<C, 1>());
+  else
+    visit(GeluForm<C, 0>());
+}
+
 // In-place calls pass the same array as output and input: safe, since each
 // element is read before it is written in the same iteration, and `omp simd`
 // vectorizes without assuming anything about aliasing between iterations.

@@ -328,6 +328,70 @@ def test_conv2d_batch_chunks(monkeypatch):
         check_conv("numpy", np.dtype(np.float64), case, data_format, True)
 
 
+# The cpu backend's compiled im2col/col2im (cuda/host/conv.h): geometries where
+# windows skip pixels or read only padding, small chunks, and col2im's
+# determinism (a gather: the NumPy backend's bits, on any number of threads).
+CPU_CONV_EDGE_CASES = [
+    ((2, 3, 5, 6), (4, 3, 2, 2), {"stride": 3}, "relu", {}),  # pixels no window reads: dx 0 there
+    ((2, 2, 4, 5), (3, 2, 3, 3), {"padding": ((4, 3), (0, 5)), "dilation": 2, "stride": (1, 2)}, "leaky_relu", {}),
+    ((1, 6, 6, 6), (4, 3, 3, 3), {"padding": ((2, 0), (0, 1)), "stride": (2, 3), "dilation": (1, 2), "groups": 2}, "relu", {}),
+    ((3, 4, 9, 7), (4, 4, 3, 3), {"padding": "same", "stride": 2, "dilation": 2}, "relu", {}),
+    ((3, 4, 6, 5), (4, 4, 1, 1), {}, "relu", {}),  # pointwise: NHWC reads x as the columns, NCHW copies
+]
+CPU_CONV_CASES = CPU_CONV_EDGE_CASES + CONV_CASES
+
+
+def _cpu_or_skip():
+    param = backend_param("cpu")
+    if param.marks:
+        pytest.skip("backend 'cpu' unavailable")
+    return backends.load("cpu")
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype_name", ["float64", "float16"])
+@pytest.mark.parametrize("case", CPU_CONV_EDGE_CASES, ids=range(len(CPU_CONV_EDGE_CASES)))
+def test_conv2d_cpu_edge_geometries(dtype_name, data_format, case):
+    _cpu_or_skip()
+    check_conv("cpu", dtype_of(dtype_name), case, data_format, True)
+
+
+def test_conv2d_cpu_batch_chunks(monkeypatch):
+    """A column budget below one sample: every sample its own chunk, the last chunk's buffer a shorter head."""
+    _cpu_or_skip()
+    from fastact.backends.cpu import backend as cpu_backend
+
+    monkeypatch.setattr(cpu_backend, "COLS_BUDGET_BYTES", 1)
+    for case in (CPU_CONV_EDGE_CASES[2], CPU_CONV_EDGE_CASES[3], CONV_CASES[2], CONV_CASES[13]):
+        for data_format in ("NCHW", "NHWC"):
+            check_conv("cpu", np.dtype(np.float64), case, data_format, True)
+            check_conv("cpu", dtype_of("bfloat16"), case, data_format, True)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_conv2d_cpu_col2im_bits(data_format):
+    """dx and dw on the cpu backend: the NumPy backend's bits (same GEMMs, same summation order), on 1 or 2 threads."""
+    cpu = _cpu_or_skip()
+    threads = cpu.engine.threads()
+    results = {}
+    try:
+        for case in CPU_CONV_CASES[:9]:
+            x_shape, w_shape, options, name, params = case
+            x, w, b = conv_inputs(x_shape, w_shape, np.dtype(np.float32), data_format, True)
+            with fastact.use_backend("numpy"):
+                dy = draw(fastact.conv2d_bias_act(x, w, b, "linear", **options, data_format=data_format).shape, np.float32, 5)
+                expected = fastact.conv2d_bias_act_backward(dy, x, w, b, "linear", **options, data_format=data_format)
+            for count in (1, 2):
+                cpu.engine.set_threads(count)
+                with fastact.use_backend("cpu"):
+                    results[count] = fastact.conv2d_bias_act_backward(dy, x, w, b, "linear", **options, data_format=data_format)
+            for count, got in results.items():
+                np.testing.assert_array_equal(got[0], expected[0], err_msg=f"dx, {count} thread(s), {case}")
+                np.testing.assert_array_equal(got[1], expected[1], err_msg=f"dw, {count} thread(s), {case}")
+    finally:
+        cpu.engine.set_threads(threads)
+
+
 # --------------------------------------------------------------------------- #
 # The references against PyTorch (and with them the fused calls' definitions).
 # --------------------------------------------------------------------------- #

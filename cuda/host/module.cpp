@@ -15,6 +15,7 @@
 #include "elementwise.h"
 #include "channels.h"
 #include "rowwise.h"
+#include "conv.h"
 
 #ifndef FASTACT_MODULE_NAME
 #error "FASTACT_MODULE_NAME (the extension's name) must be defined by the build"
@@ -423,6 +424,77 @@ PyObject* rowwise(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// ---- conv2d's im2col and col2im (conv.h) ------------------------------------------------
+// Reads (nhwc, n, C, H, W, groups, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w)
+// from args[first ..] and checks the image (storage dtype) and column (compute
+// type) buffers against them; false with an error set.
+bool conv_plan(PyObject* const* args, int first, const Py_buffer& image, const Py_buffer& cols, ConvShape& s,
+               bool& nhwc, int& dtype) {
+  const int flag = PyObject_IsTrue(args[first]);
+  if (flag < 0) return false;
+  nhwc = flag;
+  Index v[15];
+  if (!indices(args, first + 1, 15, v)) return false;
+  s = ConvShape{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
+  if (s.channels < 1 || s.height < 1 || s.width < 1 || s.groups < 1 || s.channels % s.groups || s.kh < 1 ||
+      s.kw < 1 || s.sh < 1 || s.sw < 1 || s.dh < 1 || s.dw < 1 || s.out_h < 1 || s.out_w < 1) {
+    PyErr_SetString(PyExc_ValueError, "conv plan: sizes, kernel, stride and dilation must be >= 1, groups must divide C");
+    return false;
+  }
+  dtype = dtype_of(image);
+  const int compute = dtype == kFloat64 ? kFloat64 : kFloat32;
+  if (dtype < 0 || dtype_of(cols) != compute) {
+    PyErr_SetString(PyExc_ValueError, "conv plan: the image must be a float array, the columns of its compute type");
+    return false;
+  }
+  if (!PyBuffer_IsContiguous(&image, 'C') || !PyBuffer_IsContiguous(&cols, 'C') ||
+      image.len != s.x_size() * image.itemsize || cols.len != s.cols_size() * cols.itemsize) {
+    PyErr_SetString(PyExc_ValueError, "conv plan: image and columns must be C-contiguous, of the plan's sizes");
+    return false;
+  }
+  return true;
+}
+
+// im2col(cols, x, nhwc, n, C, H, W, groups, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w)
+PyObject* im2col(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 18) return PyErr_Format(PyExc_TypeError, "im2col takes 18 arguments");
+  Buffers buffers;
+  Py_buffer* cols = buffers.get(args[0], true);
+  Py_buffer* x = cols ? buffers.get(args[1], false) : nullptr;
+  if (!x) return nullptr;
+  ConvShape s;
+  bool nhwc;
+  int dtype;
+  if (!conv_plan(args, 2, *x, *cols, s, nhwc, dtype)) return nullptr;
+  with_storage(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* image = static_cast<const T*>(x->buf);
+    ComputeType<T>* columns = static_cast<ComputeType<T>*>(cols->buf);
+    without_gil(s.cols_size(), [&] { nhwc ? im2col_nhwc(s, image, columns) : im2col_nchw(s, image, columns); });
+  });
+  Py_RETURN_NONE;
+}
+
+// col2im(dx, cols, nhwc, n, C, H, W, groups, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w)
+PyObject* col2im(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 18) return PyErr_Format(PyExc_TypeError, "col2im takes 18 arguments");
+  Buffers buffers;
+  Py_buffer* dx = buffers.get(args[0], true);
+  Py_buffer* cols = dx ? buffers.get(args[1], false) : nullptr;
+  if (!cols) return nullptr;
+  ConvShape s;
+  bool nhwc;
+  int dtype;
+  if (!conv_plan(args, 2, *dx, *cols, s, nhwc, dtype)) return nullptr;
+  with_storage(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* image = static_cast<T*>(dx->buf);
+    const ComputeType<T>* columns = static_cast<const ComputeType<T>*>(cols->buf);
+    without_gil(s.cols_size(), [&] { nhwc ? col2im_nhwc(s, columns, image) : col2im_nchw(s, columns, image); });
+  });
+  Py_RETURN_NONE;
+}
+
 PyObject* functors(PyObject*, PyObject*) {
   PyObject* names = PyTuple_New(kFunctorCount);
   if (!names) return nullptr;
@@ -472,6 +544,10 @@ PyMethodDef kMethods[] = {
      METH_FASTCALL, "bias_act_backward(functor, params, dx, dy, x, bias, dbias, outer, channels, inner)"},
     {"rowwise", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(rowwise)), METH_FASTCALL,
      "rowwise(op, backward, out, dy, x, rows, length, inner): softmax/log_softmax rows."},
+    {"im2col", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(im2col)), METH_FASTCALL,
+     "im2col(cols, x, nhwc, n, C, H, W, groups, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w): conv2d's columns."},
+    {"col2im", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(col2im)), METH_FASTCALL,
+     "col2im(dx, cols, nhwc, n, C, ...): the column gradient gathered onto the image (deterministic)."},
     {"functors", functors, METH_NOARGS, "The C++ functor names, in the order elementwise() numbers them."},
     {"threads", threads, METH_NOARGS, "Threads a call runs on (the caller included)."},
     {"set_threads", set_threads, METH_O, "set_threads(n): n threads (0: one per core)."},

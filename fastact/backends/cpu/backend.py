@@ -14,10 +14,12 @@ run on a C-contiguous (outer, channels, inner) / (rows, length) view,
 copying only operands that are not laid out that way.
 
 dense and conv2d are the NumPy backend's (BLAS GEMMs through ``np.matmul``)
-with this backend's fused epilogue.
+with this backend's fused epilogue; conv2d's im2col and col2im are compiled
+too (CompiledConvKernels).
 """
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,8 @@ from . import build
 
 _ROWWISE = {"softmax": 0, "log_softmax": 1}
 _MAX_CACHED_FUNCTORS = 4096
+# conv2d's column buffer per batch chunk (see CompiledConvKernels).
+COLS_BUDGET_BYTES = 64 << 20
 
 
 class CpuBackend(NumpyBackend):
@@ -41,6 +45,7 @@ class CpuBackend(NumpyBackend):
         self._functor_numbers = {name: i for i, name in enumerate(self.engine.functors())}
         self._packed: dict = {}
         self._bfloat16 = _bfloat16_dtype()
+        self._conv_kernels = CompiledConvKernels(self)
         self._dtypes = frozenset(np.dtype(d) for d in ("float16", "float32", "float64")) | (
             {self._bfloat16} if self._bfloat16 is not None else set())
 
@@ -237,14 +242,69 @@ class CpuBackend(NumpyBackend):
         return numpy_fused.dense_bias_act_backward(kernel, params, dy, x, w, bias, epilogues=self)
 
     def conv2d_bias_act(self, kernel, params, x, w, bias, geometry):
-        return numpy_fused.conv2d_bias_act(kernel, params, x, w, bias, geometry, epilogues=self)
+        return numpy_fused.conv2d_bias_act(kernel, params, x, w, bias, geometry, epilogues=self,
+                                           kernels=self._conv_kernels)
 
     def conv2d_bias_act_backward(self, kernel, params, dy, x, w, bias, geometry):
-        return numpy_fused.conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry, epilogues=self)
+        return numpy_fused.conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry, epilogues=self,
+                                                    kernels=self._conv_kernels)
 
     def describe(self) -> dict:
         return {"name": self.name, "isa": self.engine.isa, "threads": self.engine.threads(),
                 "module": self.engine.__name__}
+
+
+class CompiledConvKernels(numpy_fused.ConvKernels):
+    """conv2d's im2col and col2im from the compiled module (cuda/host/conv.h).
+
+    The NumPy backend's GEMM flow (numpy/fused.py: _Conv) runs unchanged
+    around them.  The loops read x and write dx in their own dtype (16-bit
+    converted in the loop), never materialize the padding, and col2im is a
+    gather, so dx has the same bits on any number of threads.  The columns
+    of a chunk stay under COLS_BUDGET_BYTES.  Cache-sized chunks (a few MiB)
+    were 2-5x slower on the 2-core dev VM, not faster: every multi-threaded
+    OpenBLAS call then costs milliseconds of hand-off between its threads,
+    this module's pool and the machine's other load, so fewer, larger GEMMs
+    win although the columns go through memory (64 MiB: (2048, 16, 32, 32)
+    3x3 in 18 chunks; 256 MiB measured no faster).
+    """
+
+    def __init__(self, backend: CpuBackend) -> None:
+        self.backend = backend
+        self._scratch = threading.local()
+
+    def cols_budget_bytes(self) -> int:
+        return COLS_BUDGET_BYTES
+
+    def scratch(self, size: int, dtype: np.dtype) -> np.ndarray:
+        """The column buffer's memory, kept between calls (per Python thread, at most the budget).
+
+        A new buffer would be page-faulted in (and zeroed by the kernel) on
+        every call: 16 Ki faults for 64 MiB.
+        """
+        nbytes = size * np.dtype(dtype).itemsize
+        kept = getattr(self._scratch, "buffer", None)
+        if kept is None or kept.nbytes < nbytes:
+            kept = np.empty(nbytes, np.uint8)
+            if nbytes <= max(COLS_BUDGET_BYTES, 1):
+                self._scratch.buffer = kept
+        return kept[:nbytes].view(dtype)
+
+    def _plan(self, conv, n: int) -> tuple:
+        g = conv.geometry
+        (top, _), (left, _) = g.padding
+        return (g.data_format == "NHWC", n, g.in_channels, *g.in_size, g.groups, *g.kernel_size, *g.stride,
+                *g.dilation, top, left, conv.oh, conv.ow)
+
+    def im2col(self, conv, x: np.ndarray, cols: np.ndarray) -> None:
+        image = self.backend.buffer(np.ascontiguousarray(x))
+        self.backend.engine.im2col(cols, image, *self._plan(conv, x.shape[0]))
+
+    def col2im(self, conv, cols: np.ndarray, dx: np.ndarray) -> None:
+        work = dx if dx.flags.c_contiguous else np.empty(dx.shape, dx.dtype)
+        self.backend.engine.col2im(self.backend.buffer(work), cols, *self._plan(conv, dx.shape[0]))
+        if work is not dx:
+            dx[...] = work
 
 
 def _bfloat16_dtype() -> np.dtype | None:

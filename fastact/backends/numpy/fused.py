@@ -162,41 +162,100 @@ def dense_bias_act_backward(kernel, params, dy, x, w, bias, epilogues: Epilogues
 # Conv2d: im2col + GEMM per batch chunk.
 #
 # Arrays are handled through "grouped" views (n, G, Cg, H, W), and the image
-# windows as (n, G, Cg, OH, OW, kh, kw).  The im2col buffer is stored in the
-# order that makes the GEMM output land in the data format directly: for NCHW
-# (n, G, [Cg kh kw], [OH OW]) so w @ cols gives (n, G, Og, OH*OW); for NHWC
-# (n, [OH OW], G, [kh kw Cg]) so cols @ w gives (n, OH*OW, G, Og).  The GEMM
-# sees both as (n, G, L, K) @ (G, K, Og); BLAS takes the transposed views.
+# windows as (n, G, Cg, OH, OW, kh, kw).  Every GEMM of a chunk is one BLAS
+# call per group over all of the chunk's pixels: the columns as (G, n*L, K),
+# the weights as (G, K, Og) and the pre-activation z as (G, n*L, Og).  The
+# memory orders of the column buffer and of z are chosen per data format so
+# that each of these matrices is row- or column-major (never a gather), and
+# `_gemm` turns a product whose result is column-major into its transpose,
+# because np.matmul only calls BLAS for a row-major ``out`` (it falls back to
+# its own loops otherwise: 6 s instead of 0.1 s for (256, 16, 32, 32) 3x3 NCHW):
+#   NCHW: columns (G, Cg, kh, kw, n, OH, OW) = (G, K, n*L); z (C, n, OH, OW),
+#         moved into the NCHW output by the epilogue;
+#   NHWC: columns (n, OH, OW, G, kh, kw, Cg) = (n*L, G, K); z = the output itself.
+# ConvKernels fills the column buffer (im2col) and gathers the column gradient
+# onto the image (col2im); the cpu backend passes its compiled pair.
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True)
 class _Layout:
     grouped: tuple  # (n, H, W, ...) storage with channels split into (G, Cg) -> (n, G, Cg, H, W)
-    cols_order: tuple  # window axes (n, G, Cg, OH, OW, kh, kw) in the im2col buffer's memory order
+    cols_order: tuple  # window axes (n, G, Cg, OH, OW, kh, kw) in the column buffer's memory order
     k_axes: tuple  # the window axes that make up K, in the order of the weights
     out_channels_first: bool  # weights (O, Cg, kh, kw) rather than (kh, kw, Cg, O)
+    z_order: tuple  # the axes of y (in the data format) in the memory order of the GEMM result z
 
 
 _LAYOUTS = {
-    "NCHW": _Layout((0, 1, 2, 3, 4), (0, 1, 2, 5, 6, 3, 4), (2, 5, 6), True),
-    "NHWC": _Layout((0, 3, 4, 1, 2), (0, 3, 4, 1, 5, 6, 2), (5, 6, 2), False),
+    "NCHW": _Layout((0, 1, 2, 3, 4), (1, 2, 5, 6, 0, 3, 4), (2, 5, 6), True, (1, 0, 2, 3)),
+    "NHWC": _Layout((0, 3, 4, 1, 2), (0, 3, 4, 1, 5, 6, 2), (5, 6, 2), False, (0, 1, 2, 3)),
 }
+
+
+def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = a @ b (stacks of matrices) through BLAS: a column-major ``out`` is computed as out.T = b.T @ a.T."""
+    if out.shape[-1] > 1 and out.strides[-1] != out.itemsize:
+        np.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=out.swapaxes(-1, -2))
+    else:
+        np.matmul(a, b, out=out)
+    return out
+
+
+class ConvKernels:
+    """im2col and col2im, the copies around conv2d's GEMMs: NumPy's.
+
+    The cpu backend subclasses this with its compiled loops (cuda/host/conv.h)
+    and a cache-sized chunk budget; the GEMM flow in _Conv and the two
+    conv2d functions below is the same for both.
+    """
+
+    def cols_budget_bytes(self) -> int:
+        """The column buffer of one batch chunk stays under this size (one sample's buffer is the floor)."""
+        return IM2COL_BUDGET_BYTES
+
+    def scratch(self, size: int, dtype: np.dtype) -> np.ndarray:
+        """A flat array of ``size`` elements for one call's column buffer (NumPy's: a new one)."""
+        return np.empty(size, dtype)
+
+    def im2col(self, conv: "_Conv", x: np.ndarray, cols: np.ndarray) -> None:
+        """Fill ``cols`` (the chunk's column buffer, in its memory order) from the chunk ``x``."""
+        np.copyto(conv.buffer_windows(cols), conv.windows(conv.padded(x)))
+
+    def col2im(self, conv: "_Conv", cols: np.ndarray, dx: np.ndarray) -> None:
+        """dx = the column gradient ``cols`` (a column buffer) added back onto the image, for the chunk ``dx``.
+
+        One strided add per kernel tap (kh*kw passes over the image) beats
+        np.add.at, which handles every element separately: 19 ms against 56 ms
+        for a (4, 64, 56, 56) 3x3 gradient, float32.
+        """
+        padded = conv.zero_padded(dx.shape[0])
+        windows = conv.buffer_windows(cols)
+        for i, j, rows, columns in conv.kernel_positions():
+            padded[..., rows, columns] += windows[..., i, j]
+        np.copyto(conv.grouped(dx), padded[conv.interior()], casting="unsafe")
+
+
+NUMPY_CONV_KERNELS = ConvKernels()
 
 
 class _Conv:
     """One convolution call's views and buffers; methods work on one batch chunk."""
 
-    def __init__(self, geometry: Conv2dGeometry, w: np.ndarray, dtype: np.dtype) -> None:
+    def __init__(self, geometry: Conv2dGeometry, w: np.ndarray, dtype: np.dtype, kernels: ConvKernels) -> None:
         g = self.geometry = geometry
         self.layout = _LAYOUTS[g.data_format]
+        self.kernels = kernels
         self.cdtype = compute_dtype(dtype)
         self.weights = self._weight_matrix(w.astype(self.cdtype, copy=False))
         self.oh, self.ow = g.out_size
         self.k = (g.in_channels // g.groups) * g.kernel_size[0] * g.kernel_size[1]
         per_sample = g.groups * self.k * self.oh * self.ow * self.cdtype.itemsize
-        self.chunk = max(1, IM2COL_BUDGET_BYTES // max(per_sample, 1))
-        # The im2col buffer, allocated once per call: copying the windows into a
-        # fresh array took twice as long as into a reused one (page faults).
+        self.chunk = max(1, kernels.cols_budget_bytes() // max(per_sample, 1))
+        # The column buffer's memory, allocated once per call (a chunk's buffer is
+        # its C-contiguous head): copying the windows into a fresh array took
+        # twice as long as into a reused one (page faults).
         self._cols = None
+        self._z = None  # likewise z's memory, where z is not the output itself
+        self.z_axis = self.layout.z_order.index(g.channel_axis)  # the channel axis of z_ordered arrays
 
     # ---- views ------------------------------------------------------------
     def grouped(self, a: np.ndarray) -> np.ndarray:
@@ -218,78 +277,81 @@ class _Conv:
             return matrix.transpose(0, 2, 1).reshape(shape)
         return matrix.transpose(1, 0, 2).reshape(shape)
 
-    def _matrix_order(self) -> tuple:
-        return (0, 1, 3, 4, *self.layout.k_axes)
-
-    def cols_matrix(self, windows: np.ndarray) -> np.ndarray:
-        """Windows (n, G, Cg, OH, OW, kh, kw) as the GEMM operand (n, G, L, K), K in the weights' order."""
-        n, groups = windows.shape[:2]
-        return windows.transpose(self._matrix_order()).reshape(n, groups, self.oh * self.ow, self.k)
-
-    def matrix_windows(self, matrix: np.ndarray) -> np.ndarray:
-        """The inverse of cols_matrix: (n, G, L, K) as windows (n, G, Cg, OH, OW, kh, kw)."""
-        sizes = self._window_shape(matrix.shape[0])
-        order = self._matrix_order()
-        return matrix.reshape([sizes[a] for a in order]).transpose(np.argsort(order))
-
-    def z_matrix(self, z: np.ndarray) -> np.ndarray:
-        """A y-shaped array as the GEMM result (n, G, L, Og): a view, so that the GEMM writes into z."""
-        grouped = self.grouped(z)
-        n, groups, per_group = grouped.shape[:3]
-        matrix = grouped.transpose(0, 1, 3, 4, 2).reshape(n, groups, self.oh * self.ow, per_group)
-        # (OH, OW) are adjacent in both layouts, so this reshape is a view; a copy would lose the GEMM.
-        assert matrix.size == 0 or np.may_share_memory(matrix, z)
-        return matrix
-
     def _window_shape(self, n: int) -> tuple:
         g = self.geometry
         return (n, g.groups, g.in_channels // g.groups, self.oh, self.ow, *g.kernel_size)
 
-    # ---- im2col / col2im --------------------------------------------------
+    def buffer_windows(self, cols: np.ndarray) -> np.ndarray:
+        """A column buffer (window axes in cols_order) as windows (n, G, Cg, OH, OW, kh, kw)."""
+        return cols.transpose(np.argsort(self.layout.cols_order))
+
+    def cols_matrix(self, cols: np.ndarray, written: bool = False) -> np.ndarray:
+        """A column buffer as the GEMM operand (G, n*L, K), K in the weights' order; a view when ``written``.
+
+        Only x itself (a pointwise conv's columns) can need a copy here.
+        """
+        n, groups = cols.shape[self.layout.cols_order.index(0)], self.geometry.groups
+        windows = self.buffer_windows(cols)
+        matrix = windows.transpose(1, 0, 3, 4, *self.layout.k_axes).reshape(groups, n * self.oh * self.ow, self.k)
+        assert not written or matrix.size == 0 or np.may_share_memory(matrix, cols)  # a copy would lose the GEMM's result
+        return matrix
+
+    def z_matrix(self, z: np.ndarray) -> np.ndarray:
+        """A y-shaped array as the GEMM result (G, n*L, Og): a view, so that the GEMM writes into z."""
+        grouped = self.grouped(z)
+        n, groups, per_group = grouped.shape[:3]
+        matrix = grouped.transpose(1, 0, 3, 4, 2).reshape(groups, n * self.oh * self.ow, per_group)
+        assert matrix.size == 0 or np.may_share_memory(matrix, z)
+        return matrix
+
+    def z_ordered(self, a: np.ndarray) -> np.ndarray:
+        """A y-shaped array with its axes in z's memory order (z itself: C-contiguous; channels at z_axis)."""
+        return a.transpose(self.layout.z_order)
+
+    def new_z(self, n: int) -> np.ndarray:
+        """A y-shaped compute-dtype array for n samples, stored in z's memory order."""
+        shape = self.geometry.layout_shape(self.geometry.out_channels, self.geometry.out_size)
+        shape = (n, *shape[1:])
+        order = self.layout.z_order
+        if self._z is None:
+            self._z = np.empty(math.prod(shape) // max(n, 1) * min(self.chunk, self.geometry.batch), self.cdtype)
+        ordered = [shape[a] for a in order]
+        return self._z[: math.prod(ordered)].reshape(ordered).transpose(np.argsort(order))
+
+    def z_into(self, out: np.ndarray) -> np.ndarray:
+        """Where the forward's GEMM writes for the chunk ``out``: out itself when z's layout and dtype are its own."""
+        if out.dtype == self.cdtype and self.layout.z_order == (0, 1, 2, 3):
+            return out
+        return self.new_z(out.shape[0])
+
+    # ---- im2col / col2im helpers (ConvKernels) ------------------------------
     def padded(self, x: np.ndarray) -> np.ndarray:
         """Grouped view of the zero-padded chunk in the compute dtype (x itself when nothing changes)."""
         (top, bottom), (left, right) = self.geometry.padding
         if top == bottom == left == right == 0:
             return self.grouped(x).astype(self.cdtype, copy=False)
-        padded = self._zero_padded(x.shape[0])
-        padded[self._interior()] = self.grouped(x)
+        padded = self.zero_padded(x.shape[0])
+        padded[self.interior()] = self.grouped(x)
         return padded
 
-    def _zero_padded(self, n: int) -> np.ndarray:
+    def zero_padded(self, n: int) -> np.ndarray:
         """Grouped view of n zero samples of the padded input's size."""
         (top, bottom), (left, right) = self.geometry.padding
         h, w = self.geometry.in_size
-        return self.grouped(self.new(n, self.geometry.in_channels, (h + top + bottom, w + left + right), zero=True))
+        shape = self.geometry.layout_shape(self.geometry.in_channels, (h + top + bottom, w + left + right))
+        return self.grouped(np.zeros((n, *shape[1:]), self.cdtype))
 
-    def _interior(self) -> tuple:
+    def interior(self) -> tuple:
         """The index of the unpadded image inside a grouped padded array."""
         (top, _), (left, _) = self.geometry.padding
         h, w = self.geometry.in_size
         return (..., slice(top, top + h), slice(left, left + w))
-
-    def new(self, n: int, channels: int, size: tuple, zero: bool = False) -> np.ndarray:
-        """A compute-dtype array in the data format, for n samples."""
-        shape = self.geometry.layout_shape(channels, size)
-        return (np.zeros if zero else np.empty)((n, *shape[1:]), self.cdtype)
 
     def windows(self, padded: np.ndarray) -> np.ndarray:
         """(n, G, Cg, OH, OW, kh, kw) view of the padded input: stride and dilation as slices."""
         (kh, kw), (sh, sw), (dh, dw) = self.geometry.kernel_size, self.geometry.stride, self.geometry.dilation
         view = sliding_window_view(padded, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(3, 4))
         return view[:, :, :, ::sh, ::sw, ::dh, ::dw]
-
-    def im2col(self, padded: np.ndarray) -> tuple[np.ndarray, bool]:
-        """(cols as (n, G, L, K), whether it is this call's own buffer); a 1x1 stride-1 conv needs no copy."""
-        windows = self.windows(padded)
-        if self.geometry.is_pointwise:
-            return self.cols_matrix(windows), False
-        n = padded.shape[0]
-        if self._cols is None:
-            shape = self._window_shape(min(self.chunk, self.geometry.batch))
-            self._cols = np.empty([shape[a] for a in self.layout.cols_order], self.cdtype)
-        buffer = self._cols[:n].transpose(np.argsort(self.layout.cols_order))
-        np.copyto(buffer, windows)
-        return self.cols_matrix(buffer), True
 
     def kernel_positions(self) -> Iterator[tuple[int, int, slice, slice]]:
         """(i, j, rows, columns): the padded-input pixels that kernel tap (i, j) meets, one per output pixel."""
@@ -298,18 +360,26 @@ class _Conv:
             for j in range(kw):
                 yield i, j, slice(i * dh, i * dh + (self.oh - 1) * sh + 1, sh), slice(j * dw, j * dw + (self.ow - 1) * sw + 1, sw)
 
-    def col2im(self, dcols: np.ndarray, dx: np.ndarray) -> None:
-        """Scatter-add the (n, G, L, K) column gradient back onto the image, into the chunk ``dx``.
+    # ---- per chunk -----------------------------------------------------------
+    def new_cols(self, n: int) -> np.ndarray:
+        """A C-contiguous column buffer for n samples (window axes in cols_order), on the call's memory."""
+        shape = self._window_shape(n)
+        shape = [shape[a] for a in self.layout.cols_order]
+        if self._cols is None:
+            self._cols = self.kernels.scratch(math.prod(self._window_shape(min(self.chunk, self.geometry.batch))), self.cdtype)
+        return self._cols[: math.prod(shape)].reshape(shape)
 
-        One strided add per kernel tap (kh*kw passes over the image) beats
-        np.add.at, which handles every element separately: 19 ms against 56 ms
-        for a (4, 64, 56, 56) 3x3 gradient, float32.
+    def im2col(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(the chunk's column buffer, whether it is this call's own memory).
+
+        A 1x1 stride-1 unpadded conv whose input already is that buffer (NHWC,
+        or one NCHW sample, in the compute dtype) needs no copy.
         """
-        padded = self._zero_padded(dx.shape[0])
-        windows = self.matrix_windows(dcols)
-        for i, j, rows, columns in self.kernel_positions():
-            padded[..., rows, columns] += windows[..., i, j]
-        np.copyto(self.grouped(dx), padded[self._interior()], casting="unsafe")
+        if self.geometry.is_pointwise and x.dtype == self.cdtype and (self.layout.z_order == (0, 1, 2, 3) or len(x) == 1):
+            return self.windows(self.grouped(x)).transpose(self.layout.cols_order), False
+        cols = self.new_cols(x.shape[0])
+        self.kernels.im2col(self, x, cols)
+        return cols, True
 
     def batches(self) -> Iterator[slice]:
         for start in range(0, self.geometry.batch, self.chunk):
@@ -317,34 +387,37 @@ class _Conv:
 
 
 def conv2d_bias_act(kernel, params, x, w, bias, geometry: Conv2dGeometry,
-                    epilogues: Epilogues = NUMPY_EPILOGUES) -> np.ndarray:
-    conv = _Conv(geometry, w, x.dtype)
+                    epilogues: Epilogues = NUMPY_EPILOGUES, kernels: ConvKernels = NUMPY_CONV_KERNELS) -> np.ndarray:
+    conv = _Conv(geometry, w, x.dtype, kernels)
     out = np.empty(geometry.out_shape, x.dtype)
     for batch in conv.batches():
-        cols, _ = conv.im2col(conv.padded(x[batch]))
-        # GEMM straight into out when out has the compute dtype; the epilogue then runs in place.
-        z = out[batch] if out.dtype == conv.cdtype else conv.new(cols.shape[0], geometry.out_channels, geometry.out_size)
-        np.matmul(cols, conv.weights, out=conv.z_matrix(z))
-        epilogues.epilogue(kernel, params, z, bias, geometry.channel_axis, out[batch])
+        cols, _ = conv.im2col(x[batch])
+        z = conv.z_into(out[batch])
+        _gemm(conv.cols_matrix(cols), conv.weights, conv.z_matrix(z))
+        # On z's memory order (contiguous), writing into out[batch] (for NCHW a transposed view).
+        epilogues.epilogue(kernel, params, conv.z_ordered(z), bias, conv.z_axis, conv.z_ordered(out[batch]))
     return out
 
 
 def conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry: Conv2dGeometry,
-                             epilogues: Epilogues = NUMPY_EPILOGUES):
+                             epilogues: Epilogues = NUMPY_EPILOGUES, kernels: ConvKernels = NUMPY_CONV_KERNELS):
     """(dx, dw, dbias), chunk by chunk: z by GEMM, dz and dbias fused, dw = cols^T dz, dx = col2im(dz w^T)."""
-    conv = _Conv(geometry, w, x.dtype)
+    conv = _Conv(geometry, w, x.dtype, kernels)
     dx = np.empty(x.shape, x.dtype)
     dw = np.zeros(conv.weights.shape, conv.cdtype)
     dbias = None if bias is None else np.zeros(bias.shape, np.float64)
     for batch in conv.batches():
-        cols, own_buffer = conv.im2col(conv.padded(x[batch]))
-        dz = conv.new(cols.shape[0], geometry.out_channels, geometry.out_size)
-        dz_matrix = np.matmul(cols, conv.weights, out=conv.z_matrix(dz))  # z, overwritten by dz
-        part = epilogues.epilogue_backward(kernel, params, dy[batch], dz, bias, geometry.channel_axis, dz)
+        cols, own_buffer = conv.im2col(x[batch])
+        z = conv.new_z(len(dy[batch]))
+        cols_matrix = conv.cols_matrix(cols)
+        dz_matrix = _gemm(cols_matrix, conv.weights, conv.z_matrix(z))  # z, overwritten by dz
+        dz = conv.z_ordered(z)
+        part = epilogues.epilogue_backward(kernel, params, conv.z_ordered(dy[batch]), dz, bias, conv.z_axis, dz)
         if part is not None:
             dbias += part
-        dw += np.matmul(cols.swapaxes(-1, -2), dz_matrix).sum(axis=0)
-        # dcols reuses the im2col buffer (cols is no longer needed), never x itself.
-        dcols = np.matmul(dz_matrix, conv.weights.swapaxes(-1, -2), out=cols if own_buffer else None)
-        conv.col2im(dcols, dx[batch])
+        dw += np.matmul(cols_matrix.swapaxes(-1, -2), dz_matrix)
+        # dcols reuses the column buffer (cols is no longer needed), never x itself.
+        dcols = cols if own_buffer else np.empty(cols.shape, conv.cdtype)
+        _gemm(dz_matrix, conv.weights.swapaxes(-1, -2), conv.cols_matrix(dcols, written=True))
+        kernels.col2im(conv, dcols, dx[batch])
     return dx, conv.weight_gradient(dw, w.shape).astype(w.dtype, copy=False), in_dtype(dbias, bias)

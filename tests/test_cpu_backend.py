@@ -90,7 +90,7 @@ def _with_threads(count, run):
         engine.set_threads(before)
 
 
-@pytest.mark.parametrize("case", ["prelu_nchw", "prelu_channels_last", "bias_act", "softmax"])
+@pytest.mark.parametrize("case", ["prelu_nchw", "prelu_channels_last", "prelu_scalar", "bias_act", "softmax"])
 def test_reductions_are_the_same_bits_on_any_thread_count(case):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((16, 24, 40, 40)).astype(np.float32)
@@ -100,6 +100,8 @@ def test_reductions_are_the_same_bits_on_any_thread_count(case):
         with fastact.use_backend("cpu"):
             if case == "prelu_nchw":
                 return fastact.prelu_backward(dy, x, np.full((24, 1, 1), 0.2, np.float32))
+            if case == "prelu_scalar":  # one long plane, cut into pieces
+                return fastact.prelu_backward(dy, x, np.float32(0.2))
             if case == "prelu_channels_last":
                 return fastact.prelu_backward(dy, x, np.full((40,), 0.2, np.float32))
             if case == "bias_act":

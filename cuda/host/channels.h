@@ -7,14 +7,16 @@
 // (outer, channels, inner) array and the per-channel values (slopes, bias)
 // as `channels` contiguous values of the compute type, as for the CUDA kernels.
 //
-// Work is split into a fixed grid of tasks, (row group g, channel block b):
-// rows [g R, (g + 1) R) of `outer`, channels [b K, (b + 1) K).  Within a task,
-// a plane (one row's inner elements of one channel) is one vector loop with
-// one value; when inner == 1 a row's channels are one vector loop with a
-// value per element.  A backward task adds its terms into partial[g][c] in
-// double, in element order; the sums are then added over g in order.  The
-// grid depends only on the shapes, never on the thread count, so the same
-// call gives the same bits on any number of threads.
+// Work is split into a fixed grid of tasks, (row group g, channel block b,
+// plane piece p): rows [g R, (g + 1) R) of `outer`, channels [b K, (b + 1) K),
+// and elements [p P, (p + 1) P) of each plane (one row's inner elements of
+// one channel; pieces only when there are few long planes, as for a scalar
+// slope).  A run of a plane is one vector loop with one value; when
+// inner == 1 a row's channels are one vector loop with a value per element.
+// A backward task adds its terms into partial[g, p][c] in double, in element
+// order; the partial rows are then added in order.  The grid depends only on
+// the shapes, never on the thread count, so the same call gives the same
+// bits on any number of threads.
 #pragma once
 
 #include <algorithm>
@@ -28,43 +30,59 @@ struct ChannelGrid {
   Index outer, channels, inner;
   Index rows_per_group, groups;
   Index channels_per_block, blocks;
+  Index piece, pieces;  // each plane of `inner` elements is cut into `pieces` runs of `piece`
 
   // The grid for an (outer, channels, inner) array; `max_partials` bounds
-  // groups * channels (the reduction's double buffer).
+  // partials() * channels (the reduction's double buffer).  Rows are split
+  // first, then channels, then (for few long planes: a scalar PReLU slope, a
+  // bias on axis 0) the planes themselves, until there are about n / kChunk
+  // tasks.
   ChannelGrid(Index outer_, Index channels_, Index inner_, Index max_partials)
       : outer(outer_), channels(channels_), inner(inner_) {
     const Index n = outer * channels * inner;
     const Index wanted_tasks = std::max<Index>(1, n / kChunk);
-    groups = std::min<Index>({outer, wanted_tasks, std::max<Index>(1, max_partials / std::max<Index>(channels, 1))});
-    groups = std::max<Index>(groups, 1);
+    const Index partial_rows = std::max<Index>(1, max_partials / std::max<Index>(channels, 1));
+    groups = std::max<Index>(1, std::min<Index>({outer, wanted_tasks, partial_rows}));
     rows_per_group = (outer + groups - 1) / groups;
     groups = (outer + rows_per_group - 1) / rows_per_group;
     blocks = std::min<Index>(channels, std::max<Index>(1, wanted_tasks / groups));
     channels_per_block = (channels + blocks - 1) / blocks;
     blocks = (channels + channels_per_block - 1) / channels_per_block;
+    pieces = 1;
+    if (inner > 1) {
+      const Index more = wanted_tasks / (groups * blocks);
+      pieces = std::max<Index>(1, std::min<Index>({more, (inner + kLanes - 1) / kLanes, partial_rows / groups}));
+    }
+    piece = (inner + pieces - 1) / pieces;
+    piece = (piece + kLanes - 1) / kLanes * kLanes;  // whole vector blocks, but the plane's last
+    pieces = (inner + piece - 1) / piece;
   }
 
-  Index tasks() const { return groups * blocks; }
+  Index tasks() const { return groups * blocks * pieces; }
+  // Rows of the partial sums: one per (row group, piece).
+  Index partials() const { return groups * pieces; }
 
-  // plane(offset, count, channel, per_element) for every run of the task:
+  // plane(offset, count, channel, partial row, per_element) for every run of the task:
   // per_element false: `count` elements of one channel;
   // per_element true (inner == 1): `count` consecutive channels from `channel`.
   template <typename Plane>
   void for_each_run(Index task, const Plane& plane) const {
-    const Index g = task / blocks, b = task % blocks;
+    const Index p = task % pieces, b = (task / pieces) % blocks, g = task / (pieces * blocks);
     const Index row_end = std::min(outer, (g + 1) * rows_per_group);
     const Index c_begin = b * channels_per_block, c_end = std::min(channels, c_begin + channels_per_block);
+    const Index first = p * piece, count = std::min(piece, inner - first);
+    const Index partial_row = g * pieces + p;
     for (Index row = g * rows_per_group; row < row_end; ++row) {
       if (inner == 1) {
-        plane(row * channels + c_begin, c_end - c_begin, c_begin, g, true);
+        plane(row * channels + c_begin, c_end - c_begin, c_begin, partial_row, true);
         continue;
       }
-      for (Index c = c_begin; c < c_end; ++c) plane((row * channels + c) * inner, inner, c, g, false);
+      for (Index c = c_begin; c < c_end; ++c) plane((row * channels + c) * inner + first, count, c, partial_row, false);
     }
   }
 };
 
-// The deterministic sum of partial[g][c] over g, into totals[c].
+// The deterministic sum of partial[r][c] over the partial rows r, in order, into totals[c].
 inline void add_partials(const std::vector<double>& partial, Index groups, Index channels, double* totals) {
   for (Index c = 0; c < channels; ++c) totals[c] = 0.0;
   for (Index g = 0; g < groups; ++g)
@@ -153,14 +171,14 @@ template <typename T, typename Op>
 void channel_backward(const ChannelGrid& grid, T* dx, const T* dy, const T* x, const ComputeType<T>* values,
                       double* totals, const Op& op) {
   using C = ComputeType<T>;
-  const bool direct = grid.groups == 1;  // one group: its partials are the totals
-  std::vector<double> partial(direct ? 0 : grid.groups * grid.channels, 0.0);
+  const bool direct = grid.partials() == 1;  // one row of partials: they are the totals
+  std::vector<double> partial(direct ? 0 : grid.partials() * grid.channels, 0.0);
   double* sums = direct ? totals : partial.data();
   if (direct)
     for (Index c = 0; c < grid.channels; ++c) totals[c] = 0.0;
   ThreadPool::instance().run(grid.tasks(), [&](Index task) {
-    grid.for_each_run(task, [&](Index offset, Index count, Index channel, Index group, bool per_element) {
-      double* s = sums + group * grid.channels + channel;
+    grid.for_each_run(task, [&](Index offset, Index count, Index channel, Index partial_row, bool per_element) {
+      double* s = sums + partial_row * grid.channels + channel;
       if (per_element) {  // a value and a sum per element (consecutive channels)
         channel_backward_run(op, dx + offset, dy + offset, x + offset, count, values + channel, C(0),
                              [&](Index first, const double* terms, Index n) {
@@ -179,7 +197,7 @@ void channel_backward(const ChannelGrid& grid, T* dx, const T* dy, const T* x, c
       }
     });
   });
-  if (!direct) add_partials(partial, grid.groups, grid.channels, totals);
+  if (!direct) add_partials(partial, grid.partials(), grid.channels, totals);
 }
 
 // ---- the element math (as ../prelu.cuh and ../bias_act.cuh) ---------------------

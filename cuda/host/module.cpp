@@ -10,6 +10,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <type_traits>
+
 #include "device.h"
 #include "../activations.cuh"
 #include "elementwise.h"
@@ -127,15 +129,17 @@ void elementwise_entry(const char* params, Shape shape, Operand* operands, bool 
   using T = typename StorageOf<D>::type;
   F<ComputeType<T>> activation;
   std::memcpy(static_cast<void*>(&activation), params, sizeof activation);
-  if (Backward) {
-    run_elementwise<T, 2>(shape, operands, flat, n, [activation](T* out, const T* const* in, Index count) {
-      backward_loop(activation, out, in[0], in[1], count);
-    });
-  } else {
-    run_elementwise<T, 1>(shape, operands, flat, n, [activation](T* out, const T* const* in, Index count) {
-      forward_loop(activation, out, in[0], count);
-    });
-  }
+  with_form(activation, [&](const auto form) {
+    if (Backward) {
+      run_elementwise<T, 2>(shape, operands, flat, n, [form](T* out, const T* const* in, Index count) {
+        backward_loop(form, out, in[0], in[1], count);
+      });
+    } else {
+      run_elementwise<T, 1>(shape, operands, flat, n, [form](T* out, const T* const* in, Index count) {
+        forward_loop(form, out, in[0], count);
+      });
+    }
+  });
 }
 
 struct FunctorEntry {
@@ -346,11 +350,14 @@ PyObject* bias_act_forward(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     using T = typename decltype(tag)::type;
     with_functor(index, [&](auto functor) {
       using Activation = typename decltype(functor)::template type<ComputeType<T>>;
-      BiasActForward<Activation> op;
-      std::memcpy(static_cast<void*>(&op.activation), params, sizeof op.activation);
-      without_gil(size[0] * size[1] * size[2], [&] {
-        channel_forward(grid, static_cast<T*>(views[0]->buf), static_cast<const T*>(views[1]->buf),
-                        static_cast<const ComputeType<T>*>(views[2]->buf), op);
+      Activation activation;
+      std::memcpy(static_cast<void*>(&activation), params, sizeof activation);
+      with_form(activation, [&](const auto form) {
+        const BiasActForward<std::decay_t<decltype(form)>> op{form};
+        without_gil(size[0] * size[1] * size[2], [&] {
+          channel_forward(grid, static_cast<T*>(views[0]->buf), static_cast<const T*>(views[1]->buf),
+                          static_cast<const ComputeType<T>*>(views[2]->buf), op);
+        });
       });
     });
   });
@@ -377,12 +384,15 @@ PyObject* bias_act_backward(PyObject*, PyObject* const* args, Py_ssize_t nargs) 
     using T = typename decltype(tag)::type;
     with_functor(index, [&](auto functor) {
       using Activation = typename decltype(functor)::template type<ComputeType<T>>;
-      BiasActBackward<Activation> op;
-      std::memcpy(static_cast<void*>(&op.activation), params, sizeof op.activation);
-      without_gil(size[0] * size[1] * size[2], [&] {
-        channel_backward(grid, static_cast<T*>(views[0]->buf), static_cast<const T*>(views[1]->buf),
-                         static_cast<const T*>(views[2]->buf), static_cast<const ComputeType<T>*>(views[3]->buf),
-                         static_cast<double*>(views[4]->buf), op);
+      Activation activation;
+      std::memcpy(static_cast<void*>(&activation), params, sizeof activation);
+      with_form(activation, [&](const auto form) {
+        const BiasActBackward<std::decay_t<decltype(form)>> op{form};
+        without_gil(size[0] * size[1] * size[2], [&] {
+          channel_backward(grid, static_cast<T*>(views[0]->buf), static_cast<const T*>(views[1]->buf),
+                           static_cast<const T*>(views[2]->buf), static_cast<const ComputeType<T>*>(views[3]->buf),
+                           static_cast<double*>(views[4]->buf), op);
+        });
       });
     });
   });

@@ -59,8 +59,34 @@ struct Relu {
 // (the limit), not NaN.  For finite x the clamp only touches zeroed products.
 constexpr double kTail = 800.0;
 
+// e^-64: the far tails (Tanh, Mish) take exp(t + 64) e^-64, t + 64 exact,
+// where exp(t) itself would be subnormal or 0 before the result is.
+constexpr double kExpMinus64 = 1.603810890548638e-28;
+
 template <typename C>
 __device__ __forceinline__ C clamp(C x, C low, C high) { return x < low ? low : (x > high ? high : x); }
+
+// Dekker's exact product, without an FMA.  Halves(x) splits x into hi + lo,
+// hi holding the upper half of the significand (12 of float's 24 bits, 26 of
+// double's 53), so that a product of two halves is exact (|x| below 2^100:
+// x (2^27 + 1) must not overflow).  For p = rounded_product(x, y),
+// product_error gives x y - p exactly.  The products that must round on their
+// own are rounded_product (never fused); the rest are exact, so an FMA
+// contracted from them changes nothing.
+template <typename C>
+struct Halves {
+  C hi, lo;
+  __device__ __forceinline__ explicit Halves(C x) {
+    const C scaled = rounded_product(x, C(sizeof(C) == sizeof(float) ? 4097.0 : 134217729.0));  // 2^12 + 1, 2^27 + 1
+    hi = scaled - (scaled - x);
+    lo = x - hi;
+  }
+};
+
+template <typename C>
+__device__ __forceinline__ C product_error(const Halves<C>& x, const Halves<C>& y, C p) {
+  return ((x.hi * y.hi - p) + x.hi * y.lo + x.lo * y.hi) + x.lo * y.lo;
+}
 
 // The logistic function without overflow for any z: e = exp(-|z|) and
 // r = 1 / (1 + e) are both in (0, 1], and exactly, symmetrically in z,
@@ -92,6 +118,14 @@ struct Elu {
 //   forward    max(x, 0) - a/2 erfc(a / sqrt2)                     (= x Phi(x), both signs)
 //   derivative Phi(x) + x phi(x) = [x >= +0] + copysign(erfc(a / sqrt2) / 2, -x)
 //                                  + copysign(a, x) exp(-a^2 / 2) / sqrt(2 pi)
+// The Gaussian's argument is carried to twice C's precision (Dekker's product,
+// as the NumPy backend's erfc exponent): rounding a / sqrt2 or a^2 / 2 alone
+// costs a relative error of about a^2 ulps (erfc's relative slope is 2z),
+// 93 ulps of float in gelu(-11.4).  erfc(a / sqrt2) is erfc_over_sqrt2 below;
+// the density takes a^2 = p + q exactly (p rounded) and g = 2 - p/2 with its
+// rounding error g_low (Fast2Sum; 0 for p/2 >= 1, where g is exact):
+//   exp(-a^2/2) / sqrt(2 pi) = exp(g) (1 + g_low - q/2) e^-2 / sqrt(2 pi)
+// (the shift by 2 keeps exp(g) normal where the density, a times larger, is).
 // tanh form, with 0.5 (1 + tanh(u)) = sigmoid(2u) (no cancellation for x < 0) and
 // u2 = 2u = x (k1 + k3 x^2):
 //   forward    max(x, -kTail) sigmoid(u2)
@@ -101,14 +135,16 @@ struct Gelu {
   int approximate;  // 0: exact (erf), 1: the tanh form
 
   static constexpr double kSqrtHalf = 0.70710678118654752440;
+  static constexpr double kSqrtHalfLow = -4.8336466567264567e-17;  // sqrt(1/2) - kSqrtHalf
   static constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+  static constexpr double kInvSqrt2PiE2 = 0.05399096651318805;  // e^-2 / sqrt(2 pi)
   static constexpr double kK1 = 2 * 0.79788456080286535588;  // 2 sqrt(2 / pi)
   static constexpr double kK3 = kK1 * 0.044715;
 
   __device__ __forceinline__ C forward(C x) const {
     if (approximate) return (x < C(-kTail) ? C(-kTail) : x) * Logistic<C>(u2(x)).sigmoid();
     const C a = fabs(x) < C(kTail) ? fabs(x) : C(kTail);
-    return (x > C(0) ? x : C(0)) - a * C(0.5) * erfc(a * C(kSqrtHalf));
+    return (x > C(0) ? x : C(0)) - a * C(0.5) * erfc_over_sqrt2(a, Halves<C>(a));
   }
 
   __device__ __forceinline__ C derivative(C x) const {
@@ -118,8 +154,25 @@ struct Gelu {
       return gate.sigmoid() + gate.slope() * (xc * (C(kK1) + C(3 * kK3) * xc * xc));
     }
     const C a = fabs(x) < C(kTail) ? fabs(x) : C(kTail);
-    const C cdf = (signbit(x) ? C(0) : C(1)) + copysign(erfc(a * C(kSqrtHalf)) * C(0.5), -x);
-    return cdf + copysign(a, x) * exp(-(a * a * C(0.5))) * C(kInvSqrt2Pi);
+    const Halves<C> halves(a);
+    const C cdf = (signbit(x) ? C(0) : C(1)) + copysign(erfc_over_sqrt2(a, halves) * C(0.5), -x);
+    const C p = rounded_product(a, a);
+    const C g = C(2) - p * C(0.5);
+    const C g_low = (C(2) - g) - p * C(0.5);
+    const C density = copysign(a, x) * exp(g) * C(kInvSqrt2PiE2);  // x phi(x) but for the correction
+    return cdf + (density + density * (g_low - product_error(halves, halves, p) * C(0.5)));
+  }
+
+  // erfc(a / sqrt2) for 0 <= a <= kTail, to erfc's own accuracy: z is
+  // a sqrt(1/2) rounded and dz its rounding error (the product's, exactly,
+  // plus a times the constant's), and to first order in dz
+  //   erfc(z + dz) = erfc(z) (1 - 2 z dz)
+  // (the rest of the relative slope, below 1/z, leaves |dz| / z <= 2^-24 (2^-53)).
+  __device__ __forceinline__ static C erfc_over_sqrt2(C a, const Halves<C>& halves) {
+    const C z = rounded_product(a, C(kSqrtHalf));
+    const C dz = product_error(halves, Halves<C>(C(kSqrtHalf)), z) + a * C((kSqrtHalf - double(C(kSqrtHalf))) + kSqrtHalfLow);
+    const C tail = erfc(z);
+    return tail - tail * (C(2) * z * dz);
   }
 
   // x (k1 + k3 x^2): +-inf for huge x, which the logistic takes.
@@ -153,15 +206,31 @@ struct Softplus {
   __device__ __forceinline__ C derivative(C x) const { return Logistic<C>(x).sigmoid(); }
 };
 
-// tanh: derivative sech(x)^2 = (1 / cosh(x))^2, not 1 - tanh^2, which cancels
-// to 0 in the tails; squared after the division so that cosh^2 cannot
-// overflow while sech^2 is still a normal number.
+// tanh: derivative sech(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|) in [0, 1]:
+// no overflow, and no cancellation (1 - tanh^2 cancels to 0 in the tails).
+// exp's error counts once (the relative slope in e is tanh|x| < 1), where
+// (1 / cosh)^2 doubled cosh's (5 ulps of float with glibc's coshf).  (1 + e)^2
+// is carried to twice C's precision, p + low: d = 1 + e exactly as d + d_low
+// (Fast2Sum, 1 >= e), and Dekker's square of d; then
+// 4 e / (p + low) = y (1 - low / p) with y = 4 e / p.
+// For |x| >= kFar = 40, where (1 + e)^2 is 1: 4 exp(64 - 2|x|) e^-64, so
+// that the result is a subnormal where it should be (e itself is
+// subnormal from |x| = 43.7 in float, and 0 before 4 e is).
 template <typename C>
 struct Tanh {
+  static constexpr double kFar = 40.0;
+
   __device__ __forceinline__ C forward(C x) const { return tanh(x); }
   __device__ __forceinline__ C derivative(C x) const {
-    const C sech = C(1) / cosh(x);
-    return sech * sech;
+    const bool far = fabs(x) >= C(kFar);
+    const C e = exp(far ? C(64) - C(2) * fabs(x) : C(-2) * fabs(x));  // e^64 e^-2|x| where far
+    const C d = C(1) + e;
+    const C d_low = e - (d - C(1));
+    const Halves<C> halves(d);
+    const C p = rounded_product(d, d);
+    const C low = product_error(halves, halves, p) + C(2) * d * d_low;  // (1 + e)^2 - p, but for d_low^2
+    const C y = C(4) * e / p;
+    return far ? C(4) * e * C(kExpMinus64) : y - y * (low / p);
   }
 };
 
@@ -198,24 +267,34 @@ struct HardSilu {
 //   derivative n / d + xc 4 w (1 / d)^2, xc = clamp(x, -kTail, 40) (no overflow: w < d)
 //              (= tsp + x sigmoid(x) sech^2(softplus(x)), PyTorch's mish_backward,
 //              without the cancellation of 1 - tsp^2)
+//              far left, x < kFar = -64 (e^x < 2^-92): (1 + x) e^x to within a
+//              relative e^x, as (1 + xc) e^(xc + 64) e^-64 (xc + 64 is exact
+//              there), so that no intermediate is subnormal.  ex is subnormal
+//              below x = -87 (float) / -708 (double) and 0 below -104 / -745,
+//              where (1 + x) e^x is not yet 0: the general form lost precision
+//              and returned 0 there (and the NumPy backend's w / d / d, rounding
+//              the slope to 0 before the product with x, the wrong sign).
 template <typename C>
 struct Mish {
   static constexpr double kCap = 40.0;
+  static constexpr double kFar = -64.0;
 
   __device__ __forceinline__ C forward(C x) const {
     C w, d;
-    return (x < C(-kTail) ? C(-kTail) : x) * gate(x, w, d);
+    return (x < C(-kTail) ? C(-kTail) : x) * gate(exp(x < C(kCap) ? x : C(kCap)), w, d);
   }
   __device__ __forceinline__ C derivative(C x) const {
+    const C xc = clamp(x, C(-kTail), C(kCap));
+    const bool far_left = xc < C(kFar);
+    const C ex = exp(far_left ? xc - C(kFar) : xc);  // e^(x + 64) where far left
     C w, d;
-    const C tsp = gate(x, w, d);
+    const C tsp = gate(ex, w, d);
     const C inv_d = C(1) / d;  // one division, not two: on sm_90 each double one is a call, and they spilled
-    return tsp + clamp(x, C(-kTail), C(kCap)) * (C(4) * w * inv_d * inv_d);
+    return far_left ? (C(1) + xc) * ex * C(kExpMinus64) : tsp + xc * (C(4) * w * inv_d * inv_d);
   }
 
-  // n / d, and w and d for the derivative.
-  __device__ __forceinline__ static C gate(C x, C& w, C& d) {
-    const C ex = exp(x < C(kCap) ? x : C(kCap));
+  // n / d from ex, and w and d for the derivative.
+  __device__ __forceinline__ static C gate(C ex, C& w, C& d) {
     w = ex * (C(1) + ex);
     const C n = w + ex;
     d = n + C(2);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import warnings
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -186,6 +187,115 @@ def test_stable_for_large_inputs(dtype_name, name, params):
     assert np.isfinite(dx.astype(np.float64)).all()
     support.assert_close(y, oracle_forward(x), dtype, kernel, f"{name} forward")
     support.assert_close(dx, oracle_backward(dy, x), dtype, kernel, f"{name} backward")
+
+
+# --------------------------------------------------------------------------- #
+# Accuracy spots, where a comparison with PyTorch, TensorFlow and mpmath once
+# found fastact the furthest off: errors in ulps of the correctly rounded
+# result (the float64 oracle), on every n-th float32 of a range; the figures
+# in the comments are the maxima over every float32 of it.
+# --------------------------------------------------------------------------- #
+def _float32_magnitudes(low: float, high: float, step: int) -> np.ndarray:
+    """Every step-th float32 in [low, high], 0 <= low < high."""
+    first, last = np.array([low, high], np.float32).view(np.int32)
+    return np.arange(first, last + 1, step, dtype=np.int32).view(np.float32)
+
+
+def _ulps(got: np.ndarray, expected: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """|got - expected| in ulps of dtype at expected (the subnormal spacing below the normal range)."""
+    info = np.finfo(dtype)
+    expected = np.asarray(expected, np.float64)
+    exponent = np.floor(np.log2(np.maximum(np.abs(expected), float(info.tiny))))
+    return np.abs(np.asarray(got, np.float64) - expected) / 2.0 ** (exponent - info.nmant)
+
+
+def _on(backend: str, function, *arrays) -> np.ndarray:
+    with fastact.use_backend(backend):
+        return support.to_host(function(*(support.to_backend(backend, a) for a in arrays)))
+
+
+# gelu (exact), float32 left tail, largest errors over every float32 (before: 93
+# ulps at x = -11.4, where TensorFlow has 8.5, and 190 at x = -13: the rounding of
+# a / sqrt2 and a*a/2, which erfc's relative slope 2z multiplies):
+#                   forward           forward              backward
+#                   x in [-13, -1]    x in [-14.6, -13)*   x in [-14.6, -2]
+#   numpy           6.95              9.44                 6.06
+#   cuda-emulator   4.85              8.30                 4.58
+#   cpu             3.99              8.21                 6.40
+# * where erfc(a/sqrt2) is subnormal but the result is not (erfc's rounding, times a/2).
+# The NumPy backend's float32 erfc (a series and NumPy's exp, within 2.5 ulps) is
+# within 6 ulps; glibc's erfcf within 2.5 and expf within 0.5; the cpu backend's
+# vector expf (libmvec) within 2.6.  cuda: CUDA's erfcf is within 4 ulps and its
+# expf within 2 (not measured here): the NumPy bounds.
+GELU_TAIL_ULPS = {
+    "numpy": (7.5, 10.0, 6.5),
+    "cuda-emulator": (5.5, 9.0, 5.0),
+    "cpu": (5.5, 9.0, 7.0),
+    "cuda": (7.5, 10.0, 7.0),
+}
+
+
+@pytest.mark.parametrize("backend", backend_params)
+def test_gelu_float32_left_tail_ulps(backend):
+    x = -_float32_magnitudes(1.0, 14.6, 61)
+    y = _on(backend, fastact.gelu, x)
+    dx = _on(backend, fastact.gelu_backward, np.ones_like(x), x)
+    forward_error = _ulps(y, reference.gelu(x))
+    backward_error = _ulps(dx, reference.gelu_derivative(x.astype(np.float64)))
+    normal, window, backward = GELU_TAIL_ULPS[backend]
+    assert forward_error[x >= -13].max() <= normal, x[x >= -13][np.argmax(forward_error[x >= -13])]
+    assert forward_error[x < -13].max() <= window, x[x < -13][np.argmax(forward_error[x < -13])]
+    assert backward_error[x <= -2].max() <= backward, x[x <= -2][np.argmax(backward_error[x <= -2])]
+
+
+# tanh_backward, float32: sech^2 as 4 e / (1 + e)^2, e = exp(-2|x|) (before, (1 / cosh)^2
+# doubled cosh's error: up to 5.0 ulps on numpy and cuda-emulator, 6.5 on cpu (libmvec's
+# coshf); 5.3 was reported at x = 1.3373732566833496, 0.93 here).  Largest errors over
+# every float32 in [2**-10, 12]: numpy 0.50 (evaluated in float64), cuda-emulator 1.93
+# (glibc's expf, correctly rounded), cpu 3.34 (libmvec's expf, within 2.6 ulps).
+# cuda: CUDA's expf is within 2 ulps (not measured here).
+TANH_BACKWARD_ULPS = {"numpy": 0.75, "cuda-emulator": 2.25, "cpu": 3.75, "cuda": 4.0}
+
+
+@pytest.mark.parametrize("backend", backend_params)
+def test_tanh_backward_float32_ulps_and_tails(backend):
+    reported = np.float32([1.3373732566833496, -1.3373732566833496])
+    x = np.concatenate([reported, _float32_magnitudes(2.0**-10, 12.0, 127)])
+    dx = _on(backend, fastact.tanh_backward, np.ones_like(x), x)
+    error = _ulps(dx, reference.tanh_derivative(x.astype(np.float64)))
+    point_bound = TANH_BACKWARD_ULPS[backend] if backend == "cuda" else min(2.0, TANH_BACKWARD_ULPS[backend])
+    assert error[:2].max() <= point_bound, error[:2]
+    assert error.max() <= TANH_BACKWARD_ULPS[backend], x[np.argmax(error)]
+    # The tails: 4 e^(-2|x|), a positive subnormal down to x = 52.67, never 0 before, never overflowing.
+    far = np.float32([20, 40, 43.5, 44, 45, 50, 51, 51.9, 52, 52.5, 52.6, 52.7, 60, 1e4, 3e38, np.inf])
+    far = np.concatenate([far, -far])
+    dx = _on(backend, fastact.tanh_backward, np.ones_like(far), far)
+    expected = (4 * np.exp(-2 * np.abs(far.astype(np.float64)))).astype(np.float32)
+    assert ((dx > 0) == (expected > 0)).all(), far[(dx > 0) != (expected > 0)]
+    assert _ulps(dx, expected).max() <= 2, far[np.argmax(_ulps(dx, expected))]
+
+
+# mish_backward far left (x < -64): (1 + x) e^x to within a relative e^x, negative, and not
+# lost where e^x is subnormal or 0 while the result is not (before: the NumPy backend
+# gave +5e-324 at x = -745 in float64, and both backends 0 below x = -745.1, or a value
+# 75% off: e^x rounded to the subnormal grid before the product with 1 + x).
+MISH_FAR_LEFT = {
+    "float64": [-751.0, -748.0, -746.0, -745.5, -745.0, -744.0, -740.0, -730.0, -720.0, -715.0, -710.0, -709.0,
+                -700.0, -500.0, -100.0, -64.5],
+    "float32": [-108.5, -106.0, -104.5, -104.0, -103.0, -100.0, -95.0, -92.0, -90.0, -88.0, -87.0, -80.0, -64.5],
+}
+
+
+@pytest.mark.parametrize("backend", backend_params)
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_mish_backward_far_left_tail(backend, dtype_name):
+    dtype = np.dtype(dtype_name)
+    x = np.array(MISH_FAR_LEFT[dtype_name], dtype)
+    dx = _on(backend, fastact.mish_backward, np.ones_like(x), x)
+    expected = np.array([float((1 + Decimal(float(v))) * Decimal(float(v)).exp()) for v in x]).astype(dtype)
+    assert (expected < 0).all()
+    assert (dx < 0).all(), x[dx >= 0]
+    assert _ulps(dx, expected, dtype).max() <= 4, x[np.argmax(_ulps(dx, expected, dtype))]
 
 
 @pytest.mark.parametrize("dtype_name", DTYPE_NAMES)

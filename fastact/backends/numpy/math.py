@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from ...activations import ROWWISE_KERNELS
+from .engine import Scratch
 
 ChunkFn = Callable[..., object]
 
@@ -315,6 +316,14 @@ def elu_backward(alpha: float, scale: float, dtype: np.dtype) -> ChunkFn:
 # recurrence.  One formula for all z >= 0, no region selection; the relative
 # error is the first dropped coefficient: < 1e-17 with 27 terms (float64),
 # < 1e-8 with 12 (float32).  NumPy has no erf, and scipy is not a dependency.
+# gelu's z is a / sqrt2, so z*z = a*a/2, which the caller passes exactly as
+# hi + lo (Dekker's square, _half_square): the exponent's rounding is what
+# grows in the tail (a relative z*z ulps: 93 ulps of float32 in gelu(-11.4)),
+# so f - hi is summed with its rounding error r (Knuth's TwoSum) and
+#   exp(f - hi - lo) = exp(f - hi rounded) (1 + r - lo).
+# t = K / (K + a) with K = 2 sqrt2 (one rounding fewer than from z); its
+# rounding and the float32 series leave erfc within about 6 ulps of float32
+# (NumPy's float32 exp is within 2.5).
 # --------------------------------------------------------------------------- #
 ERFC_CHEBYSHEV = (
     -6.5132685989085472e-1, 6.4196979235649026e-1, 1.9476473204185836e-2, -9.5615147868086316e-3,
@@ -326,18 +335,39 @@ ERFC_CHEBYSHEV = (
     -1.5230282014571043e-15, -9.457494571291234e-17, 1.210237189224279e-16,
 )
 ERFC_TERMS = {np.dtype(np.float32): 12, np.dtype(np.float64): 27}
+TWO_SQRT2 = 2.8284271247461900976  # 2 / (2 + a / sqrt2) = 2 sqrt2 / (2 sqrt2 + a)
+# Dekker's split: a * SPLIT - (a * SPLIT - a) keeps the upper half of a's significand.
+SPLIT = {np.dtype(np.float32): 4097.0, np.dtype(np.float64): 134217729.0}  # 2**12 + 1, 2**27 + 1
 
 
-def _erfc_into(s, out: np.ndarray, z: np.ndarray, z_squared: np.ndarray) -> np.ndarray:
-    """erfc(z) for z >= 0 into out (scratch slots 10-14).
+def _half_square(s, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a*a/2 as hi + lo exactly (hi rounded), in tmp slots 1 and 3 (4 and 5 scratch).
 
-    ``z_squared`` is z*z computed by the caller from an exact quantity (gelu
-    passes x*x/2, one rounding): the error of exp(-z*z) is that of z*z times
-    z*z, the only error that grows in the tail.
+    Dekker's product without an FMA: with a = ah + al, ah holding the upper
+    half of the significand, the half products are exact and
+    a*a - fl(a*a) = ((ah*ah - fl(a*a)) + 2*ah*al) + al*al.  0 <= a <= TAIL.
     """
+    hi = np.multiply(a, a, out=s.tmp(1))
+    scaled = np.multiply(a, s.full(SPLIT[s.dtype]), out=s.tmp(4))
+    ah = np.subtract(scaled, a, out=s.tmp(5))
+    np.subtract(scaled, ah, out=ah)
+    al = np.subtract(a, ah, out=scaled)
+    lo = np.multiply(ah, ah, out=s.tmp(3))
+    np.subtract(lo, hi, out=lo)
+    cross = np.multiply(ah, al, out=ah)
+    np.add(cross, cross, out=cross)
+    np.add(lo, cross, out=lo)
+    np.add(lo, np.multiply(al, al, out=al), out=lo)
+    np.multiply(hi, s.full(0.5), out=hi)
+    np.multiply(lo, s.full(0.5), out=lo)
+    return hi, lo
+
+
+def _erfc_into(s, out: np.ndarray, a: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """erfc(a / sqrt2) for a >= 0 (or NaN) into out (scratch slots 10-14), with a*a/2 == hi + lo."""
     coefficients = ERFC_CHEBYSHEV[: ERFC_TERMS[s.dtype]]
-    t = np.add(z, s.full(2), out=s.tmp(10))
-    np.divide(s.full(2), t, out=t)
+    t = np.add(a, s.full(TWO_SQRT2), out=s.tmp(10))
+    np.divide(s.full(TWO_SQRT2), t, out=t)
     y2 = np.multiply(t, s.full(4), out=s.tmp(11))
     np.subtract(y2, s.full(2), out=y2)  # 2y = 4t - 2
     b1, b2, product = s.tmp(12), s.tmp(13), s.tmp(14)
@@ -349,13 +379,21 @@ def _erfc_into(s, out: np.ndarray, z: np.ndarray, z_squared: np.ndarray) -> np.n
         np.add(b2, c, out=b2)
         b1, b2 = b2, b1
     # f = c_0 + y b_1 - b_2
-    np.multiply(y2, b1, out=product)
-    np.multiply(product, s.full(0.5), out=product)
-    np.subtract(product, b2, out=product)
-    np.add(product, coefficients[0], out=product)
-    np.subtract(product, z_squared, out=product)
-    np.exp(product, out=product)
-    return np.multiply(product, t, out=out)
+    f = np.multiply(y2, b1, out=product)
+    np.multiply(f, s.full(0.5), out=f)
+    np.subtract(f, b2, out=f)
+    np.add(f, coefficients[0], out=f)
+    # exponent = f - hi rounded; r = (f - hi) - exponent exactly (TwoSum)
+    exponent = np.subtract(f, hi, out=b2)
+    back = np.subtract(exponent, f, out=b1)
+    r = np.subtract(exponent, back, out=y2)
+    np.subtract(f, r, out=r)
+    np.subtract(r, np.add(back, hi, out=back), out=r)
+    np.subtract(r, lo, out=r)
+    np.exp(exponent, out=exponent)
+    np.multiply(exponent, t, out=exponent)
+    np.multiply(r, exponent, out=r)
+    return np.add(exponent, r, out=out)
 
 
 # --------------------------------------------------------------------------- #
@@ -365,25 +403,28 @@ def _erfc_into(s, out: np.ndarray, z: np.ndarray, z_squared: np.ndarray) -> np.n
 #             without the cancellation of 1 + erf(x/sqrt2) for x < 0)
 #   backward: Phi(x) + x phi(x), with Phi(x) = [x >= +0] + copysign(erfc(a/sqrt2)/2, -x)
 #             and x phi(x) = copysign(a, x) * exp(-a*a/2) / sqrt(2 pi)
+# a*a/2 = hi + lo exactly (Dekker, _half_square) in both: erfc's exponent
+# (above), and the density as (g, g_low) = 2 - hi by Fast2Sum (g exact for
+# hi >= 1; the shift by 2 keeps exp(g) normal where the density, a times
+# larger, is): exp(-a*a/2) / sqrt(2 pi) = exp(g) (1 + g_low - lo) e**-2 / sqrt(2 pi).
+# The CUDA functor Gelu does the same (its erfc is the library's: it carries
+# a/sqrt2 as z + dz and takes erfc(z) (1 - 2 z dz)).
 # tanh form, u2 = 2 sqrt(2/pi) (x + 0.044715 x^3) = x (k1 + k3 x^2), using
 # 0.5 (1 + tanh(u)) = sigmoid(2u) (no cancellation for x < 0):
 #   forward:  max(x, -TAIL) * sigmoid(u2)
 #   backward: sigmoid(u2) + xc * sigmoid'(u2) * (k1 + 3 k3 xc^2), xc = clamp(x, +-TAIL)
 # --------------------------------------------------------------------------- #
-SQRT1_2 = 0.70710678118654752440
-INV_SQRT_2PI = 0.39894228040143267794
+INV_SQRT_2PI_E2 = 0.05399096651318805  # e**-2 / sqrt(2 pi)
 GELU_K1 = 2 * 0.79788456080286535588  # 2 sqrt(2/pi)
 GELU_K3 = GELU_K1 * 0.044715
 
 
-def _gelu_tail(s, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, a*a/2, erfc(a/sqrt2)) with a = min(|x|, TAIL), in tmp slots 0-2."""
+def _gelu_tail(s, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(a, hi, lo, erfc(a/sqrt2)) with a = min(|x|, TAIL) and a*a/2 == hi + lo, in tmp slots 0, 1, 3, 2."""
     a = np.abs(x, out=s.tmp(0))
     np.minimum(a, s.full(TAIL), out=a)
-    half_square = np.multiply(a, a, out=s.tmp(1))
-    np.multiply(half_square, s.full(0.5), out=half_square)
-    z = np.multiply(a, s.full(SQRT1_2), out=s.tmp(2))
-    return a, half_square, _erfc_into(s, z, z, half_square)
+    hi, lo = _half_square(s, a)
+    return a, hi, lo, _erfc_into(s, s.tmp(2), a, hi, lo)
 
 
 def gelu_forward(approximate: bool, dtype: np.dtype) -> ChunkFn:
@@ -391,7 +432,7 @@ def gelu_forward(approximate: bool, dtype: np.dtype) -> ChunkFn:
         return _gelu_tanh_forward
 
     def gelu(s, out, x):
-        a, _, tail = _gelu_tail(s, x)
+        a, _, _, tail = _gelu_tail(s, x)
         np.multiply(tail, a, out=tail)
         np.multiply(tail, s.full(0.5), out=tail)
         np.subtract(np.maximum(x, s.full(0), out=s.tmp(0)), tail, out=out)
@@ -403,14 +444,19 @@ def gelu_backward(approximate: bool, dtype: np.dtype) -> ChunkFn:
         return _gelu_tanh_backward
 
     def gelu_grad(s, out, dy, x):
-        a, half_square, tail = _gelu_tail(s, x)
+        a, hi, lo, tail = _gelu_tail(s, x)
         cdf = np.multiply(tail, s.full(0.5), out=tail)
-        np.copysign(cdf, np.negative(x, out=s.tmp(3)), out=cdf)
+        np.copysign(cdf, np.negative(x, out=s.tmp(4)), out=cdf)
         np.add(cdf, np.logical_not(np.signbit(x, out=s.mask(0)), out=s.mask(0)), out=cdf)
-        density = np.negative(half_square, out=half_square)
-        np.exp(density, out=density)
-        np.multiply(density, s.full(INV_SQRT_2PI), out=density)
-        np.multiply(density, np.copysign(a, x, out=a), out=density)
+        g = np.subtract(s.full(2), hi, out=s.tmp(4))
+        correction = np.subtract(s.full(2), g, out=s.tmp(5))
+        np.subtract(correction, hi, out=correction)  # g_low: 2 - hi == g + g_low
+        np.subtract(correction, lo, out=correction)
+        density = np.exp(g, out=g)
+        np.multiply(np.copysign(a, x, out=a), density, out=density)
+        np.multiply(density, s.full(INV_SQRT_2PI_E2), out=density)
+        np.multiply(correction, density, out=correction)
+        np.add(density, correction, out=density)
         np.add(cdf, density, out=cdf)
         np.multiply(dy, cdf, out=out)
     return gelu_grad
@@ -492,19 +538,40 @@ def _softplus(s, out, x):
 
 
 # --------------------------------------------------------------------------- #
-# tanh:  forward np.tanh;  backward sech(x)^2 = (1 / cosh(x))^2
-# (not 1 - tanh^2, which cancels to 0 in the tails; 1/cosh is squared after
-# the division so that cosh^2 does not overflow while sech^2 is still normal)
+# tanh:  forward np.tanh;
+#        backward sech(x)^2 = 4 e / (1 + e)^2, e = exp(-2|x|) in [0, 1]
+# (no overflow, and no cancellation: 1 - tanh^2 cancels to 0 in the tails;
+# exp's error counts once, the relative slope in e being tanh|x| < 1, where
+# (1 / cosh)^2 doubled cosh's: 5 ulps of float32); for |x| >= TANH_FAR = 40,
+# where (1 + e)^2 is 1, 4 exp(64 - 2|x|) e**-64 (64 - 2|x| exact), so that
+# float64's subnormal results are not lost with a subnormal e (fixed up per
+# block, only when a block has such an x).  Evaluated in float64 whatever the
+# compute dtype, dy * sech^2 included, and rounded once: float32 within half
+# an ulp.  The CUDA functor Tanh computes the same in its compute type, with
+# (1 + e)^2 carried to twice its precision (float within 2 ulps of exp's error).
 # --------------------------------------------------------------------------- #
+_FLOAT64 = np.dtype(np.float64)
+TANH_FAR = 40.0
+EXP_MINUS_64 = 1.603810890548638e-28  # the far tails (tanh, mish): exp(t + 64) e**-64
+
+
 def _tanh(s, out, x):
     np.tanh(x, out=out)
 
 
 def _tanh_grad(s, out, dy, x):
-    sech = np.cosh(x, out=s.tmp(0))
-    np.reciprocal(sech, out=sech)
-    np.multiply(sech, sech, out=sech)
-    np.multiply(dy, sech, out=out)
+    w = s if s.dtype == _FLOAT64 else Scratch.get(_FLOAT64, s.shape)  # float64 slots for float32 math
+    magnitude = np.abs(x, out=w.tmp(0))
+    e = np.multiply(magnitude, w.full(-2), out=w.tmp(1))
+    np.exp(e, out=e)
+    d = np.add(e, w.full(1), out=w.tmp(2))
+    np.multiply(d, d, out=d)
+    np.multiply(e, w.full(4), out=e)
+    slope = np.divide(e, d, out=e)
+    if x.size and np.fmax.reduce(magnitude, axis=None) >= TANH_FAR:  # fmax: a NaN does not hide the rest
+        far = np.greater_equal(magnitude, w.full(TANH_FAR), out=s.mask(0))
+        slope[far] = 4 * np.exp(64 - 2 * magnitude[far]) * EXP_MINUS_64
+    np.multiply(dy, slope, out=out)
 
 
 # --------------------------------------------------------------------------- #
@@ -559,12 +626,20 @@ def _hard_silu_grad(s, out, dy, x):
 #   tanh(softplus(x)) = n / d               (no overflow: n <= e^80; a true
 #                                            division, so exactly 1 for large x)
 #   forward:  max(x, -TAIL) * n / d
-#   backward: n / d + xc * 4 (w / d) / d, xc = clamp(x, -TAIL, 40)
+#   backward: n / d + xc * (4 w (1 / d) (1 / d)), xc = clamp(x, -TAIL, 40)
 #             (= tsp + x sigmoid(x) sech^2(softplus(x)), as PyTorch's
 #             mish_backward; sigmoid(x) sech^2(sp) = 4 ex (1 + ex) / (n + 2)^2,
-#             with no cancellation in 1 - tsp^2)
+#             with no cancellation in 1 - tsp^2);
+#             far left, x < MISH_FAR = -64 (ex < 2**-92): (1 + x) e^x to within a
+#             relative e^x, as (1 + xc) exp(xc + 64) e**-64 (xc + 64 exact), with
+#             no subnormal intermediate.  ex is subnormal below x = -87 (float32)
+#             / -708 (float64) and 0 below -104 / -745, where (1 + x) e^x is not
+#             yet 0: the general form lost precision there, returned 0, and
+#             (with w / d / d, which rounded the slope to 0) the wrong sign.
+#             Fixed up per block, only when a block has such an x.
 # --------------------------------------------------------------------------- #
 MISH_CAP = 40.0
+MISH_FAR = -64.0
 
 
 def _mish_parts(s, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -585,11 +660,16 @@ def _mish(s, out, x):
 
 def _mish_grad(s, out, dy, x):
     w, gate, d = _mish_parts(s, x)
-    slope = np.divide(w, d, out=w)
-    np.divide(slope, d, out=slope)
-    np.multiply(slope, s.full(4), out=slope)
+    inv_d = np.reciprocal(d, out=d)
+    slope = np.multiply(w, s.full(4), out=w)
+    np.multiply(slope, inv_d, out=slope)
+    np.multiply(slope, inv_d, out=slope)
     np.multiply(slope, _clamped(s, x, -TAIL, MISH_CAP, 3), out=slope)
     np.add(slope, gate, out=slope)
+    if x.size and np.fmin.reduce(x, axis=None) < MISH_FAR:  # fmin: a NaN does not hide the rest
+        far = np.less(x, s.full(MISH_FAR), out=s.mask(0))
+        xc = np.maximum(x[far], s.dtype.type(-TAIL))
+        slope[far] = (1 + xc) * np.exp(xc - MISH_FAR) * s.dtype.type(EXP_MINUS_64)
     np.multiply(dy, slope, out=out)
 
 

@@ -27,7 +27,7 @@ from setuptools.command.build_ext import build_ext
 # -fopenmp-simd: honours `#pragma omp simd` without the OpenMP runtime.
 COMPILE_ARGS = [
     "-std=c++17", "-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
-    "-ffp-contract=off", "-fvisibility=hidden",
+    "-ffp-contract=off", "-fvisibility=hidden", "-Wno-unknown-pragmas",
     "--param=vect-max-peeling-for-alignment=0", "--param=vect-epilogues-nomask=0",
 ]
 X86_ISAS = {

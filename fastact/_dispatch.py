@@ -88,7 +88,7 @@ def _params_for(spec: ActivationSpec, function: str, params: dict, ndim: int) ->
 
 
 def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
-    if type(x) is np.ndarray and spec.form == "elementwise":
+    if type(x) is np.ndarray and spec.form != "prelu":
         # The common host call, checked in a few attribute reads (anything
         # unusual returns None and takes the general path below, which raises
         # the proper error): small calls cost about a microsecond here, not ten.
@@ -105,7 +105,7 @@ def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
 
 
 def backward(spec: ActivationSpec, params: dict, dy: Any, x: Any, out: Any = None) -> Any:
-    if type(x) is np.ndarray and type(dy) is np.ndarray and spec.form == "elementwise":
+    if type(x) is np.ndarray and type(dy) is np.ndarray and spec.form != "prelu":
         fast = backends.host_fast_path()
         if fast is not None and fast.has_fast_path:
             dx = fast.fast_backward(spec.kernel, params, dy, x, out)

@@ -92,6 +92,18 @@ class CpuBackend(NumpyBackend):
             return out
         return None
 
+    def _fast_rows(self, kernel: str, params: dict, x: np.ndarray, dy: np.ndarray | None, target: np.ndarray):
+        """A row-wise call along the last axis of C-contiguous arrays, straight to the module; None otherwise."""
+        axis = params["axis"]
+        if (type(axis) is not int or x.ndim == 0 or axis not in (-1, x.ndim - 1) or x.size == 0
+                or not x.flags.c_contiguous or not target.flags.c_contiguous
+                or (dy is not None and not dy.flags.c_contiguous)):
+            return None
+        length = x.shape[-1]
+        self.engine.rowwise(_ROWWISE[kernel], dy is not None, self.buffer(target),
+                            None if dy is None else self.buffer(dy), self.buffer(x), x.size // length, length)
+        return target
+
     def fast_forward(self, kernel: str, params: dict, x: np.ndarray, out: Any) -> np.ndarray | None:
         """forward() for an ndarray x that needs no conversion or general check; None: take the general path."""
         if x.dtype not in self._dtypes:
@@ -99,6 +111,8 @@ class CpuBackend(NumpyBackend):
         target = self._fast_out(out, x)
         if target is None:
             return None
+        if kernel in _ROWWISE:
+            return self._fast_rows(kernel, params, x, None, target)
         number, packed = self.functor(kernel, params, x.dtype)
         self.engine.elementwise(number, False, packed, self.buffer(target), self.buffer(x))
         return target
@@ -109,6 +123,8 @@ class CpuBackend(NumpyBackend):
         target = self._fast_out(out, x)
         if target is None or (target is not dy and target is not x and np.may_share_memory(target, dy)):
             return None
+        if kernel in _ROWWISE:
+            return self._fast_rows(kernel, params, x, dy, target)
         number, packed = self.functor(kernel, params, x.dtype)
         self.engine.elementwise(number, True, packed, self.buffer(target), self.buffer(dy), self.buffer(x))
         return target

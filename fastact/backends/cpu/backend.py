@@ -267,7 +267,7 @@ class CpuBackend(NumpyBackend):
 
     def describe(self) -> dict:
         return {"name": self.name, "isa": self.engine.isa, "threads": self.engine.threads(),
-                "module": self.engine.__name__}
+                "module": self.engine.__file__}
 
 
 class CompiledConvKernels(numpy_fused.ConvKernels):

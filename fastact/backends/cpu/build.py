@@ -10,7 +10,11 @@ test the baseline build on a newer CPU.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import os
+import sys
+from pathlib import Path
 from types import ModuleType
 
 from ..base import BackendUnavailableError
@@ -19,7 +23,41 @@ ISAS = ("avx512", "avx2", "baseline")  # best first
 
 
 def module_for(isa: str) -> ModuleType:
-    return importlib.import_module(f"{__package__}._engine_{isa}")
+    name = f"{__package__}._engine_{isa}"
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        installed = _installed_module(name)
+        if installed is None:
+            raise
+        return installed
+
+
+def _installed_module(name: str) -> ModuleType | None:
+    """The compiled module of an installed fastact, when this fastact is a source checkout.
+
+    ``pip install .`` builds the module into site-packages; Python started in
+    the checkout (``python -m pytest``, ``python -m fastact`` in the README's
+    quick start) imports the checkout's own fastact/, which has no compiled
+    module next to it.  The installed copy's, built from this source, is then
+    loaded from the first other ``sys.path`` entry that has one.
+    """
+    here = Path(__file__).resolve().parent
+    relative = Path(*name.split(".")[:-1])
+    for entry in sys.path:
+        folder = (Path(entry or ".") / relative).resolve()
+        if folder == here or not folder.is_dir():
+            continue
+        for candidate in sorted(folder.glob(name.rsplit(".", 1)[1] + ".*")):
+            if candidate.suffix not in (".so", ".pyd"):
+                continue
+            loader = importlib.machinery.ExtensionFileLoader(name, str(candidate))
+            spec = importlib.util.spec_from_file_location(name, str(candidate), loader=loader)
+            module = importlib.util.module_from_spec(spec)
+            loader.exec_module(module)
+            sys.modules[name] = module
+            return module
+    return None
 
 
 def load() -> ModuleType:

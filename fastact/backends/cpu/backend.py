@@ -45,7 +45,9 @@ class CpuBackend(NumpyBackend):
         self._functor_numbers = {name: i for i, name in enumerate(self.engine.functors())}
         self._packed: dict = {}
         self._bfloat16 = _bfloat16_dtype()
-        self._conv_kernels = CompiledConvKernels(self)
+        # The NumPy backend's fused calls (GEMMs by np.matmul) with this backend's compiled pieces.
+        self.epilogues = self
+        self.conv_kernels = CompiledConvKernels(self)
         self._dtypes = frozenset(np.dtype(d) for d in ("float16", "float32", "float64")) | (
             {self._bfloat16} if self._bfloat16 is not None else set())
 
@@ -241,29 +243,6 @@ class CpuBackend(NumpyBackend):
                                       p.outer, p.channels, p.inner)
         self._finish(destination, work)
         return dbias.reshape(bias.shape)
-
-    # ---- fused calls: the NumPy backend's GEMMs with this backend's epilogue ------------------
-    def bias_act(self, kernel, params, x, bias, axis, out):
-        return self.epilogue(kernel, params, x, bias, axis, self._out(out, x))
-
-    def bias_act_backward(self, kernel, params, dy, x, bias, axis):
-        dx = np.empty(x.shape, x.dtype)
-        dbias = self.epilogue_backward(kernel, params, dy, x, bias, axis, dx)
-        return dx, numpy_fused.in_dtype(dbias, bias)
-
-    def dense_bias_act(self, kernel, params, x, w, bias):
-        return numpy_fused.dense_bias_act(kernel, params, x, w, bias, epilogues=self)
-
-    def dense_bias_act_backward(self, kernel, params, dy, x, w, bias):
-        return numpy_fused.dense_bias_act_backward(kernel, params, dy, x, w, bias, epilogues=self)
-
-    def conv2d_bias_act(self, kernel, params, x, w, bias, geometry):
-        return numpy_fused.conv2d_bias_act(kernel, params, x, w, bias, geometry, epilogues=self,
-                                           kernels=self._conv_kernels)
-
-    def conv2d_bias_act_backward(self, kernel, params, dy, x, w, bias, geometry):
-        return numpy_fused.conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry, epilogues=self,
-                                                    kernels=self._conv_kernels)
 
     def describe(self) -> dict:
         return {"name": self.name, "isa": self.engine.isa, "threads": self.engine.threads(),

@@ -87,18 +87,33 @@ class NumpyBackend(Backend):
         total = engine.run(numpy_math.prelu_backward, [out], [dy, x], small=alpha, reduce=True)
         return out, total.reshape(shape).astype(alpha.dtype)
 
+    # ---- fused calls -----------------------------------------------------------
+    # One flow (fused.py) for this backend and the cpu backend, which swaps in
+    # its compiled epilogue and im2col/col2im through these two attributes.
+    epilogues: fused.Epilogues = fused.NUMPY_EPILOGUES
+    conv_kernels: fused.ConvKernels = fused.NUMPY_CONV_KERNELS
+
     def bias_act(self, kernel, params, x, bias, axis, out):
-        return fused.epilogue(kernel, params, x, bias, axis, self._out(out, x))
+        return self.epilogues.epilogue(kernel, params, x, bias, axis, self._out(out, x))
 
     def bias_act_backward(self, kernel, params, dy, x, bias, axis):
         dx = np.empty(x.shape, x.dtype)
-        dbias = fused.epilogue_backward(kernel, params, dy, x, bias, axis, dx)
+        dbias = self.epilogues.epilogue_backward(kernel, params, dy, x, bias, axis, dx)
         return dx, fused.in_dtype(dbias, bias)
 
-    dense_bias_act = staticmethod(fused.dense_bias_act)
-    dense_bias_act_backward = staticmethod(fused.dense_bias_act_backward)
-    conv2d_bias_act = staticmethod(fused.conv2d_bias_act)
-    conv2d_bias_act_backward = staticmethod(fused.conv2d_bias_act_backward)
+    def dense_bias_act(self, kernel, params, x, w, bias):
+        return fused.dense_bias_act(kernel, params, x, w, bias, epilogues=self.epilogues)
+
+    def dense_bias_act_backward(self, kernel, params, dy, x, w, bias):
+        return fused.dense_bias_act_backward(kernel, params, dy, x, w, bias, epilogues=self.epilogues)
+
+    def conv2d_bias_act(self, kernel, params, x, w, bias, geometry):
+        return fused.conv2d_bias_act(kernel, params, x, w, bias, geometry, epilogues=self.epilogues,
+                                     kernels=self.conv_kernels)
+
+    def conv2d_bias_act_backward(self, kernel, params, dy, x, w, bias, geometry):
+        return fused.conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry, epilogues=self.epilogues,
+                                              kernels=self.conv_kernels)
 
     def describe(self) -> dict:
         return {

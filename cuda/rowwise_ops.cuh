@@ -21,10 +21,7 @@ __device__ __forceinline__ C nan_max(C a, C b) { return (a > b || isnan(a)) ? a 
 // only -inf (or padding) so far must add 0, not exp(NaN).  A row that is all
 // -inf still gives NaN (pass 2 computes exp(-inf - -inf)), as in PyTorch.
 template <typename C>
-__device__ __forceinline__ C exp_below(C x, C max) {
-  const C e = exp(x - max);  // unconditional: a select, no branch (and a vector loop on the host)
-  return x == negative_infinity(x) ? C(0) : e;
-}
+__device__ __forceinline__ C exp_below(C x, C max) { return x == negative_infinity(x) ? C(0) : exp(x - max); }
 
 // How a row's second sum is formed.
 enum class Dot { kNone, kWeighted /* sum of dy exp(x - max) */, kPlain /* sum of dy */ };

@@ -45,7 +45,12 @@ __attribute__((noinline)) void block_sums(const T* x, const T* dy, ComputeType<T
   double s = 0.0, d = 0.0;
 #pragma omp simd reduction(+ : s, d)
   for (Index k = 0; k < kLanes; ++k) {
-    const C v = fastact::exp_below(to_compute(x[k]), top);
+    // fastact::exp_below (../rowwise_ops.cuh) with its exp unconditional: g++
+    // vectorizes no call inside a branch.  (On sm_90 the unconditional double
+    // exp made the row kernels spill, so the CUDA side keeps its branch.)
+    const C xk = to_compute(x[k]);
+    const C ek = exp(xk - top);
+    const C v = xk == -std::numeric_limits<C>::infinity() ? C(0) : ek;
     e[k] = v;
     s += v;
     if (kDot == Dot::kWeighted) d += double(to_compute(dy[k])) * v;

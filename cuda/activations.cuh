@@ -2,12 +2,12 @@
 //
 // A functor is also the activation's parameter struct: the host packs its
 // fields (same names, same order) into a NumPy structured scalar and passes
-// it to the kernel by value (fastact/backends/cuda_plan.py: FUNCTORS).
+// it to the kernel by value (fastact/backends/kernels/plan.py: FUNCTORS; the cpu backend packs the same bytes).
 // C is the compute type: float for float16, bfloat16 and float32, double for
 // float64.  The parameters arrive already rounded to C, as in the NumPy
 // backend, so both backends compute the same expressions on the same values.
 //
-// The math mirrors fastact/backends/numpy_math.py: the same stable forms
+// The math mirrors fastact/backends/numpy/math.py: the same stable forms
 // (its comments derive them), so that no finite x overflows or gives NaN.
 // Relu agrees with it bit for bit; the smooth kernels agree to the accuracy
 // of the math library (CUDA's expf, erfcf, tanhf, ... are within 1 to 4 ulp;

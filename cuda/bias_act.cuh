@@ -1,7 +1,7 @@
 // bias_act: y = activation(x + bias[channel]), and its backward, for any
 // activation functor (activations.cuh): the epilogue of the fused calls.
 //
-// The host (kernel_fused.py) sees x as a C-contiguous (outer, channels, inner)
+// The host (fastact/backends/kernels/fused.py) sees x as a C-contiguous (outer, channels, inner)
 // array, the same form as PReLU's: NCHW with the bias on axis 1 has
 // inner = H*W, channels-last has inner = 1.  The bias arrives as `channels`
 // contiguous values already in the compute type, so x + bias is one rounding

@@ -1,4 +1,4 @@
-// im2col and col2im for conv2d_bias_act (host: fastact/backends/kernel_fused.py).
+// im2col and col2im for conv2d_bias_act (host: fastact/backends/kernels/fused.py).
 //
 // Both work on one batch chunk of x, C-contiguous in its data format, and on
 // the column buffer the GEMMs use, whose memory order is chosen so that the
@@ -20,7 +20,7 @@ namespace fastact {
 
 // The sizes of one batch chunk's convolution, and the column buffer's element
 // strides (used by col2im; im2col walks the buffer in order).  Packed by the
-// host field for field (cuda_plan.conv_windows).
+// host field for field (kernels/plan.py: conv_windows).
 template <typename Index>
 struct ConvWindows {
   Divider<Index> batch, channels, height, width;  // x chunk

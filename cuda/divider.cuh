@@ -3,10 +3,10 @@
 // A 32-bit integer division is a called sequence of about twenty instructions;
 // kernels that split a flat index into coordinates do several per element,
 // enough to make a memory-bound kernel compute-bound for 16-bit data.  With a
-// magic number computed once on the host (cuda_plan.divider: Granlund and
+// magic number computed once on the host (kernels/plan.py: divider; Granlund and
 // Montgomery's method, as PyTorch's IntDivider), n / d is a multiply-high, an
 // add and a shift.  Exact for 0 <= n < 2**31 and 1 <= d < 2**31, which every
-// 32-bit instantiation guarantees (cuda_plan.index_type); the 64-bit
+// 32-bit instantiation guarantees (kernels/plan.py: index_type); the 64-bit
 // instantiations divide plainly, and ignore magic and shift.
 #pragma once
 

@@ -5,7 +5,7 @@
 // owns indexing, the grid-stride loop, 16-byte vector accesses and the
 // conversions between storage and compute types.
 //
-// The host (fastact/backends/cuda_plan.py) picks the template arguments:
+// The host (fastact/backends/kernels/plan.py) picks the template arguments:
 //   VEC   elements per 16-byte access, or 1 when any pointer is not 16-byte
 //         aligned (the scalar path);
 //   Index int when n plus one grid stride fits in 31 bits (cheaper integer

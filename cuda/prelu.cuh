@@ -1,6 +1,6 @@
 // PReLU: y = x if x > 0 else alpha * x, with alpha broadcast against x.
 //
-// The host reduces every broadcastable alpha to one plan (cuda_plan.py:
+// The host reduces every broadcastable alpha to one plan (fastact/backends/kernels/plan.py:
 // prelu_plan): x seen as a C-contiguous (outer, channels, inner) array and
 // alpha as `channels` contiguous slopes in the compute type, so the slope of
 // element i is alpha[(i / inner) % channels].  NCHW (C,1,1) has inner = H*W,

@@ -1,6 +1,6 @@
 // softmax and log_softmax: kernels over whole rows.
 //
-// The host (cuda_plan.py: rowwise_plan) sees x as a C-contiguous
+// The host (fastact/backends/kernels/plan.py: rowwise_plan) sees x as a C-contiguous
 // (outer, length, inner) array; a row is the `length` elements
 // base + k * inner, k = 0 .. length - 1, base = (row / inner) * length * inner
 // + row % inner, for rows = outer * inner.  LANES threads work on one row:

@@ -219,7 +219,7 @@ ROWWISE_OPS = {
 }
 # Threads sharing a row: one (strided rows, and rows of one chunk), a warp, a block.
 ROW_LANES = (1, 32, THREADS)
-# Elements each thread holds in registers per chunk (kRowItems in cuda/rowwise.cuh).
+# Elements each thread holds in registers per chunk (kRowItems in cuda/rowwise_ops.cuh).
 ROW_ITEMS = 8
 # The longest row a warp takes (4 chunks per lane); longer rows take a block.
 WARP_ROW_MAX = 1024

@@ -124,4 +124,8 @@ def test_a_failed_fast_call_leaves_out_unchanged_and_says_why():
             fastact.relu(np.arange(4))  # an integer array
         with pytest.raises(ValueError):
             fastact.relu(x, out=np.empty(63, np.float32))
+        read_only = np.linspace(-1, 1, 8, dtype=np.float32)
+        read_only.flags.writeable = False
+        with pytest.raises(ValueError):  # in place on a read-only array
+            fastact.relu(read_only, out=read_only)
     assert (out == 7).all()

@@ -87,10 +87,9 @@ class CpuBackend(NumpyBackend):
         """``out`` for a fast call: a new array, or the caller's if it needs no general check; None otherwise."""
         if out is None:
             return np.empty_like(x)
-        if out is x:
-            return out
-        if (type(out) is np.ndarray and out.shape == x.shape and out.dtype == x.dtype and out.flags.writeable
-                and not np.may_share_memory(out, x)):
+        if type(out) is not np.ndarray or not out.flags.writeable:
+            return None
+        if out is x or (out.shape == x.shape and out.dtype == x.dtype and not np.may_share_memory(out, x)):
             return out
         return None
 

@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "info": ("fastact._info", "versions, the backends available here (and why one is not), the device"),
     "bench": ("fastact.benchmark.cli", "time every activation forward and backward against the baselines"),
+    "gpu-model": ("fastact.gpu_model.cli", "static model of the CUDA kernels on H100/H200 (SASS per element, predicted share of copy)"),
 }
 
 

@@ -50,17 +50,21 @@ class Measured:
     fp64: float
     divergent: float  # data-dependent branches per element
     calls_skipped: float
-    load_bytes: int  # narrowest global load on the path (bytes per thread)
-    store_bytes: int
+    load_bytes: int  # widest global load on the path (bytes per thread): the data's loads
+    store_bytes: int  # widest global store
+    narrow_per_element: float  # global loads/stores narrower than those (per-channel gathers, scalar fallbacks)
+    conversions64: float  # conversions to or from 64-bit types (their own 16/clock pipe)
     loop_address: int
 
 
 def _per_element(counts: sass.Counts, elements: float, path: sass.Path, loop_address: int) -> Measured:
     by_class = {c: counts.by_class.get(c, 0) / elements for c in sass.CLASSES}
     fp64 = sum(1 for i in path.instructions if sass.classify(i) == "fp64") / elements
+    conv64 = sum(1 for i in path.instructions if sass.is_conversion64(i)) / elements
+    load, store = max(counts.global_loads, default=0), max(counts.global_stores, default=0)
+    narrow = sum(1 for b in counts.global_loads if b < load) + sum(1 for b in counts.global_stores if b < store)
     return Measured(counts.total / elements, by_class, counts.mufu / elements, fp64, path.divergent_branches / elements,
-                    path.calls_skipped / elements, min(counts.global_loads, default=0), min(counts.global_stores, default=0),
-                    loop_address)
+                    path.calls_skipped / elements, load, store, narrow / elements, conv64, loop_address)
 
 
 def measure_stream(function: sass.Function, case: Case) -> Measured:
@@ -119,11 +123,14 @@ class Row:
             "instantiation": self.case.name,
             "vector_bytes": min(m.load_bytes, m.store_bytes) if m.store_bytes else m.load_bytes,
             "load_bytes": m.load_bytes, "store_bytes": m.store_bytes,
+            "narrow_accesses_per_element": round(m.narrow_per_element, 3),
             "registers": self.registers, "stack_bytes": self.stack_bytes, "spill_bytes": self.spill_bytes,
             "local_memory_instructions": self.local_accesses,
             "instructions_per_element": round(m.instructions, 3),
             "by_class_per_element": {k: round(v, 3) for k, v in m.by_class.items()},
             "mufu_per_element": round(m.mufu, 3),
+            "fp64_per_element": round(m.fp64, 3),
+            "conversions64_per_element": round(m.conversions64, 3),
             "divergent_branches_per_element": round(m.divergent, 3),
             "bytes_per_element": self.case.bytes_per_element,
             "resident_blocks_per_sm": {g: p.resident_blocks for g, p in self.predictions.items()},
@@ -159,6 +166,7 @@ def analyze(cases: list[Case], arch: int = 90, jobs: int | None = None, use_cach
             local = sum(1 for i in function.instructions if i.opcode in ("LDL", "STL"))
             predictions = {
                 gpu.name: hardware.predict(gpu, instructions=measured.instructions, mufu=measured.mufu, fp64=measured.fp64,
+                                           conversions64=measured.conversions64,
                                            bytes_per_element=case.bytes_per_element, registers=res.registers,
                                            threads=case.threads, grid_blocks_per_sm=math.ceil(case.grid_blocks_per_sm))
                 for gpu in hardware.GPUS

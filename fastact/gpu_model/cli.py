@@ -69,4 +69,5 @@ def _model_json() -> dict:
     return {"issue_efficiency": hardware.ISSUE_EFFICIENCY,
             "gpus": {g.name: {"sms": g.sms, "clock_ghz": g.clock_ghz, "copy_tbps": g.copy_tbps,
                               "issue_per_clock": g.issue_per_clock, "mufu_per_clock": g.mufu_per_clock,
-                              "fp64_per_clock": g.fp64_per_clock} for g in hardware.GPUS}}
+                              "fp64_per_clock": g.fp64_per_clock,
+                              "conversion64_per_clock": g.conversion64_per_clock} for g in hardware.GPUS}}

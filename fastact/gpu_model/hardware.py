@@ -14,6 +14,7 @@ class Gpu:
     issue_per_clock: int = 4  # warp instructions per clock per SM (4 schedulers, 1 each)
     mufu_per_clock: int = 16  # MUFU (ex2, rcp, lg2, ...) lanes per clock per SM
     fp64_per_clock: int = 64  # DFMA/DADD/DMUL lanes per clock per SM
+    conversion64_per_clock: int = 16  # conversions to/from 64-bit types per clock per SM
     registers_per_sm: int = 65536
     threads_per_sm: int = 2048
     blocks_per_sm: int = 32
@@ -53,12 +54,12 @@ def wave_efficiency(gpu: Gpu, resident: int, grid: int) -> float:
 @dataclass(frozen=True)
 class Prediction:
     share: float  # predicted share of copy bandwidth
-    bound: str  # "memory", "issue", "mufu", "fp64"
+    bound: str  # the smallest rate: "memory", "issue", "mufu", "fp64" or "conversion64"
     resident_blocks: int
     wave_efficiency: float
 
 
-def predict(gpu: Gpu, *, instructions: float, mufu: float, fp64: float, bytes_per_element: float,
+def predict(gpu: Gpu, *, instructions: float, mufu: float, fp64: float, conversions64: float, bytes_per_element: float,
             registers: int, threads: int, grid_blocks_per_sm: int) -> Prediction:
     """Elements per second of each limit; the smallest over the copy rate, times the wave efficiency."""
     clock = gpu.sms * gpu.clock_ghz * 1e9  # SM-clocks per second
@@ -67,6 +68,7 @@ def predict(gpu: Gpu, *, instructions: float, mufu: float, fp64: float, bytes_pe
         "issue": clock * gpu.issue_per_clock * 32 * ISSUE_EFFICIENCY / instructions if instructions else math.inf,
         "mufu": clock * gpu.mufu_per_clock / mufu if mufu else math.inf,
         "fp64": clock * gpu.fp64_per_clock / fp64 if fp64 else math.inf,
+        "conversion64": clock * gpu.conversion64_per_clock / conversions64 if conversions64 else math.inf,
     }
     bound = min(rates, key=rates.get)
     resident = resident_blocks(gpu, registers, threads)

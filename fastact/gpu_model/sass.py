@@ -573,6 +573,11 @@ def classify(ins: Instruction) -> str:
     return "other"
 
 
+def is_conversion64(ins: Instruction) -> bool:
+    """A conversion to or from a 64-bit type (F2F.F64.F32, I2F.F64, F2I.S64, ...): 16 per clock per SM on sm_90."""
+    return ins.opcode in ("F2F", "I2F", "F2I", "FRND", "I2I") and any(m.endswith("64") for m in ins.modifiers)
+
+
 def is_global_access(ins: Instruction) -> bool:
     return ins.opcode in ("LDG", "STG") or (ins.opcode in ("LD", "ST") and "desc" in " ".join(ins.operands))
 

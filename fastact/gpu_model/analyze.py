@@ -44,7 +44,8 @@ def steady_loop(function: sass.Function, loops: list[sass.Loop]) -> sass.Loop:
 
 @dataclass
 class Measured:
-    instructions: float  # per element
+    instructions: float  # per element, on the path
+    instructions_divergent: float  # per element, with the other sides of the data-dependent branches
     by_class: dict  # per element
     mufu: float
     fp64: float
@@ -63,7 +64,7 @@ def _per_element(counts: sass.Counts, elements: float, path: sass.Path, loop_add
     conv64 = sum(1 for i in path.instructions if sass.is_conversion64(i)) / elements
     load, store = max(counts.global_loads, default=0), max(counts.global_stores, default=0)
     narrow = sum(1 for b in counts.global_loads if b < load) + sum(1 for b in counts.global_stores if b < store)
-    return Measured(counts.total / elements, by_class, counts.mufu / elements, fp64, path.divergent_branches / elements,
+    return Measured(counts.total / elements, (counts.total + len(path.other_sides)) / elements, by_class, counts.mufu / elements, fp64, path.divergent_branches / elements,
                     path.calls_skipped / elements, load, store, narrow / elements, conv64, loop_address)
 
 
@@ -91,7 +92,7 @@ def measure_rows(function: sass.Function, case: Case) -> Measured:
     path = sass.walk(function, outer, case.params)
     if not path.complete:
         raise RuntimeError(f"{case.name}: the walk left the row loop at {path.instructions[-1]!r}")
-    instructions = list(path.instructions)
+    instructions, others = list(path.instructions), list(path.other_sides)
     divergent, calls = path.divergent_branches, path.calls_skipped
     on_path = {i.address for i in path.instructions}
     for loop in inner:
@@ -99,9 +100,10 @@ def measure_rows(function: sass.Function, case: Case) -> Measured:
             continue
         extra = sass.walk(function, loop, case.params)
         instructions += extra.instructions * (trips - 1)
+        others += extra.other_sides * (trips - 1)
         divergent += extra.divergent_branches * (trips - 1)
         calls += extra.calls_skipped * (trips - 1)
-    total = sass.Path(instructions, divergent, calls, True)
+    total = sass.Path(instructions, divergent, calls, True, others)
     counts = sass.count(total)
     return _per_element(counts, length / lanes, total, function.instructions[outer.header].address)
 
@@ -115,6 +117,7 @@ class Row:
     local_accesses: int  # LDL/STL anywhere in the kernel
     measured: Measured
     predictions: dict  # GPU name -> hardware.Prediction
+    divergent_predictions: dict  # the same when every data-dependent branch diverges in every warp
 
     def as_json(self) -> dict:
         m = self.measured
@@ -127,6 +130,7 @@ class Row:
             "registers": self.registers, "stack_bytes": self.stack_bytes, "spill_bytes": self.spill_bytes,
             "local_memory_instructions": self.local_accesses,
             "instructions_per_element": round(m.instructions, 3),
+            "instructions_per_element_divergent": round(m.instructions_divergent, 3),
             "by_class_per_element": {k: round(v, 3) for k, v in m.by_class.items()},
             "mufu_per_element": round(m.mufu, 3),
             "fp64_per_element": round(m.fp64, 3),
@@ -137,6 +141,7 @@ class Row:
             "wave_efficiency": {g: round(p.wave_efficiency, 4) for g, p in self.predictions.items()},
             "bound": {g: p.bound for g, p in self.predictions.items()},
             "predicted": {g: round(p.share, 4) for g, p in self.predictions.items()},
+            "predicted_divergent": {g: round(p.share, 4) for g, p in self.divergent_predictions.items()},
             "elementwise_loop": self.case.elementwise,
         }
 
@@ -164,14 +169,14 @@ def analyze(cases: list[Case], arch: int = 90, jobs: int | None = None, use_cach
             res = resources[case.name]
             measured = measure_rows(function, case) if case.rowwise else measure_stream(function, case)
             local = sum(1 for i in function.instructions if i.opcode in ("LDL", "STL"))
-            predictions = {
-                gpu.name: hardware.predict(gpu, instructions=measured.instructions, mufu=measured.mufu, fp64=measured.fp64,
+            predictions, divergent = ({
+                gpu.name: hardware.predict(gpu, instructions=instructions, mufu=measured.mufu, fp64=measured.fp64,
                                            conversions64=measured.conversions64,
                                            bytes_per_element=case.bytes_per_element, registers=res.registers,
-                                           threads=case.threads, grid_blocks_per_sm=math.ceil(case.grid_blocks_per_sm))
+                                           threads=case.threads, grid_blocks=round(case.grid_blocks_per_sm * gpu.sms))
                 for gpu in hardware.GPUS
-            }
-            rows.append(Row(case, res.registers, res.stack_bytes, res.spill_bytes, local, measured, predictions))
+            } for instructions in (measured.instructions, measured.instructions_divergent))
+            rows.append(Row(case, res.registers, res.stack_bytes, res.spill_bytes, local, measured, predictions, divergent))
     order = {id(c): k for k, c in enumerate(cases)}
     rows.sort(key=lambda r: order[id(r.case)])
     return rows

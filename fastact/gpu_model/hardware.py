@@ -60,7 +60,7 @@ class Prediction:
 
 
 def predict(gpu: Gpu, *, instructions: float, mufu: float, fp64: float, conversions64: float, bytes_per_element: float,
-            registers: int, threads: int, grid_blocks_per_sm: int) -> Prediction:
+            registers: int, threads: int, grid_blocks: int) -> Prediction:
     """Elements per second of each limit; the smallest over the copy rate, times the wave efficiency."""
     clock = gpu.sms * gpu.clock_ghz * 1e9  # SM-clocks per second
     rates = {
@@ -72,6 +72,6 @@ def predict(gpu: Gpu, *, instructions: float, mufu: float, fp64: float, conversi
     }
     bound = min(rates, key=rates.get)
     resident = resident_blocks(gpu, registers, threads)
-    waves = wave_efficiency(gpu, resident, grid_blocks_per_sm * gpu.sms)
+    waves = wave_efficiency(gpu, resident, grid_blocks)
     share = min(1.0, rates[bound] / rates["memory"]) * waves
     return Prediction(share, bound, resident, waves)

@@ -476,10 +476,14 @@ class Path:
     divergent_branches: int
     calls_skipped: int
     complete: bool  # came back to the header
+    # The other sides of the data-dependent branches (those that call no
+    # out-of-line routine), up to where they rejoin the path: what a warp
+    # whose lanes disagree issues on top of the path.
+    other_sides: list[Instruction] = field(default_factory=list)
 
 
 def _side_calls(function: Function, index: int) -> bool:
-    """Does the straight-line code from ``index`` up to its next branch, label-free or not, make a CALL?"""
+    """Does the straight-line code from ``index`` up to its next branch make a CALL?"""
     for ins in function.instructions[index:index + 16]:
         if ins.opcode == "CALL":
             return True
@@ -488,20 +492,26 @@ def _side_calls(function: Function, index: int) -> bool:
     return False
 
 
-def walk(function: Function, loop: Loop, params: bytes, max_steps: int = 100_000) -> Path:
-    """One iteration of ``loop`` along the path described in the module docstring."""
-    graph = blocks(function)
-    body_indices = {i for b in loop.body for i in range(graph[b].start, graph[b].end)}
-    state = State(params, entry_states(function, params).get(loop.header, {}))
-    path, divergent, calls = [], 0, 0
-    i = loop.header
+def _copy(state: State) -> State:
+    return State(state.params, dict(state.values))
+
+
+def _follow(function: Function, start: int, state: State, body: set[int], header: int, stop: set[int] | None,
+            max_steps: int) -> tuple[list[Instruction], int, int, bool, list]:
+    """Walk from ``start``; stop at the header, outside the body, or (for another side) at an index in ``stop``.
+
+    Returns (instructions, divergent branches, calls, back at the header, [(other side, state there)]).
+    """
+    path, divergent, calls, others = [], 0, 0, []
+    i = start
     visits: Counter = Counter()
     for _ in range(max_steps):
+        if stop is not None and i in stop:
+            return path, divergent, calls, False, others
         ins = function.instructions[i]
         visits[i] += 1
         if visits[i] > 2:
-            raise RuntimeError(f"{function.symbol}: the walk from {function.instructions[loop.header]!r} "
-                               f"runs in circles at {ins!r}")
+            raise RuntimeError(f"{function.symbol}: the walk from {function.instructions[header]!r} runs in circles at {ins!r}")
         path.append(ins)
         if ins.opcode == "CALL":
             calls += 1
@@ -512,33 +522,50 @@ def walk(function: Function, loop: Loop, params: bytes, max_steps: int = 100_000
             if ins.opcode != "BRA":
                 taken, fall = None, nexts[0]
             known = state.guard(ins.guard)
-            if known is not None and taken is not None and (visits[taken if known else fall] and not visits[fall if known else taken]):
+            if known is not None and taken is not None and visits[taken if known else fall] and not visits[fall if known else taken]:
                 i = fall if known else taken  # an inner loop done once: leave it (its trips are counted apart)
             elif known is True:
                 i = taken
             elif known is False:
                 i = fall
-            elif taken is not None and taken in body_indices and fall in body_indices and (visits[taken] or visits[fall]) \
+            elif taken is not None and taken in body and fall in body and (visits[taken] or visits[fall]) \
                     and not (visits[taken] and visits[fall]):
                 i = fall if visits[taken] else taken  # an inner loop's test: leave it, not a divergent branch
             else:
-                inside = [n for n in (taken, fall) if n is not None and n in body_indices]
+                inside = [n for n in (taken, fall) if n is not None and n in body]
                 if len(inside) == 1:
                     i = inside[0]  # the loop's own exit test: stay
                 elif not inside:
-                    return Path(path, divergent, calls, False)
+                    return path, divergent, calls, False, others
                 else:
                     divergent += 1
                     i = taken if _side_calls(function, fall) and not _side_calls(function, taken) else fall
+                    other = fall if i == taken else taken
+                    if not _side_calls(function, other):
+                        others.append((other, _copy(state)))
         elif not nexts:
-            return Path(path, divergent, calls, False)
+            return path, divergent, calls, False, others
         else:
             i = nexts[0]
-        if i == loop.header:
-            return Path(path, divergent, calls, True)
-        if i not in body_indices:
-            return Path(path, divergent, calls, False)
-    raise RuntimeError(f"{function.symbol}: no way back to the loop header at {function.instructions[loop.header]!r}")
+        if i == header:
+            return path, divergent, calls, True, others
+        if i not in body:
+            return path, divergent, calls, False, others
+    raise RuntimeError(f"{function.symbol}: no way back to the loop header at {function.instructions[header]!r}")
+
+
+def walk(function: Function, loop: Loop, params: bytes, max_steps: int = 100_000) -> Path:
+    """One iteration of ``loop`` along the path described in the module docstring."""
+    graph = blocks(function)
+    body = {i for b in loop.body for i in range(graph[b].start, graph[b].end)}
+    state = State(params, entry_states(function, params).get(loop.header, {}))
+    path, divergent, calls, complete, others = _follow(function, loop.header, state, body, loop.header, None, max_steps)
+    on_path = {function.index_of(ins.address) for ins in path}
+    extra = []
+    for start, at in others:
+        side = _follow(function, start, at, body, loop.header, on_path, max_steps)[0]
+        extra += side
+    return Path(path, divergent, calls, complete, extra)
 
 
 # --------------------------------------------------------------------------- #
@@ -566,6 +593,8 @@ def classify(ins: Instruction) -> str:
         return "conversion"
     if op == "HFMA2" and "MMA" in ins.modifiers and ins.operands[1:3] == ["-RZ", "RZ"]:
         return "other"  # a constant materialized through the FMA pipe (a move)
+    if op == "IMAD" and "MOV" in ins.modifiers:
+        return "other"  # IMAD.MOV.U32 d, RZ, RZ, s: a move
     for name, table in (("fp32", _FP32), ("fp16x2", _FP16), ("fp64", _FP64), ("conversion", _CONVERSION),
                         ("integer", _INTEGER), ("control", _CONTROL), ("memory", _MEMORY)):
         if op in table:

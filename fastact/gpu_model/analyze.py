@@ -28,12 +28,15 @@ def _resources(built: Built, arch: int) -> dict[str, Resources]:
 
 
 def steady_loop(function: sass.Function, loops: list[sass.Loop]) -> sass.Loop:
-    """The loop that streams the data: among loops with a global load, the widest accesses; then the smallest body
-    (the innermost), then the first in code order (the vector loop comes before the tail loop)."""
+    """The loop that streams the data: among loops with a global load, the widest accesses; then the most
+    global stores of that width (an unrolled main loop before its remainder loop); then the smallest body
+    (the innermost); then the first in code order (the vector loop comes before the scalar tail)."""
     def key(item):
         k, loop = item
-        accesses = [sass.access_bytes(i) for i in sass.loop_instructions(function, loop) if sass.is_global_access(i)]
-        return (-max(accesses), len(loop.body), k)
+        accesses = [i for i in sass.loop_instructions(function, loop) if sass.is_global_access(i)]
+        widest = max(sass.access_bytes(i) for i in accesses)
+        stores = sum(1 for i in accesses if i.opcode.startswith("ST") and sass.access_bytes(i) == widest)
+        return (-widest, -stores, len(loop.body), k)
 
     candidates = [(k, loop) for k, loop in enumerate(loops)
                   if any(sass.is_global_access(i) and i.opcode.startswith("LD") for i in sass.loop_instructions(function, loop))]

@@ -165,3 +165,33 @@ def test_a_cubin_one_byte_short_is_repaired():
     assert repair_cubin(full) == full
     with pytest.raises(ValueError):
         repair_cubin(full[:-2])
+
+
+_VERSIONED = """
+.text.k:
+        /*0000*/                   ULDC UR7, c[0x0][0x210] ;
+        /*0010*/                   ISETP.NE.AND P0, PT, RZ, UR7, PT ;
+        /*0020*/              @!P0 BRA `(.L_x_2) ;
+.L_x_1:
+        /*0030*/                   LDG.E.128 R8, desc[UR4][R2.64] ;
+        /*0040*/                   FMNMX R8, R8, RZ, !PT ;
+        /*0050*/                   STG.E.128 desc[UR4][R2.64], R8 ;
+        /*0060*/               @P1 BRA `(.L_x_1) ;
+        /*0070*/                   EXIT ;
+.L_x_2:
+        /*0080*/                   LDG.E.128 R8, desc[UR4][R2.64] ;
+        /*0090*/                   STG.E.128 desc[UR4][R2.64], R8 ;
+        /*00a0*/               @P1 BRA `(.L_x_2) ;
+        /*00b0*/                   EXIT ;
+"""
+
+
+def test_the_steady_loop_is_the_version_the_parameters_reach():
+    from fastact.gpu_model.analyze import steady_loop
+
+    [function] = sass.parse(_VERSIONED).values()
+    loops = sass.natural_loops(function)
+    assert [function.instructions[loop.header].address for loop in loops] == [0x30, 0x80]
+    for flag, header in ((1, 0x30), (0, 0x80)):
+        loop = steady_loop(function, loops, flag.to_bytes(4, "little"))
+        assert function.instructions[loop.header].address == header

@@ -27,7 +27,7 @@ def _resources(built: Built, arch: int) -> dict[str, Resources]:
             for r in parse_ptxas(built.ptxas_log, names, arch)}
 
 
-def steady_loop(function: sass.Function, loops: list[sass.Loop]) -> sass.Loop:
+def steady_loop(function: sass.Function, loops: list[sass.Loop], params: bytes = b"") -> sass.Loop:
     """The loop that streams the data: among loops with a global load, the widest accesses; then the most
     global stores of that width (an unrolled main loop before its remainder loop); then the smallest body
     (the innermost); then the first in code order (the vector loop comes before the scalar tail)."""
@@ -38,8 +38,9 @@ def steady_loop(function: sass.Function, loops: list[sass.Loop]) -> sass.Loop:
         stores = sum(1 for i in accesses if i.opcode.startswith("ST") and sass.access_bytes(i) == widest)
         return (-widest, -stores, len(loop.body), k)
 
-    candidates = [(k, loop) for k, loop in enumerate(loops)
-                  if any(sass.is_global_access(i) and i.opcode.startswith("LD") for i in sass.loop_instructions(function, loop))]
+    reached = sass.entry_states(function, params)
+    candidates = [(k, loop) for k, loop in enumerate(loops) if loop.header in reached
+                  and any(sass.is_global_access(i) and i.opcode.startswith("LD") for i in sass.loop_instructions(function, loop))]
     if not candidates:
         raise RuntimeError(f"{function.symbol}: no loop with a global load")
     return min(candidates, key=key)[1]
@@ -74,7 +75,7 @@ def _per_element(counts: sass.Counts, elements: float, path: sass.Path, loop_add
 def measure_stream(function: sass.Function, case: Case) -> Measured:
     """Elementwise and per-channel kernels: one iteration of the steady loop over the elements it stores."""
     loops = sass.natural_loops(function)
-    loop = steady_loop(function, loops)
+    loop = steady_loop(function, loops, case.params)
     path = sass.walk(function, loop, case.params)
     if not path.complete:
         raise RuntimeError(f"{case.name}: the walk left the loop at {path.instructions[-1]!r}")

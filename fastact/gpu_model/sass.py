@@ -448,8 +448,21 @@ def _meet(a: dict, b: dict) -> dict:
     return {k: v for k, v in a.items() if b.get(k) == v}
 
 
+def _taken_successors(function: Function, block: Block, state: State) -> list[int]:
+    """A block's successors, less the side of a final branch whose predicate is known not to go there."""
+    last = function.instructions[block.end - 1]
+    if last.opcode == "BRA" and last.guard and len(block.succ) == 2 and last.target in function.labels:
+        known = state.guard(last.guard)
+        if known is not None:
+            target = function.index_of(function.labels[last.target])
+            return [target] if known else [block.end]
+    return block.succ
+
+
 def entry_states(function: Function, params: bytes) -> dict[int, dict]:
-    """Known values at the start of every basic block: constant propagation over the CFG (meet: values that agree)."""
+    """Known values at the start of every basic block the parameters let control reach: constant propagation
+    over the CFG (meet: values that agree), not following a branch side a known predicate rules out.
+    (The compiler versions loops on parameters: relu's has_max, gelu's approximate.)"""
     graph = blocks(function)
     states: dict[int, dict] = {0: {}}
     work = [0]
@@ -459,7 +472,7 @@ def entry_states(function: Function, params: bytes) -> dict[int, dict]:
         block = graph[b]
         for i in range(block.start, block.end):
             step(state, function.instructions[i])
-        for s in block.succ:
+        for s in _taken_successors(function, block, state):
             new = dict(state.values) if s not in states else _meet(states[s], state.values)
             if s not in states or new != states[s]:
                 states[s] = new

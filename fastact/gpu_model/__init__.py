@@ -19,10 +19,14 @@ vector width, index type, grid and packed parameters that
    restores it from the ELF headers.  Results are cached by a hash of the
    sources (``~/.cache/fastact/gpu-model``, ``FASTACT_GPU_MODEL_CACHE``);
 2. finds the loops by back edges of the control-flow graph (an edge to a block
-   that dominates its source) and takes the *steady-state loop*: the loop with
-   a global load whose accesses are widest (the 16-byte vector loop, not its
-   scalar tail), innermost first.  softmax takes its row loop, with the chunk
-   loops' extra trips added (``ceil(length / (lanes * 8))`` per pass);
+   that dominates its source) and takes the *steady-state loop*: among the
+   loops the kernel's parameters let control reach (NVCC versions loops on
+   parameters such as ``Relu::has_max``), the loop with a global load whose
+   accesses are widest (the 16-byte vector loop, not its scalar tail), then
+   with the most stores of that width (the compiler's 4x-unrolled grid-stride
+   loop, not its remainder loop), then the innermost.  softmax takes its row
+   loop, with the chunk loops' extra trips added (``ceil(length / (lanes * 8))``
+   per pass);
 3. walks one iteration of it (``sass.walk``): branches on the kernel's
    parameters (``Relu::has_max``, ``Gelu::approximate``, the row length) are
    decided from the packed parameters in the constant bank; every other branch

@@ -25,11 +25,13 @@ vector width, index type, grid and packed parameters that
    accesses are widest (the 16-byte vector loop, not its scalar tail), then
    with the most stores of that width (the compiler's 4x-unrolled grid-stride
    loop, not its remainder loop), then the innermost.  softmax takes its row
-   loop, with the chunk loops' extra trips added (``ceil(length / (lanes * 8))``
-   per pass);
+   loop; inside it, loops whose test the parameters decide (the chunk loops
+   over a row of known length, the merge over a block's warps) run for their
+   real trip count on the walk;
 3. walks one iteration of it (``sass.walk``): branches on the kernel's
    parameters (``Relu::has_max``, ``Gelu::approximate``, the row length) are
-   decided from the packed parameters in the constant bank; every other branch
+   decided from the packed parameters in the constant bank and the integer
+   arithmetic on known values (loop counters); every other branch
    inside the loop depends on the data (``isnan(x)``, the IEEE division's range
    check, ``x > 0``): it is counted as a *divergent branch* and the walk takes
    the fall-through side, except that a side calling an out-of-line routine

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -98,15 +98,20 @@ def measure_rows(function: sass.Function, case: Case) -> Measured:
         raise RuntimeError(f"{case.name}: the walk left the row loop at {path.instructions[-1]!r}")
     instructions, others = list(path.instructions), list(path.other_sides)
     divergent, calls = path.divergent_branches, path.calls_skipped
-    on_path = {i.address for i in path.instructions}
+    # A chunk loop whose test the walk could not decide ran once on the path: add its other trips.
+    # (With the row length in the parameters the walk usually runs every trip itself.)
+    visits = Counter(i.address for i in path.instructions)
     for loop in inner:
-        if function.instructions[loop.header].address not in on_path:
+        header = function.instructions[loop.header].address
+        has_load = any(sass.is_global_access(i) for i in sass.loop_instructions(function, loop))
+        if not visits[header] or not has_load or visits[header] >= trips:
             continue
         extra = sass.walk(function, loop, case.params)
-        instructions += extra.instructions * (trips - 1)
-        others += extra.other_sides * (trips - 1)
-        divergent += extra.divergent_branches * (trips - 1)
-        calls += extra.calls_skipped * (trips - 1)
+        missing = trips - visits[header]
+        instructions += extra.instructions * missing
+        others += extra.other_sides * missing
+        divergent += extra.divergent_branches * missing
+        calls += extra.calls_skipped * missing
     total = sass.Path(instructions, divergent, calls, True, others)
     counts = sass.count(total)
     return _per_element(counts, length / lanes, total, function.instructions[outer.header].address)

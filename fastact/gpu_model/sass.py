@@ -425,6 +425,24 @@ def _evaluate(state: State, ins: Instruction) -> dict | None:
             return {_REG.match(ops[0]).group(4): state.read(ops[1])}
         if op == "IMAD" and "MOV" in mods and len(ops) == 4 and ops[1] == "RZ" and ops[2] == "RZ":
             return {_REG.match(ops[0]).group(4): state.read(ops[3])}
+        # 32-bit integer arithmetic on known values (loop counters): no carries, no wide or high forms.
+        plain = not (set(mods) & {"WIDE", "HI", "X", "SHL", "U64", "64"})
+        if plain and op in ("IADD3", "UIADD3", "IMAD", "UIMAD", "VIADD", "LEA", "ULEA") \
+                and not any(re.fullmatch(r"!?U?P[0-6T]", o) for o in ops[1:]):
+            values = [state.read(o) for o in ops[1:]]
+            if any(v is None for v in values):
+                return None
+            if op in ("IADD3", "UIADD3") and len(values) == 3:
+                result = sum(values)
+            elif op in ("IMAD", "UIMAD") and len(values) == 3:
+                result = values[0] * values[1] + values[2]
+            elif op == "VIADD" and len(values) == 2:
+                result = values[0] + values[1]
+            elif op in ("LEA", "ULEA") and len(values) == 3:
+                result = (values[0] << (values[2] & 31)) + values[1]
+            else:
+                return None
+            return {_REG.match(ops[0]).group(4): result & 0xFFFFFFFF}
         if op in ("ISETP", "UISETP", "FSETP"):
             cmp, mode = mods[0], mods[-1]
             is_float = op == "FSETP"
@@ -509,6 +527,12 @@ def _copy(state: State) -> State:
     return State(state.params, dict(state.values))
 
 
+# An inner loop whose test is known from the parameters and constants (a
+# chunk loop over a row of known length, a loop over a block's warps) is run
+# for its real trip count, up to this many trips.
+_MAX_TRIPS = 256
+
+
 def _follow(function: Function, start: int, state: State, body: set[int], header: int, stop: set[int] | None,
             max_steps: int) -> tuple[list[Instruction], int, int, bool, list]:
     """Walk from ``start``; stop at the header, outside the body, or (for another side) at an index in ``stop``.
@@ -523,7 +547,7 @@ def _follow(function: Function, start: int, state: State, body: set[int], header
             return path, divergent, calls, False, others
         ins = function.instructions[i]
         visits[i] += 1
-        if visits[i] > 2:
+        if visits[i] > _MAX_TRIPS:
             raise RuntimeError(f"{function.symbol}: the walk from {function.instructions[header]!r} runs in circles at {ins!r}")
         path.append(ins)
         if ins.opcode == "CALL":
@@ -535,9 +559,7 @@ def _follow(function: Function, start: int, state: State, body: set[int], header
             if ins.opcode != "BRA":
                 taken, fall = None, nexts[0]
             known = state.guard(ins.guard)
-            if known is not None and taken is not None and visits[taken if known else fall] and not visits[fall if known else taken]:
-                i = fall if known else taken  # an inner loop done once: leave it (its trips are counted apart)
-            elif known is True:
+            if known is True:
                 i = taken
             elif known is False:
                 i = fall

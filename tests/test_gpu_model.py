@@ -195,3 +195,58 @@ def test_the_steady_loop_is_the_version_the_parameters_reach():
     for flag, header in ((1, 0x30), (0, 0x80)):
         loop = steady_loop(function, loops, flag.to_bytes(4, "little"))
         assert function.instructions[loop.header].address == header
+
+
+_COUNTED = """
+.text.k:
+        /*0000*/                   MOV R4, RZ ;
+.L_x_0:
+        /*0010*/                   LDG.E.128 R8, desc[UR4][R2.64] ;
+        /*0020*/                   MOV R5, RZ ;
+.L_x_1:
+        /*0030*/                   FADD R8, R8, 1 ;
+        /*0040*/                   IADD3 R5, R5, 0x1, RZ ;
+        /*0050*/                   ISETP.NE.AND P0, PT, R5, 0x3, PT ;
+        /*0060*/               @P0 BRA `(.L_x_1) ;
+        /*0070*/                   STG.E.128 desc[UR4][R2.64], R8 ;
+        /*0080*/                   ISETP.GE.AND P1, PT, R2, UR9, PT ;
+        /*0090*/              @!P1 BRA `(.L_x_0) ;
+        /*00a0*/                   EXIT ;
+"""
+
+
+def test_an_inner_loop_with_a_known_trip_count_runs_every_trip():
+    [function] = sass.parse(_COUNTED).values()
+    outer = max(sass.natural_loops(function), key=lambda loop: len(loop.body))
+    path = sass.walk(function, outer, b"")
+    assert path.complete and path.divergent_branches == 0
+    assert [i.address for i in path.instructions].count(0x30) == 3
+    assert len(path.instructions) == 2 + 3 * 4 + 3
+
+
+@needs_tools
+def test_the_command_writes_the_rows(tmp_path, capsys):
+    import json
+
+    from fastact.__main__ import main
+
+    out = tmp_path / "model.json"
+    assert main(["gpu-model", "--kernel", "linear", "--dtype", "float32", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["kernel"], r["direction"]) for r in rows} == {("linear", "forward"), ("linear", "backward")}
+    for row in rows:
+        assert {"kernel", "dtype", "direction", "vector_bytes", "registers", "instructions_per_element"} <= set(row)
+        assert set(row["predicted"]) == {"H100", "H200"} and all(0 < v <= 1 for v in row["predicted"].values())
+    assert "| linear | float32 | fwd | 16 |" in capsys.readouterr().out
+
+
+def test_the_command_says_what_is_missing(monkeypatch, capsys):
+    from fastact.gpu_model import build, cli
+
+    def missing():
+        raise build.ToolMissing("nvdisasm not found: pip install nvidia-cuda-nvdisasm")
+
+    monkeypatch.setattr(build, "nvdisasm_path", missing)
+    monkeypatch.setattr(build, "require_nvrtc", lambda: None)
+    assert cli.main([]) == 2
+    assert "nvidia-cuda-nvdisasm" in capsys.readouterr().err

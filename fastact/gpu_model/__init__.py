@@ -61,8 +61,9 @@ The model (``hardware.py``), for each GPU:
   guide's throughput table for compute capability 9.0).
 * issue efficiency 75%: the share of issue slots a streaming loop fills.
 * copy bandwidth, counting bytes read plus written: 4.3 TB/s on the H200
-  (a measured device-to-device copy; datasheet 4.8), 3.0 TB/s on the H100 (the
-  same 0.9 of its 3.35 TB/s datasheet figure).
+  (a measured device-to-device copy; datasheet 4.8), 3.0 TB/s on the H100
+  (assumed, not measured: 0.9 of its 3.35 TB/s datasheet figure, the ratio
+  measured on the H200).
 * bytes per element: the fewest the op must move (each input read once, the
   output written once): 2 x itemsize forward, 3 x itemsize backward; per-channel
   alpha and bias are not counted (they stay in cache).  softmax's second pass

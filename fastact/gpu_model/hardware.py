@@ -21,9 +21,10 @@ class Gpu:
 
 
 # Hopper (compute capability 9.0), SXM parts, 132 SMs each.  The clock is the
-# 1980 MHz boost clock (read under load on an H200); the copy bandwidths are
-# measured device-to-device copies: 4.3 TB/s on an H200 (its datasheet says
-# 4.8), 3.0 TB/s on an H100 (datasheet 3.35; the same 0.9 ratio).
+# 1980 MHz boost clock (read under load on an H200).  Copy bandwidth, bytes
+# read + written: 4.3 TB/s on an H200 is a measured device-to-device copy (its
+# datasheet says 4.8); 3.0 TB/s on an H100 is assumed (issue 11's figure: 0.9
+# of its 3.35 TB/s datasheet, the ratio measured on the H200), not measured.
 H100 = Gpu("H100", sms=132, clock_ghz=1.98, copy_tbps=3.0)
 H200 = Gpu("H200", sms=132, clock_ghz=1.98, copy_tbps=4.3)
 GPUS = (H100, H200)

@@ -16,7 +16,7 @@ import pytest
 
 from fastact._registry import REGISTRY
 from fastact.gpu_model import cases as gpu_cases
-from fastact.gpu_model import sass
+from fastact.gpu_model import cfg, sass, walk
 from fastact.gpu_model.build import ToolMissing, nvdisasm_path, repair_cubin, require_nvrtc
 
 
@@ -141,12 +141,12 @@ $slowpath:
 
 def test_loop_walk_follows_parameters_and_skips_slow_paths():
     [function] = sass.parse(_SASS).values()
-    [loop] = sass.natural_loops(function)
+    [loop] = cfg.natural_loops(function)
     assert function.instructions[loop.header].address == 0x20
-    on = sass.walk(function, loop, (1).to_bytes(4, "little"))  # the parameter at c[0x0][0x210] is 1
+    on = walk.walk(function, loop, (1).to_bytes(4, "little"))  # the parameter at c[0x0][0x210] is 1
     assert on.complete and on.divergent_branches == 2 and on.calls_skipped == 0
     assert [i.address for i in on.instructions] == [0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0xb0, 0xc0, 0xf0, 0x100, 0x110]
-    off = sass.walk(function, loop, (0).to_bytes(4, "little"))
+    off = walk.walk(function, loop, (0).to_bytes(4, "little"))
     assert [i.address for i in off.instructions] == [0x20, 0x30, 0x40, 0xd0, 0xe0, 0xf0, 0x100, 0x110]
     assert off.divergent_branches == 0
     counts = sass.count(on)
@@ -190,7 +190,7 @@ def test_the_steady_loop_is_the_version_the_parameters_reach():
     from fastact.gpu_model.analyze import steady_loop
 
     [function] = sass.parse(_VERSIONED).values()
-    loops = sass.natural_loops(function)
+    loops = cfg.natural_loops(function)
     assert [function.instructions[loop.header].address for loop in loops] == [0x30, 0x80]
     for flag, header in ((1, 0x30), (0, 0x80)):
         loop = steady_loop(function, loops, flag.to_bytes(4, "little"))
@@ -217,8 +217,8 @@ _COUNTED = """
 
 def test_an_inner_loop_with_a_known_trip_count_runs_every_trip():
     [function] = sass.parse(_COUNTED).values()
-    outer = max(sass.natural_loops(function), key=lambda loop: len(loop.body))
-    path = sass.walk(function, outer, b"")
+    outer = max(cfg.natural_loops(function), key=lambda loop: len(loop.body))
+    path = walk.walk(function, outer, b"")
     assert path.complete and path.divergent_branches == 0
     assert [i.address for i in path.instructions].count(0x30) == 3
     assert len(path.instructions) == 2 + 3 * 4 + 3

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import hardware, sass
+from . import cfg, hardware, sass, values, walk
 from .build import Built, build
 from .cases import Case, numpy_dtype
 
@@ -27,20 +27,20 @@ def _resources(built: Built, arch: int) -> dict[str, Resources]:
             for r in parse_ptxas(built.ptxas_log, names, arch)}
 
 
-def steady_loop(function: sass.Function, loops: list[sass.Loop], params: bytes = b"") -> sass.Loop:
+def steady_loop(function: sass.Function, loops: list[cfg.Loop], params: bytes = b"") -> cfg.Loop:
     """The loop that streams the data: among loops with a global load, the widest accesses; then the most
     global stores of that width (an unrolled main loop before its remainder loop); then the smallest body
     (the innermost); then the first in code order (the vector loop comes before the scalar tail)."""
     def key(item):
         k, loop = item
-        accesses = [i for i in sass.loop_instructions(function, loop) if sass.is_global_access(i)]
+        accesses = [i for i in cfg.loop_instructions(function, loop) if sass.is_global_access(i)]
         widest = max(sass.access_bytes(i) for i in accesses)
         stores = sum(1 for i in accesses if i.opcode.startswith("ST") and sass.access_bytes(i) == widest)
         return (-widest, -stores, len(loop.body), k)
 
-    reached = sass.entry_states(function, params)
+    reached = values.entry_states(function, params)
     candidates = [(k, loop) for k, loop in enumerate(loops) if loop.header in reached
-                  and any(sass.is_global_access(i) and i.opcode.startswith("LD") for i in sass.loop_instructions(function, loop))]
+                  and any(sass.is_global_access(i) and i.opcode.startswith("LD") for i in cfg.loop_instructions(function, loop))]
     if not candidates:
         raise RuntimeError(f"{function.symbol}: no loop with a global load")
     return min(candidates, key=key)[1]
@@ -62,7 +62,7 @@ class Measured:
     loop_address: int
 
 
-def _per_element(counts: sass.Counts, elements: float, path: sass.Path, loop_address: int) -> Measured:
+def _per_element(counts: sass.Counts, elements: float, path: walk.Path, loop_address: int) -> Measured:
     by_class = {c: counts.by_class.get(c, 0) / elements for c in sass.CLASSES}
     fp64 = sum(1 for i in path.instructions if sass.classify(i) == "fp64") / elements
     conv64 = sum(1 for i in path.instructions if sass.is_conversion64(i)) / elements
@@ -74,9 +74,9 @@ def _per_element(counts: sass.Counts, elements: float, path: sass.Path, loop_add
 
 def measure_stream(function: sass.Function, case: Case) -> Measured:
     """Elementwise and per-channel kernels: one iteration of the steady loop over the elements it stores."""
-    loops = sass.natural_loops(function)
+    loops = cfg.natural_loops(function)
     loop = steady_loop(function, loops, case.params)
-    path = sass.walk(function, loop, case.params)
+    path = walk.walk(function, loop, case.params)
     if not path.complete:
         raise RuntimeError(f"{case.name}: the walk left the loop at {path.instructions[-1]!r}")
     counts = sass.count(path)
@@ -88,12 +88,12 @@ def measure_stream(function: sass.Function, case: Case) -> Measured:
 
 def measure_rows(function: sass.Function, case: Case) -> Measured:
     """softmax/log_softmax: per row and thread, the row loop's path plus the extra trips of its chunk loops."""
-    loops = sass.natural_loops(function)
+    loops = cfg.natural_loops(function)
     outer = max(loops, key=lambda loop: len(loop.body))
     inner = [loop for loop in loops if loop is not outer and loop.body <= outer.body]
     lanes, length, items = case.rowwise["lanes"], case.rowwise["length"], case.rowwise["items"]
     trips = math.ceil(length / (lanes * items))
-    path = sass.walk(function, outer, case.params)
+    path = walk.walk(function, outer, case.params)
     if not path.complete:
         raise RuntimeError(f"{case.name}: the walk left the row loop at {path.instructions[-1]!r}")
     instructions, others = list(path.instructions), list(path.other_sides)
@@ -103,16 +103,16 @@ def measure_rows(function: sass.Function, case: Case) -> Measured:
     visits = Counter(i.address for i in path.instructions)
     for loop in inner:
         header = function.instructions[loop.header].address
-        has_load = any(sass.is_global_access(i) for i in sass.loop_instructions(function, loop))
+        has_load = any(sass.is_global_access(i) for i in cfg.loop_instructions(function, loop))
         if not visits[header] or not has_load or visits[header] >= trips:
             continue
-        extra = sass.walk(function, loop, case.params)
+        extra = walk.walk(function, loop, case.params)
         missing = trips - visits[header]
         instructions += extra.instructions * missing
         others += extra.other_sides * missing
         divergent += extra.divergent_branches * missing
         calls += extra.calls_skipped * missing
-    total = sass.Path(instructions, divergent, calls, True, others)
+    total = walk.Path(instructions, divergent, calls, True, others)
     counts = sass.count(total)
     return _per_element(counts, length / lanes, total, function.instructions[outer.header].address)
 

@@ -28,7 +28,7 @@ vector width, index type, grid and packed parameters that
    loop; inside it, loops whose test the parameters decide (the chunk loops
    over a row of known length, the merge over a block's warps) run for their
    real trip count on the walk;
-3. walks one iteration of it (``sass.walk``): branches on the kernel's
+3. walks one iteration of it (``walk.walk``): branches on the kernel's
    parameters (``Relu::has_max``, ``Gelu::approximate``, the row length) are
    decided from the packed parameters in the constant bank and the integer
    arithmetic on known values (loop counters); every other branch

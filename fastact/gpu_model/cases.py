@@ -6,7 +6,7 @@ array (``SHAPE``), chosen by the backend's own functions in
 the parameters the registry packs (``plan.pack_functor``).  Activations come
 from the registry at their default parameters, plus each boolean parameter
 flipped (gelu's ``approximate``): parameters that select a code path inside
-the kernel are read from the constant bank by the path walk (sass.py).
+the kernel are read from the constant bank by the path walk (walk.py, values.py).
 """
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ What it does, per kernel launch the CUDA backend makes (``cases.py``: every
 elementwise activation of the registry at its default parameters and with each
 boolean parameter flipped, PReLU with a scalar, an NCHW and a channels-last
 alpha, bias_act of every activation, softmax and log_softmax over rows of 1024
-and 4096; each in every dtype, forward and backward, with the instantiation,
-vector width, index type, grid and packed parameters that
-``fastact/backends/kernels/plan.py`` picks for a 2^25-element aligned array):
+and 4096 and over the channels of an NCHW array; each in every dtype, forward
+and backward, with the instantiation, vector width, index type, grid and
+packed parameters that ``fastact/backends/kernels/plan.py`` picks for a
+2^25-element aligned array):
 
 1. compiles the instantiation with NVRTC for sm_<arch> through the backend's
    own ``compile_kernels`` (same source, options, name expressions) plus
@@ -75,7 +76,9 @@ The model (``hardware.py``), for each GPU:
   resident * SMs): a kernel over 32 registers gets 6 of the 8 blocks per SM
   the launch sizes its grid for, and the last quarter of the work runs in a
   tail wave at a third of the occupancy (assumed to be at a third of the speed:
-  few warps in flight cannot hide memory latency).
+  few warps in flight cannot hide memory latency).  Likewise a grid smaller
+  than one wave (the strided softmax over 2^17 rows: 512 blocks for 1056
+  slots) is charged its share of the slots.
 
 What it does not model: memory latency beyond the wave term, L1/L2 effects,
 instruction latency chains (folded into the issue efficiency), the first and

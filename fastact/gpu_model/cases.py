@@ -25,9 +25,15 @@ from ..backends.kernels import plan
 SHAPE = (32, 256, 64, 64)
 # The SM count the launch plan sizes grids for (H100 and H200 SXM: 132).
 SM_COUNT = 132
-# Row lengths of the softmax cases: a warp per row (two passes of 4 chunks)
-# and a block per row (two passes of 2 chunks).
-ROW_LENGTHS = (1024, 4096)
+# The softmax cases, (label, shape, axis): contiguous rows with a warp per row
+# (two passes of 4 chunks) and a block per row (two passes of 2 chunks), and
+# softmax over the channels of NCHW SHAPE: the strided kernel, a thread per
+# row, consecutive threads on consecutive addresses.
+ROW_SHAPES = (
+    ("rows of 1024", (math.prod(SHAPE) // 1024, 1024), 1),
+    ("rows of 4096", (math.prod(SHAPE) // 4096, 4096), 1),
+    (f"axis 1 of {'x'.join(map(str, SHAPE))}", SHAPE, 1),
+)
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -150,23 +156,24 @@ def bias_act_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
 
 
 def rowwise_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
-    """softmax and log_softmax over the last axis of (rows, length), forward and backward."""
+    """softmax and log_softmax over the rows of ROW_SHAPES, forward and backward."""
     cases = []
     for spec in REGISTRY.values():
         if spec.form != "rowwise":
             continue
-        for length in ROW_LENGTHS:
-            shape = (math.prod(SHAPE) // length, length)
-            p = plan.rowwise_plan(shape, 1, SM_COUNT)
+        for label, shape, axis in ROW_SHAPES:
+            p = plan.rowwise_plan(shape, axis, SM_COUNT)
+            if p.move_axis:
+                raise AssertionError(f"{label}: the plan moves the axis; a case must run its kernel in place")
             launch = plan.rowwise_launch(p, SM_COUNT)
             for dtype in dtypes:
                 dt = numpy_dtype(dtype)
                 for direction, operands in (("forward", 2), ("backward", 3)):
-                    cases.append(Case(spec.name, f"rows of {length}", dtype, direction, spec.kernel,
+                    cases.append(Case(spec.name, label, dtype, direction, spec.kernel,
                                       plan.rowwise_kernel(direction, spec.kernel, dt, p.lanes, launch.index),
                                       _index_bytes(launch.index, p.rows, p.length, p.inner), operands * dt.itemsize,
                                       launch.block, launch.grid / SM_COUNT, False,
-                                      {"length": length, "lanes": p.lanes, "items": plan.ROW_ITEMS}))
+                                      {"length": p.length, "lanes": p.lanes, "items": plan.ROW_ITEMS}))
     return cases
 
 

@@ -250,3 +250,49 @@ def test_the_command_says_what_is_missing(monkeypatch, capsys):
     monkeypatch.setattr(build, "require_nvrtc", lambda: None)
     assert cli.main([]) == 2
     assert "nvidia-cuda-nvdisasm" in capsys.readouterr().err
+
+
+_FIXUP = """
+.text.k:
+.L_x_0:
+        /*0000*/                   LDG.E.128 R8, desc[UR4][R2.64] ;
+        /*0010*/                   ISETP.GE.U32.AND P0, PT, R8, 0x7f800000, PT ;
+        /*0020*/                   FADD R9, R8, 1 ;
+        /*0030*/              @!P0 BRA `(.L_x_1) ;
+        /*0040*/                   FSETP.NEU.AND P1, PT, R8, RZ, PT ;
+        /*0050*/                   FSEL R9, R9, -RZ, P1 ;
+.L_x_1:
+        /*0060*/                   FSETP.NEU.AND P1, PT, R9, -INF , PT ;
+        /*0070*/              @!P1 BRA `(.L_x_2) ;
+        /*0080*/                   MUFU.EX2 R9, R9 ;
+.L_x_2:
+        /*0090*/                   STG.E.128 desc[UR4][R2.64], R8 ;
+        /*00a0*/               @P2 BRA `(.L_x_0) ;
+        /*00b0*/                   EXIT ;
+"""
+
+
+def test_the_walk_never_takes_the_side_of_special_operands():
+    """A fix-up for inf/NaN operands laid out as the fall-through is skipped; x != -inf is the common case."""
+    [function] = sass.parse(_FIXUP).values()
+    [loop] = cfg.natural_loops(function)
+    path = walk.walk(function, loop, b"")
+    assert [i.address for i in path.instructions] == [0x00, 0x10, 0x20, 0x30, 0x60, 0x70, 0x80, 0x90, 0xa0]
+    assert path.divergent_branches == 2
+    assert [i.address for i in path.other_sides] == [0x40, 0x50]
+
+
+@pytest.mark.parametrize("text, rare", [
+    ("FSETP.GTU.AND P0, PT, |R1|, +INF , PT", True),  # NaN
+    ("FSETP.NEU.AND P0, PT, R1, -INF , PT", False),  # anything but -inf
+    ("FSETP.EQ.AND P0, PT, R1, +INF , PT", True),
+    ("FSETP.LT.AND P0, PT, |R1|, +INF , PT", False),  # finite
+    ("ISETP.GE.U32.AND P0, PT, R1, 0x7f800000, PT", True),
+    ("ISETP.LT.U32.AND P0, PT, R1, 0x7f800000, PT", False),
+    ("FCHK P0, R1, R2", True),
+    ("FSETP.GT.AND P0, PT, R1, RZ, PT", None),  # x > 0: data, not special
+    ("FSETP.GTU.AND P0, PT, |R1|, +INF , P1", None),  # combined with another predicate
+])
+def test_special_operand_tests_and_their_polarity(text, rare):
+    [function] = sass.parse(f".text.k:\n        /*0000*/                   {text} ;\n").values()
+    assert walk.rare_value(function.instructions[0]) is rare

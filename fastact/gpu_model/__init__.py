@@ -35,10 +35,13 @@ packed parameters that ``fastact/backends/kernels/plan.py`` picks for a
    arithmetic on known values (loop counters); every other branch
    inside the loop depends on the data (``isnan(x)``, the IEEE division's range
    check, ``x > 0``): it is counted as a *divergent branch* and the walk takes
-   the fall-through side, except that a side calling an out-of-line routine
-   (the division/reciprocal slow path, for denormal or huge operands) is never
-   taken.  ``instructions_per_element_divergent`` adds the other sides (but the
-   slow paths): what a warp issues when its lanes disagree at every such branch;
+   the fall-through side, except that it never takes the side of special
+   operands (a test for NaN or infinity, an all-ones exponent field, FCHK: the
+   side where such a test holds, e.g. log1p's fix-up for inf, laid out as the
+   fall-through) nor a side calling an out-of-line routine (the division or
+   reciprocal slow path, for denormal or huge operands).
+   ``instructions_per_element_divergent`` adds the other sides (but the slow
+   paths): what a warp issues when its lanes disagree at every such branch;
 4. divides the path's instructions by the elements the iteration stores and
    classes them: fp32, fp16x2, fp64, mufu, conversion (F2F, F2FP, I2F, FRND,
    ``HADD2.F32`` from float16), integer, control (branches, BSSY/BSYNC,

@@ -58,7 +58,8 @@ def header(document: dict) -> str:
         f"`python -m fastact gpu-model` (fastact/gpu_model; the model is in its docstring). NVRTC "
         f"{document['toolchain']['nvrtc']}, nvdisasm {document['toolchain']['nvdisasm']}; no GPU involved. "
         f"{gpus}; issue efficiency {_percent(model['issue_efficiency'])}. Instructions per element: the path of one "
-        "iteration of the steady-state loop (data-dependent branches: fall-through side, slow-path calls skipped); "
+        "iteration of the steady-state loop (data-dependent branches: the fall-through side, but never the side of "
+        "special operands (NaN, infinity) nor a slow-path call); "
         "'all sides': with the other sides of those branches. Shares: predicted share of copy bandwidth.", ""])
 
 

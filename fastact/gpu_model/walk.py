@@ -12,11 +12,15 @@ at the header:
 * a branch that leaves the loop (its exit test) stays inside it;
 * any other branch depends on the data (``isnan(x)``, the IEEE division's
   range check, ``x > 0``...).  It is counted as a *divergent* branch and the
-  walk takes the common path: the side that does not call an out-of-line
-  routine (the division/reciprocal slow path runs only for denormal or huge
-  operands), else the fall-through side, the one the compiler lays out as
-  likely.  Whether lanes of a warp actually disagree depends on the data:
-  the column counts the branches, it does not guess their outcome.
+  walk takes the common path: not the side of special operands (where a test
+  for NaN or infinity, an all-ones exponent field or FCHK holds:
+  ``rare_value``), not a side that calls an out-of-line routine (the
+  division/reciprocal slow path runs only for denormal or huge operands), else
+  the fall-through side, the one the compiler lays out as likely.  Whether
+  lanes of a warp actually disagree depends on the data: the column counts
+  the branches, it does not guess their outcome;
+* an undecided back edge of an inner loop is left after one trip (the caller
+  adds the other trips).
 
 Every instruction on the path counts as issued once, predicated-off ones too
 (they issue); ``CALL``\\ s are not followed.
@@ -52,6 +56,42 @@ def _side_calls(function: Function, index: int) -> bool:
     return False
 
 
+_EXPONENT_ALL_ONES = {"0x7f800000", "0x7f7fffff", "0x7ff00000", "0x7fefffff"}
+_SWAPPED = {"LT": "GT", "GT": "LT", "LE": "GE", "GE": "LE", "EQ": "EQ", "NE": "NE"}
+
+
+def rare_value(ins: Instruction) -> bool | None:
+    """For a comparison that singles out special operands, the predicate value that means "special": True for
+    FCHK (a division or reciprocal that needs its slow path), x == INF, |x| > INF (NaN), .NAN, an exponent field
+    of all ones (ISETP .U32 x >= 0x7f800000: the math library's inf/NaN checks); False for the negations
+    (x != -INF, x < +INF, .NUM).  None for any other comparison, or one combined with another predicate."""
+    if ins.opcode == "FCHK":
+        return True
+    if ins.opcode not in ("FSETP", "DSETP", "ISETP") or (len(ins.operands) > 4 and ins.operands[4] != "PT"):
+        return None
+    cmp = ins.modifiers[0]
+    if ins.opcode != "ISETP" and cmp in ("NAN", "NUM"):
+        return cmp == "NAN"
+    a, b = (o.strip().lstrip("|").rstrip("|") for o in ins.operands[2:4])
+    op = cmp[:2]
+    if ins.opcode == "ISETP":
+        if "U32" not in ins.modifiers or op in ("EQ", "NE"):
+            return None
+        if b in _EXPONENT_ALL_ONES:
+            return op in ("GT", "GE")
+        if a in _EXPONENT_ALL_ONES:
+            return _SWAPPED[op] in ("GT", "GE")
+        return None
+    if b.lstrip("+-") != "INF":
+        if a.lstrip("+-") != "INF":
+            return None
+        a, b, op = b, a, _SWAPPED[op]
+    if op in ("EQ", "NE"):
+        return op == "EQ"
+    upward = op in ("GT", "GE")  # x above the infinity b
+    return upward if not b.startswith("-") else not upward
+
+
 def _copy(state: State) -> State:
     return State(state.params, dict(state.values))
 
@@ -69,6 +109,7 @@ def _follow(function: Function, start: int, state: State, body: set[int], header
     Returns (instructions, divergent branches, calls, back at the header, [(other side, state there)]).
     """
     path, divergent, calls, others = [], 0, 0, []
+    defined_by: dict[str, Instruction] = {}  # predicate -> the comparison that last set it on the path
     i = start
     visits: Counter = Counter()
     for _ in range(max_steps):
@@ -81,6 +122,8 @@ def _follow(function: Function, start: int, state: State, body: set[int], header
         path.append(ins)
         if ins.opcode == "CALL":
             calls += 1
+        if ins.opcode.endswith("SETP") or ins.opcode == "FCHK":
+            defined_by[ins.operands[0].lstrip("!")] = ins
         step(state, ins)
         nexts = successors(function, i)
         if ins.opcode in ("BRA", "EXIT", "RET") and len(nexts) == 2:
@@ -92,9 +135,8 @@ def _follow(function: Function, start: int, state: State, body: set[int], header
                 i = taken
             elif known is False:
                 i = fall
-            elif taken is not None and taken in body and fall in body and (visits[taken] or visits[fall]) \
-                    and not (visits[taken] and visits[fall]):
-                i = fall if visits[taken] else taken  # an inner loop's test: leave it, not a divergent branch
+            elif taken is not None and taken <= i and taken in body and fall in body:
+                i = fall  # an inner loop's back edge, undecided: leave after one trip (not a divergent branch)
             else:
                 inside = [n for n in (taken, fall) if n is not None and n in body]
                 if len(inside) == 1:
@@ -103,7 +145,14 @@ def _follow(function: Function, start: int, state: State, body: set[int], header
                     return path, divergent, calls, False, others
                 else:
                     divergent += 1
-                    i = taken if _side_calls(function, fall) and not _side_calls(function, taken) else fall
+                    test = defined_by.get(ins.guard.lstrip("!"))
+                    rare = None if test is None else rare_value(test)
+                    if rare is not None:  # never the side of the special operands
+                        i = fall if rare == (not ins.guard.startswith("!")) else taken
+                    elif _side_calls(function, fall) and not _side_calls(function, taken):
+                        i = taken
+                    else:
+                        i = fall
                     other = fall if i == taken else taken
                     if not _side_calls(function, other):
                         others.append((other, _copy(state)))

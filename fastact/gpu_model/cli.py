@@ -51,7 +51,8 @@ def summary(rows_json: list[dict]) -> str:
 
 def header(document: dict) -> str:
     model = document["model"]
-    gpus = "; ".join(f"{name} {g['sms']} SMs at {g['clock_ghz']} GHz, copy {g['copy_tbps']} TB/s"
+    gpus = "; ".join(f"{name} {g['sms']} SMs at {g['clock_ghz']} GHz, copy {g['copy_tbps']} TB/s "
+                     f"({'measured' if g['copy_measured'] else 'assumed'})"
                      for name, g in model["gpus"].items())
     return "\n".join([
         f"# Static model of fastact's CUDA kernels, sm_{document['arch']} (predictions, not measurements)", "",
@@ -118,6 +119,7 @@ def _model_json() -> dict:
 
     return {"issue_efficiency": hardware.ISSUE_EFFICIENCY,
             "gpus": {g.name: {"sms": g.sms, "clock_ghz": g.clock_ghz, "copy_tbps": g.copy_tbps,
+                              "copy_measured": g.copy_measured,
                               "issue_per_clock": g.issue_per_clock, "mufu_per_clock": g.mufu_per_clock,
                               "fp64_per_clock": g.fp64_per_clock,
                               "conversion64_per_clock": g.conversion64_per_clock} for g in hardware.GPUS}}

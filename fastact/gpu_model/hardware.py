@@ -10,7 +10,8 @@ class Gpu:
     name: str
     sms: int  # streaming multiprocessors
     clock_ghz: float  # SM clock under load
-    copy_tbps: float  # measured device-to-device copy, bytes read + written, TB/s
+    copy_tbps: float  # device-to-device copy, bytes read + written, TB/s
+    copy_measured: bool  # measured on such a GPU, or assumed
     issue_per_clock: int = 4  # warp instructions per clock per SM (4 schedulers, 1 each)
     mufu_per_clock: int = 16  # MUFU (ex2, rcp, lg2, ...) lanes per clock per SM
     fp64_per_clock: int = 64  # DFMA/DADD/DMUL lanes per clock per SM
@@ -25,8 +26,8 @@ class Gpu:
 # read + written: 4.3 TB/s on an H200 is a measured device-to-device copy (its
 # datasheet says 4.8); 3.0 TB/s on an H100 is assumed (issue 11's figure: 0.9
 # of its 3.35 TB/s datasheet, the ratio measured on the H200), not measured.
-H100 = Gpu("H100", sms=132, clock_ghz=1.98, copy_tbps=3.0)
-H200 = Gpu("H200", sms=132, clock_ghz=1.98, copy_tbps=4.3)
+H100 = Gpu("H100", sms=132, clock_ghz=1.98, copy_tbps=3.0, copy_measured=False)
+H200 = Gpu("H200", sms=132, clock_ghz=1.98, copy_tbps=4.3, copy_measured=True)
 GPUS = (H100, H200)
 
 # The issue efficiency: the share of the 4 issue slots per clock a

@@ -16,9 +16,10 @@ Each row calls one op on one small array (4096 elements; NCHW (4, 16, 8, 8)
 for the per-channel ops) as a user writes it (``y = fastact.relu(x)``: the
 result allocated), once per timed interval, after warm-up calls that compile
 (here: name) the kernels and fill the caches.  ``per_call_us`` is the median
-over ``--calls`` timed calls (default 2000) less the median of timing an empty
-call the same way; ``p90_us`` the 90th percentile likewise.  The machine is
-shared and noisy: compare rows of one run, not runs.
+over ``--calls`` timed calls (default 2000, in 10 rounds with the rows
+interleaved) less the median of timing an empty call the same way;
+``p90_us`` the 90th percentile likewise.  The machine is shared and noisy:
+compare rows of one run, not runs.
 
 Output: a table on stdout and, with ``--json``, ``{"rows": [{"op", "per_call_us",
 "p90_us", "dtype", "shape"}, ...], "machine": ..., "method": ...}``.
@@ -40,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's fastact
 sys.path.insert(0, str(HERE))
 
+import cupy  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fastact  # noqa: E402
@@ -49,6 +51,7 @@ SHAPE = (32, 128)
 NCHW = (4, 16, 8, 8)
 DENSE = ((32, 64), (64, 32))  # x, w
 CONV = ((2, 8, 8, 8), (8, 8, 3, 3))  # x, w: "same" 3x3
+REFERENCE = "(reference, not fastact) cupy.ndarray constructor"
 
 
 def workloads() -> list[tuple[str, str, tuple, Callable[[], object]]]:
@@ -78,6 +81,9 @@ def workloads() -> list[tuple[str, str, tuple, Callable[[], object]]]:
         ("dense_bias_act relu", "float32", DENSE[0], lambda: fastact.dense_bias_act(dense_x, dense_w, dense_b, "relu")),
         ("conv2d_bias_act relu", "float32", CONV[0],
          lambda: fastact.conv2d_bias_act(conv_x, conv_w, conv_b, "relu", padding="same")),
+        # Not fastact: CuPy's ndarray constructor, which every allocating call
+        # (cupy.empty) adds on a GPU, and which the null device's allocator skips.
+        (REFERENCE, "float32", SHAPE, lambda: cupy.ndarray(SHAPE, x.dtype, memptr=x.data)),
     ]
 
 
@@ -92,21 +98,32 @@ def time_calls(call: Callable[[], object], calls: int) -> np.ndarray:
     return times
 
 
-def measure(calls: int, warmup: int = 50) -> list[dict]:
-    empty = np.median(time_calls(lambda: None, calls))
-    empty_p90 = np.percentile(time_calls(lambda: None, calls), 90)
-    rows = []
-    for op, dtype, shape, call in workloads():
+def measure(calls: int, rounds: int = 10, warmup: int = 50) -> list[dict]:
+    """Each row's calls in ``rounds`` rounds, the rows interleaved, so that load from other processes
+    on the machine falls on every row alike."""
+    rows = workloads()
+    for _, _, _, call in rows:
         for _ in range(warmup):
             call()
+    per_round = -(-calls // rounds)
+    times: list[list] = [[] for _ in rows]
+    empty: list = []
+    for _ in range(rounds):
         gc.collect()
-        times = time_calls(call, calls)
-        rows.append({
-            "op": op, "dtype": dtype, "shape": list(shape),
-            "per_call_us": round(float(np.median(times) - empty) / 1e3, 2),
-            "p90_us": round(float(np.percentile(times, 90) - empty_p90) / 1e3, 2),
+        empty.append(time_calls(lambda: None, per_round))
+        for i, (_, _, _, call) in enumerate(rows):
+            times[i].append(time_calls(call, per_round))
+    empty_all = np.concatenate(empty)
+    base, base_p90 = np.median(empty_all), np.percentile(empty_all, 90)
+    result = []
+    for (op, dtype, shape, _), row_times in zip(rows, times):
+        t = np.concatenate(row_times)
+        result.append({
+            "op": op, "dtype": dtype, "shape": list(shape), "calls": int(t.size),
+            "per_call_us": round(float(np.median(t) - base) / 1e3, 2),
+            "p90_us": round(float(np.percentile(t, 90) - base_p90) / 1e3, 2),
         })
-    return rows
+    return result
 
 
 def machine() -> dict:

@@ -14,8 +14,9 @@ replaced:
   ``device`` (entering CuPy's ``Device`` sets the current device) and
   ``astype`` (a conversion kernel: here a new array, nothing computed).
 * the array module: :class:`NullCupy`, CuPy itself except for allocation
-  (``empty``, ``zeros``: a new array over pooled host memory, standing in for
-  CuPy's memory pool), ``ascontiguousarray`` with a dtype change and
+  (``empty``, ``zeros``: :func:`pooled`, one array per shape and dtype over
+  host memory, handed out again each time, so that CuPy's allocator is not
+  counted, like its launch), ``ascontiguousarray`` with a dtype change and
   ``matmul`` (kernels: nothing computed), ``cuda.Device``,
   ``cuda.runtime.getDevice`` and ``cuda.function.Module``.
 * compiling: NVRTC is not called; every name expression is its own lowered
@@ -96,52 +97,54 @@ class NullDeviceArray(cupy.ndarray):
         dtype = np.dtype(dtype)
         if dtype == self.dtype and not copy:
             return self
-        return empty(self.shape, dtype, "F" if (order == "F" or (order == "K" and self._f_contiguous
-                                                                and not self._c_contiguous)) else "C",
-                     device=self.data.device_id)
+        fortran = order == "F" or (order == "K" and self._f_contiguous and not self._c_contiguous)
+        return pooled(self.shape, dtype, "F" if fortran else "C")
 
 
 # CuPy arrays are recognized by their module (fastact._arrays.array_kind).
 NullDeviceArray.__module__ = "cupy_null_device"
 
-_buffers: dict[int, tuple] = {}  # device -> (host buffer, its MemoryPointer): kept alive while arrays point into it
-_places: dict[tuple, Any] = {}  # (shape, dtype, device) -> where arrays of that shape and dtype start
-_POOL_BYTES = 64 << 20
+_buffers: dict[int, list] = {}  # device -> [host buffer, its MemoryPointer, bytes handed out]
+_POOL_BYTES = 256 << 20
 
 
 def empty(shape, dtype=float, order="C", device: int | None = None) -> NullDeviceArray:
-    """A new array on ``device`` (the current one by default) over pooled host memory; contents undefined.
+    """A new array on ``device`` (the current one by default) over host memory no other array uses.
 
-    Costs about what ``cupy.empty`` costs less its memory pool's bookkeeping: a
-    dictionary lookup and CuPy's ndarray constructor.
+    Memory is handed out from one host buffer per device and never reused
+    (the bench and the tests allocate little, mostly through :func:`pooled`).
     """
     device = NullDevice.current if device is None else device
-    try:
-        memptr = _places[(shape, dtype, device)]
-    except (KeyError, TypeError):  # first time, or an unhashable shape (a list)
-        memptr = _place(shape, dtype, device)
-    return NullDeviceArray(shape, dtype, memptr=memptr, order=order)
-
-
-def _place(shape, dtype, device: int):
-    """Where arrays of (shape, dtype) start on ``device``: a distinct offset per (shape, dtype), so that
-    unrelated operands do not overlap (arrays of one shape and dtype alias: nothing is computed)."""
-    key_shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
-    nbytes = max(int(np.prod(key_shape, dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
-    if nbytes > _POOL_BYTES // 2:
-        raise MemoryError(f"null device arrays hold at most {_POOL_BYTES // 2} bytes, asked for {nbytes}")
-    if device not in _buffers:
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    pool = _buffers.get(device)
+    if pool is None:
         buffer = np.zeros(_POOL_BYTES + 256, np.uint8)
         start = (-buffer.ctypes.data) % 256
         memory = cupy.cuda.UnownedMemory(buffer.ctypes.data + start, _POOL_BYTES, buffer, device)
-        _buffers[device] = (buffer, cupy.cuda.MemoryPointer(memory, 0))
-    offset = (sum(1 for key in _places if key[2] == device) * 4096) % (_POOL_BYTES // 2)
-    memptr = _buffers[device][1] + offset
+        pool = _buffers[device] = [buffer, cupy.cuda.MemoryPointer(memory, 0), 0]
+    offset = pool[2]
+    if offset + nbytes > _POOL_BYTES:
+        raise MemoryError(f"the null device's {_POOL_BYTES} bytes of host memory are used up")
+    pool[2] = offset + -(-max(nbytes, 1) // 256) * 256  # 256-byte aligned, as CuPy's pool
+    return NullDeviceArray(shape, dtype, memptr=pool[1] + offset, order=order)
+
+
+_results: dict[tuple, NullDeviceArray] = {}
+
+
+def pooled(shape, dtype=float, order="C") -> NullDeviceArray:
+    """``cupy.empty`` as the null device does it: one array per (shape, dtype, order, device), the same
+    object each time.  CuPy's own allocation (memory pool and ndarray constructor) is then not counted,
+    like its launch; bench/host_overhead.py measures the constructor alone as a row of its own."""
+    key = (shape, dtype, order, NullDevice.current)
     try:
-        _places[(shape, dtype, device)] = memptr
-    except TypeError:
-        pass
-    return memptr
+        return _results[key]
+    except KeyError:
+        result = _results[key] = empty(shape, dtype, order)
+        return result
+    except TypeError:  # an unhashable shape
+        return empty(shape, dtype, order)
 
 
 def array(shape, dtype="float32", device: int | None = None) -> NullDeviceArray:
@@ -185,27 +188,27 @@ class NullCupy(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         return getattr(cupy, name)
 
-    empty = staticmethod(empty)
+    empty = staticmethod(pooled)
 
     @staticmethod
     def zeros(shape, dtype=float, order="C") -> NullDeviceArray:
-        return empty(shape, dtype, order)
+        return pooled(shape, dtype, order)
 
     @staticmethod
     def empty_like(a, dtype=None) -> NullDeviceArray:
-        return empty(a.shape, a.dtype if dtype is None else dtype)
+        return pooled(a.shape, a.dtype if dtype is None else dtype)
 
     @staticmethod
     def ascontiguousarray(a, dtype=None) -> NullDeviceArray:
         if (dtype is None or np.dtype(dtype) == a.dtype) and a._c_contiguous:
             return a
-        return empty(a.shape, a.dtype if dtype is None else dtype)
+        return pooled(a.shape, a.dtype if dtype is None else np.dtype(dtype))
 
     @staticmethod
     def matmul(a, b, out=None) -> NullDeviceArray:
         if out is None:
             shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
-            out = empty(shape, a.dtype)
+            out = pooled(shape, a.dtype)
         return out
 
 

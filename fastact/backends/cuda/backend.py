@@ -11,8 +11,9 @@ NumPy and an explicit ``"cuda"`` raise.
 """
 from __future__ import annotations
 
+import operator
 import threading
-from typing import Any, Sequence
+from typing import Any
 
 from ..base import BackendUnavailableError
 from ..kernels import plan
@@ -40,7 +41,17 @@ class CudaBackend(KernelBackend):
 
     def __init__(self) -> None:
         self.xp = _import_cupy()
+        self.array_type = self.xp.ndarray  # the fast path's arrays (fastact/_dispatch.py)
+        # cudaGetDevice: the current device, one C call (constructing a cupy.cuda.Device costs more).
+        self.current_device = self.xp.cuda.runtime.getDevice
+        # The fast path's attribute reads as C-level getters (no Python frame per read).
+        # _c_contiguous is what a.flags.c_contiguous reads, without building a flags object.
+        contiguous = "_c_contiguous" if hasattr(self.xp.ndarray, "_c_contiguous") else "flags.c_contiguous"
+        self.c_contiguous = operator.attrgetter(contiguous)
+        self.array_device = operator.attrgetter("data.device_id")
+        self.data_ptr = operator.attrgetter("data.ptr")
         self._functions: dict[tuple, Any] = {}
+        self._elementwise_entries: dict = {}
         self._modules: dict[tuple, Any] = {}
         self._sm_counts: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -83,23 +94,20 @@ class CudaBackend(KernelBackend):
             return torch.from_dlpack(result)
         return result  # no known framework: a CuPy array (itself a CUDA array)
 
-    def data_ptr(self, a: Any) -> int:
-        return a.data.ptr
-
     # ---- device primitives ------------------------------------------------
     def device_of(self, a: Any):
         return a.device  # a cupy.cuda.Device: a context manager making it current
 
     def sm_count(self) -> int:
-        device = self.xp.cuda.Device()
-        count = self._sm_counts.get(device.id)
+        device = self.current_device()
+        count = self._sm_counts.get(device)
         if count is None:
-            count = self._sm_counts[device.id] = device.attributes["MultiProcessorCount"]
+            count = self._sm_counts[device] = self.xp.cuda.Device(device).attributes["MultiProcessorCount"]
         return count
 
-    def launch(self, family: str, dtype: Any, kernel: str, grid: tuple, block: tuple, args: Sequence) -> None:
-        # Function.__call__ launches on CuPy's current stream.
-        self._function(family, dtype, kernel)(grid, block, tuple(args))
+    def kernel_handle(self, family: str, dtype: Any, kernel: str) -> Any:
+        # A cupy.cuda.Function: calling it launches on CuPy's current stream.
+        return self._function(family, dtype, kernel)
 
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         # cuBLAS through CuPy: 16-bit products accumulate in float32.  CuPy's
@@ -110,11 +118,11 @@ class CudaBackend(KernelBackend):
         return out
 
     def _function(self, family: str, dtype: Any, kernel: str) -> Any:
-        device = self.xp.cuda.Device()
-        key = (device.id, kernel)
+        """The loaded kernel on the current device, by (device, name expression): compiled and loaded once."""
+        key = (self.current_device(), kernel)
         function = self._functions.get(key)
         if function is None:
-            module, lowered = self._module(device, family, dtype)
+            module, lowered = self._module(self.xp.cuda.Device(key[0]), family, dtype)
             function = self._functions[key] = module.get_function(lowered[kernel])
         return function
 

@@ -13,6 +13,9 @@ binary with ``cupy.cuda.function.Module``.  The compile check
 """
 from __future__ import annotations
 
+import ctypes
+import functools
+import struct
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -71,8 +74,74 @@ def compile_kernels(kernels: Sequence[str], arch: str, kind: str, extra_options:
         except nvrtc.NVRTCError as error:
             raise CudaCompileError(f"{error}\noptions: {' '.join(options)}\n{nvrtc.getProgramLog(program)}") from None
         lowered = {name: nvrtc.getLoweredName(program, name) for name in kernels}
-        binary = nvrtc.getCUBIN(program) if kind == "cubin" else nvrtc.getPTX(program)
+        binary = cubin(program) if kind == "cubin" else bytes(nvrtc.getPTX(program))
         log = nvrtc.getProgramLog(program).strip().strip("\x00")
-        return CompiledModule(bytes(binary), kind, lowered, log)
+        return CompiledModule(binary, kind, lowered, log)
     finally:
         nvrtc.destroyProgram(program)
+
+
+def cubin(program: int) -> bytes:
+    """The CUBIN of a compiled NVRTC program, all ``nvrtcGetCUBINSize`` bytes of it.
+
+    CuPy's ``nvrtc.getCUBIN`` returns one byte less than NVRTC's size (it drops
+    the last byte, as if it were a string's terminating NUL), which cuts the
+    ELF file short: its program header table ends on that byte.  Loading
+    works only because that byte is a zero and Python's bytes end in a NUL.
+    So the CUBIN is read here from the NVRTC library CuPy itself loaded,
+    through ctypes; CuPy's bytes, padded with that zero, where that library
+    cannot be found.
+    """
+    library = _nvrtc_library()
+    if library is None:
+        from cupy.cuda import nvrtc
+
+        binary = bytes(nvrtc.getCUBIN(program))
+        return binary + b"\x00" * (elf_size(binary) - len(binary))
+    size = ctypes.c_size_t()
+    _check(library, library.nvrtcGetCUBINSize(ctypes.c_void_p(program), ctypes.byref(size)))
+    buffer = ctypes.create_string_buffer(size.value)
+    _check(library, library.nvrtcGetCUBIN(ctypes.c_void_p(program), buffer))
+    return buffer.raw
+
+
+def elf_size(binary: bytes) -> int:
+    """The size a 64-bit little-endian ELF file's headers say it has: the furthest end of its section
+    header table, program header table and sections' contents (``len(binary)`` if not an ELF file)."""
+    if len(binary) < 64 or binary[:6] != b"\x7fELF\x02\x01":
+        return len(binary)
+    phoff, shoff = struct.unpack_from("<QQ", binary, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", binary, 0x36)
+    end = max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+    for i in range(shnum):
+        at = shoff + i * shentsize
+        if at + 40 > len(binary):
+            break
+        _, kind, _, _, offset, size = struct.unpack_from("<IIQQQQ", binary, at)  # name, type, flags, addr, ...
+        if kind != 8:  # SHT_NOBITS (.bss) takes no room in the file
+            end = max(end, offset + size)
+    return end
+
+
+@functools.lru_cache(maxsize=None)
+def _nvrtc_library():
+    """The NVRTC shared library CuPy loaded (the same copy: program handles are its pointers), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "/libnvrtc.so" in line})
+    except OSError:
+        paths = []
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+            library.nvrtcGetCUBINSize, library.nvrtcGetCUBIN  # noqa: B018 (both must exist)
+        except (OSError, AttributeError):
+            continue
+        library.nvrtcGetErrorString.restype = ctypes.c_char_p
+        return library
+    return None
+
+
+def _check(library, status: int) -> None:
+    if status != 0:
+        raise CudaCompileError(f"NVRTC error {status}: {library.nvrtcGetErrorString(status).decode()}")

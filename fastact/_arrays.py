@@ -33,8 +33,11 @@ def array_kind(a: Any) -> str:
         # its __cuda_array_interface__ (which hasattr does) costs microseconds.
         _CUPY_TYPES.add(type(a))
         return "cupy"
-    if hasattr(a, "__cuda_array_interface__"):
-        return "cuda"
+    try:
+        if hasattr(a, "__cuda_array_interface__"):
+            return "cuda"
+    except Exception:  # PyTorch raises RuntimeError for tensors that require grad: ask DLPack below
+        pass
     dlpack_device = getattr(a, "__dlpack_device__", None)
     if dlpack_device is not None:
         try:

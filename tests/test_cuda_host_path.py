@@ -206,3 +206,50 @@ def test_the_cubin_fallback_pads_cupys_bytes_to_the_elf_size(monkeypatch):
         nvrtc.destroyProgram(program)
     assert fallback == whole
     assert cuda_compile.elf_size(whole[:-1]) == len(whole)  # a cut file says how long it should be
+
+
+# --------------------------------------------------------------------------- #
+# The disk cache of compiled modules.
+# --------------------------------------------------------------------------- #
+def test_compiled_modules_are_kept_on_disk_and_keyed_by_what_they_are_made_of(tmp_path, monkeypatch):
+    from fastact.backends.cuda import compile as cuda_compile
+
+    _nvrtc_or_skip()
+    compiled = []
+
+    def fake_compile(kernels, options, kind):
+        compiled.append((tuple(kernels), tuple(options)))
+        return cuda_compile.CompiledModule(b"\x7fELF" + bytes(len(compiled)), kind,
+                                           {k: f"_Z{len(k)}" for k in kernels}, "")
+
+    monkeypatch.setattr(cuda_compile, "_compile", fake_compile)
+    monkeypatch.setenv("FASTACT_CUDA_CACHE", str(tmp_path))
+    first = cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin")
+    again = cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin")
+    assert len(compiled) == 1 and again == first  # read back, names and all
+    cuda_compile.compile_kernels(["fastact::a<double>"], "-arch=sm_90", "cubin")  # other instantiations
+    cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_80", "cubin")  # another architecture
+    cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin", ["-lineinfo"])  # never cached
+    cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin", ["-lineinfo"])
+    assert len(compiled) == 5
+    assert len(list(tmp_path.glob("*.cubin"))) == 3 and len(list(tmp_path.glob("*.json"))) == 3
+    monkeypatch.setenv("FASTACT_CUDA_CACHE", "")  # set but empty: no disk cache
+    cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin")
+    assert len(compiled) == 6
+
+
+def test_a_source_change_compiles_afresh(tmp_path, monkeypatch):
+    import shutil
+
+    from fastact import cuda_sources
+    from fastact.backends.cuda import compile as cuda_compile
+
+    _nvrtc_or_skip()
+    sources = tmp_path / "cuda"
+    shutil.copytree(cuda_sources.source_dir(), sources, ignore=shutil.ignore_patterns("emulator", "host"))
+    monkeypatch.setattr(cuda_compile, "source_dir", lambda: sources)
+    monkeypatch.setenv("FASTACT_CUDA_CACHE", str(tmp_path / "cache"))
+    before = cuda_compile._cache_path(["k"], ["-arch=sm_90"], "cubin")
+    header = next(sources.glob("*.cuh"))
+    header.write_text(header.read_text() + "\n// changed\n")
+    assert cuda_compile._cache_path(["k"], ["-arch=sm_90"], "cubin") != before

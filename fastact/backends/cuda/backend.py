@@ -66,9 +66,11 @@ class CudaBackend(KernelBackend):
             return a
         if kind == "cuda":  # zero-copy views of other CUDA arrays (PyTorch, JAX, ...)
             self._foreign.module = type(a).__module__.split(".")[0]
-            if hasattr(a, "__cuda_array_interface__"):
-                return cupy.asarray(a)
-            return cupy.from_dlpack(a)
+            # DLPack first: it names bfloat16 (the CUDA array interface gives PyTorch's
+            # bfloat16 as raw 2-byte voids) and orders the producer's stream before ours.
+            if hasattr(a, "__dlpack__"):
+                return cupy.from_dlpack(a)
+            return cupy.asarray(a)
         import numpy as np
 
         return cupy.asarray(np.asarray(a))  # host input with "cuda" forced: copy to the device

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
+import json
+import os
 import struct
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from ...cuda_sources import MAIN_SOURCE, main_source, source_dir
@@ -61,10 +66,78 @@ def arch_option(compute_capability: int) -> tuple[str, str]:
 
 
 def compile_kernels(kernels: Sequence[str], arch: str, kind: str, extra_options: Sequence[str] = ()) -> CompiledModule:
-    """Compile kernels.cu with the named template instantiations for one architecture."""
+    """Compile kernels.cu with the named template instantiations for one architecture.
+
+    Without ``extra_options`` the result is kept in the disk cache
+    (:func:`cache_dir`) and read back from it by the next process that asks
+    for the same module: a module takes seconds to compile.
+    """
+    options = [*base_options(), arch, *extra_options]
+    path = None if extra_options else _cache_path(kernels, options, kind)
+    if path is not None:
+        cached = _read_cached(path, kind)
+        if cached is not None:
+            return cached
+    compiled = _compile(kernels, options, kind)
+    if path is not None:
+        _write_cached(path, compiled)
+    return compiled
+
+
+def cache_dir() -> Path | None:
+    """Where compiled modules are kept: ``$FASTACT_CUDA_CACHE``, by default ``~/.cache/fastact/cuda``;
+    None (no disk cache) when that variable is set but empty."""
+    configured = os.environ.get("FASTACT_CUDA_CACHE")
+    if configured is not None:
+        return Path(configured) if configured.strip() else None
+    return Path.home() / ".cache" / "fastact" / "cuda"
+
+
+def _cache_path(kernels: Sequence[str], options: Sequence[str], kind: str) -> Path | None:
+    """The cache file of a module: named by a hash of every source file, the instantiations, the options
+    (CuPy's include paths among them) and NVRTC's version, so any change compiles afresh."""
     from cupy.cuda import nvrtc
 
-    options = [*base_options(), arch, *extra_options]
+    directory = cache_dir()
+    if directory is None:
+        return None
+    digest = hashlib.sha256()
+    root = source_dir()
+    for source in sorted([*root.glob("*.cu*"), *root.glob("*.h")]):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    for part in (main_source(), *kernels, "\0", *options, kind, repr(nvrtc.getVersion())):
+        digest.update(part.encode() + b"\0")
+    return directory / f"fastact_{digest.hexdigest()[:32]}.{kind}"
+
+
+def _read_cached(path: Path, kind: str) -> CompiledModule | None:
+    try:
+        binary = path.read_bytes()
+        meta = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not binary or meta.get("kind") != kind:
+        return None
+    return CompiledModule(binary, kind, meta["lowered_names"], meta.get("log", ""))
+
+
+def _write_cached(path: Path, compiled: CompiledModule) -> None:
+    """Binary then names, each written whole (another process may read or write the same module)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for target, data in ((path, compiled.binary), (path.with_suffix(".json"), json.dumps(
+                {"kind": compiled.kind, "lowered_names": compiled.lowered_names, "log": compiled.log}).encode())):
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+            os.replace(temporary, target)
+    except OSError:
+        pass  # a read-only or full disk: the module is still compiled, just not kept
+
+
+def _compile(kernels: Sequence[str], options: Sequence[str], kind: str) -> CompiledModule:
+    from cupy.cuda import nvrtc
+
     program = nvrtc.createProgram(main_source(), str(source_dir() / MAIN_SOURCE), [], [])
     try:
         for name in kernels:

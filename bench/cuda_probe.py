@@ -66,9 +66,14 @@ def _host(result, to_host):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="cuda", choices=("cuda", "cuda-emulator"))
+    parser.add_argument("--no-pool", action="store_true",
+                        help="cuda: no CuPy memory pool (a cudaMalloc per array, so memcheck sees each array's bounds)")
     args = parser.parse_args(argv)
     if args.backend == "cuda":
         import cupy
+
+        if args.no_pool:
+            cupy.cuda.set_allocator(None)
 
         to_device, to_host, synchronize = cupy.asarray, cupy.asnumpy, cupy.cuda.Device().synchronize
     else:

@@ -38,8 +38,14 @@ def _dtype(name: str):
 
 
 def modules() -> list[tuple[str, str]]:
-    """(family, dtype name) of every module the backend can compile."""
-    return [(family, dtype) for family in plan.MODULE_FAMILIES for dtype in SUPPORTED_DTYPES]
+    """(family, dtype name) of every module the backend can compile (bfloat16 only with ml_dtypes)."""
+    try:
+        import ml_dtypes  # noqa: F401
+        dtypes = SUPPORTED_DTYPES
+    except ImportError:
+        print("ml_dtypes is not installed: no bfloat16 modules", file=sys.stderr)
+        dtypes = tuple(d for d in SUPPORTED_DTYPES if d != "bfloat16")
+    return [(family, dtype) for family in plan.MODULE_FAMILIES for dtype in dtypes]
 
 
 def _compile(family: str, dtype: str, compute_capability: int) -> tuple[str, str, float]:

@@ -68,6 +68,10 @@ class _Call:
         out = self.out
         if out is None:
             return
+        if self.kind == "cuda" and array_kind(out) == "cuda":
+            # A foreign CUDA array (a PyTorch tensor, ...): checked and written through its
+            # zero-copy native view (its own dtype object, e.g. torch.float16, is not NumPy's).
+            out = self.backend.to_native(out, "cuda")
         check_out(self.function, out, shape, dtype, self.kind)
         if array_kind(out) in self.backend.native_kinds:
             self.native_out = out
@@ -87,25 +91,19 @@ def _params_for(spec: ActivationSpec, function: str, params: dict, ndim: int) ->
     return {**params, "axis": normalize_axis(function, params["axis"], ndim)}
 
 
-def _fast_path(x: Any) -> Any:
-    """The backend whose fast_forward/fast_backward may take ``x`` (a NumPy or a CuPy array), or None."""
-    if type(x) is np.ndarray:
-        fast = backends.host_fast_path()
-    else:
-        fast = backends.device_fast_path()
-        if fast is not None and type(x) is not fast.array_type:
-            return None
-    return fast if fast is not None and fast.has_fast_path else None
-
-
 def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
     if spec.form != "prelu":
         # The common call (a NumPy or CuPy array), checked in a few attribute
         # reads (anything unusual returns None and takes the general path
         # below, which raises the proper error): small host calls cost about a
         # microsecond here, not ten; CuPy calls a few (bench/host_overhead.py).
-        fast = _fast_path(x)
-        if fast is not None:
+        if type(x) is np.ndarray:
+            fast = backends.host_fast_path()
+        else:
+            fast = backends.device_fast_path()
+            if fast is not None and type(x) is not fast.array_type:
+                fast = None
+        if fast is not None and fast.has_fast_path:
             y = fast.fast_forward(spec.kernel, params, x, out)
             if y is not None:
                 return y
@@ -118,8 +116,13 @@ def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
 
 def backward(spec: ActivationSpec, params: dict, dy: Any, x: Any, out: Any = None) -> Any:
     if spec.form != "prelu" and type(dy) is type(x):
-        fast = _fast_path(x)
-        if fast is not None:
+        if type(x) is np.ndarray:
+            fast = backends.host_fast_path()
+        else:
+            fast = backends.device_fast_path()
+            if fast is not None and type(x) is not fast.array_type:
+                fast = None
+        if fast is not None and fast.has_fast_path:
             dx = fast.fast_backward(spec.kernel, params, dy, x, out)
             if dx is not None:
                 return dx

@@ -81,7 +81,7 @@ class CudaBackend(KernelBackend):
             return result if out is None or out is result else _copy_into(cupy.asarray(out), result, out)
         if kind == "cuda":
             if out is not None:
-                return _copy_into(cupy.asarray(out), result, out)
+                return _copy_into(self.to_native(out, "cuda"), result, out)
             return self._as_foreign(result)
         # NumPy input with "cuda" forced: back to the host.
         if out is not None:

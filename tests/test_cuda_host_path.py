@@ -253,3 +253,27 @@ def test_a_source_change_compiles_afresh(tmp_path, monkeypatch):
     header = next(sources.glob("*.cuh"))
     header.write_text(header.read_text() + "\n// changed\n")
     assert cuda_compile._cache_path(["k"], ["-arch=sm_90"], "cubin") != before
+
+
+def test_softmax_along_the_last_axis_reuses_its_launch(backend, monkeypatch):
+    x = null_cuda.array((16, 300), "float32")
+    other = null_cuda.array((16, 5), "float32")
+    fastact.softmax(x)
+    fastact.log_softmax_backward(x, x)
+    fastact.softmax(other)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a repeated row-wise call planned again")
+
+    monkeypatch.setattr(plan, "rowwise_plan", fail)
+    monkeypatch.setattr(plan, "rowwise_kernel", fail)
+    fastact.softmax(x, axis=1)
+    fastact.log_softmax_backward(x, x, axis=-1)
+    fastact.softmax(other)
+    calls = [(name, args[:3]) for name, _, _, args in null_cuda.LAUNCHES]
+    assert calls[3:] == calls[:3]
+    names = [name for name, _ in calls[:3]]
+    assert "Softmax" in names[0] and "LogSoftmaxBackward" in names[1] and names[2] != names[0]  # a warp vs a thread per row
+    # Another axis is the general path, which plans (and here fails loudly).
+    with pytest.raises(AssertionError, match="planned again"):
+        fastact.softmax(x, axis=0)

@@ -17,6 +17,7 @@ it is left for when a benchmark asks for it.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Sequence
 
 from ...activations import ROWWISE_KERNELS
@@ -161,6 +162,8 @@ class KernelBackend(FusedKernelMethods, Backend):
         path has built, and no ``out`` or a simple one (see :meth:`_fast_out`); None: take the general path."""
         device = self.current_device()
         entry = self._elementwise_entries.get(("forward", kernel, id(params), x.dtype, device))
+        if entry is None and kernel in ROWWISE_KERNELS:
+            return self._fast_rowwise("forward", kernel, params, x, None, out, device)
         if (entry is None or entry.params is not params or not self.c_contiguous(x)
                 or self.array_device(x) != device):
             return None
@@ -186,6 +189,8 @@ class KernelBackend(FusedKernelMethods, Backend):
         """backward() likewise, dy a native array exactly like x (shape, dtype, C order, device)."""
         device = self.current_device()
         entry = self._elementwise_entries.get(("backward", kernel, id(params), x.dtype, device))
+        if entry is None and kernel in ROWWISE_KERNELS:
+            return self._fast_rowwise("backward", kernel, params, x, dy, out, device)
         if (entry is None or entry.params is not params or not self.c_contiguous(x)
                 or self.array_device(x) != device or not self._fast_like(dy, x, device)):
             return None
@@ -206,6 +211,48 @@ class KernelBackend(FusedKernelMethods, Backend):
         handle, grid, block, index = launch
         handle(grid, block, (entry.functor, index, out, dy, x))
         return out
+
+    def _fast_rowwise(self, direction: str, kernel: str, params: dict, x: Any, dy: Any, out: Any, device: int) -> Any:
+        """softmax/log_softmax along the last axis of C-contiguous arrays: the launch :meth:`_rowwise`
+        makes for them (contiguous rows, nothing moved or copied), remembered per (direction, kernel,
+        shape, dtype, device); None (the general path) for any other axis, layout or ``out``."""
+        axis = params["axis"]
+        ndim = len(x.shape)
+        if (type(axis) is not int or ndim == 0 or (axis != -1 and axis != ndim - 1)
+                or not self.c_contiguous(x) or self.array_device(x) != device
+                or (dy is not None and not self._fast_like(dy, x, device))):
+            return None
+        recipes = self._elementwise_entries
+        key = ("rows", direction, kernel, x.shape, x.dtype, device)
+        recipe = recipes.get(key)
+        if recipe is None:
+            recipe = self._rowwise_recipe(direction, kernel, x.shape, x.dtype)
+            if recipe is None:
+                return None
+            if len(recipes) >= _MAX_ENTRIES:
+                recipes.clear()
+            recipes[key] = recipe
+        inputs = (self.data_ptr(x),) if dy is None else (self.data_ptr(dy), self.data_ptr(x))
+        if out is None:
+            out = self.xp.empty(x.shape, x.dtype)
+        elif self._fast_out(out, x, device, inputs) is None:
+            return None
+        handle, grid, block, leading = recipe
+        handle(grid, block, (*leading, out, x, x if dy is None else dy))  # forward: x in dy's place, never read
+        return out
+
+    def _rowwise_recipe(self, direction: str, kernel: str, shape: tuple, dtype: Any) -> tuple | None:
+        """(kernel handle, grid, block, (rows, length, inner) index scalars) of :meth:`_rowwise` for rows
+        along the last axis of a C-contiguous array; None where that is not one plain launch."""
+        if plan.STORAGE_TYPES.get(plan.dtype_name(dtype)) is None or math.prod(shape) == 0:
+            return None  # an unsupported dtype or an empty array: the general path says or does it
+        p = plan.rowwise_plan(shape, len(shape) - 1, self.sm_count())
+        if p.move_axis or p.inner != 1:
+            return None
+        launch = plan.rowwise_launch(p, self.sm_count())
+        name = plan.rowwise_kernel(direction, kernel, dtype, p.lanes, launch.index)
+        leading = tuple(plan.index_scalar(launch.index, v) for v in (p.rows, p.length, p.inner))
+        return self.kernel_handle(kernel, dtype, name), (launch.grid,), (launch.block,), leading
 
     def _fast_like(self, a: Any, x: Any, device: int) -> bool:
         """``a`` is a C-contiguous native array of x's shape and dtype on ``device``."""

@@ -10,12 +10,15 @@ therefore what fastact does in Python between the user's call and CuPy's
 launch: validation, dispatch, the launch plan, packing the parameters,
 finding the kernel.  CuPy's own launch (argument packing and
 ``cuLaunchKernel``, a few microseconds) and its allocator come on top, on
-the GPU machine's CPU.
+the GPU machine's CPU; the last row times CuPy's ndarray constructor alone
+(what ``cupy.empty`` costs before its memory pool) for scale.
 
 Each row calls one op on one small array (4096 elements; NCHW (4, 16, 8, 8)
-for the per-channel ops) as a user writes it (``y = fastact.relu(x)``: the
-result allocated), once per timed interval, after warm-up calls that compile
-(here: name) the kernels and fill the caches.  ``per_call_us`` is the median
+for the per-channel ops) as a user writes it (``y = fastact.relu(x)``; the
+null device's allocator hands out one array per shape and dtype, so the
+result's allocation is not counted, like the launch), once per timed
+interval, after warm-up calls that compile (here: name) the kernels and
+fill the caches.  ``per_call_us`` is the median
 over ``--calls`` timed calls (default 2000, in 10 rounds with the rows
 interleaved) less the median of timing an empty call the same way;
 ``p90_us`` the 90th percentile likewise.  The machine is shared and noisy:
@@ -126,6 +129,19 @@ def measure(calls: int, rounds: int = 10, warmup: int = 50) -> list[dict]:
     return result
 
 
+def compare(before: dict, after: dict) -> str:
+    """Two results as one Markdown table: per-call microseconds and their ratio."""
+    old = {row["op"]: row for row in before["rows"]}
+    lines = [f"before: {before.get('label', '')} ({before['machine']['date']}, load {before['machine']['load_average'][0]:.1f}); "
+             f"after: {after.get('label', '')} ({after['machine']['date']}, load {after['machine']['load_average'][0]:.1f})",
+             "", "| op | dtype | before (us) | after (us) | before / after |", "|---|---|---|---|---|"]
+    for row in after["rows"]:
+        was = old.get(row["op"])
+        ratio = f"{was['per_call_us'] / row['per_call_us']:.1f}x" if was and row["per_call_us"] > 0 else ""
+        lines.append(f"| {row['op']} | {row['dtype']} | {was['per_call_us'] if was else ''} | {row['per_call_us']} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def machine() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
@@ -151,7 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="timed calls per row (default 2000; at least 1000)")
     parser.add_argument("--json", metavar="FILE", help="write the rows (and the machine) as JSON")
+    parser.add_argument("--label", default="", help="a remark stored with the result (e.g. which code it measured)")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="measure nothing: print a Markdown table of two stored results, row by row")
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(*(json.loads(Path(f).read_text()) for f in args.compare)))
+        return 0
     if args.calls < 1000 and args.json:
         parser.error("--json results need --calls of at least 1000")
     with null_cuda.installed():
@@ -161,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['op']:<{width}}  {r['dtype']:<8}  {r['per_call_us']:>13.2f}  {r['p90_us']:>8.2f}")
     if args.json:
-        result = {"rows": rows, "machine": machine(), "calls": args.calls,
+        result = {"rows": rows, "machine": machine(), "calls": args.calls, "label": args.label,
                   "method": "bench/host_overhead.py: fastact's cuda backend on bench/null_cuda.py (CuPy arrays over "
                             "host memory, launches, allocation pool and driver calls replaced); median of "
                             "per-call perf_counter_ns intervals less an empty call's median"}

@@ -17,6 +17,7 @@ current GPU's.  ``--list`` prints the modules and compiles nothing.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
@@ -68,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", type=int, help="compute capability as digits, e.g. 90 (default: the current GPU's)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
     parser.add_argument("--list", action="store_true", help="print the modules; compile nothing")
+    parser.add_argument("--families", nargs="+", metavar="FAMILY", help="only these kernel families (default: all)")
+    parser.add_argument("--dtypes", nargs="+", metavar="DTYPE", help="only these dtypes (default: all)")
     args = parser.parse_args(argv)
-    todo = modules()
+    todo = [(family, dtype) for family, dtype in modules()
+            if (args.families is None or family in args.families) and (args.dtypes is None or dtype in args.dtypes)]
     if args.list:
         for family, dtype in todo:
             print(f"{family} {dtype}: {len(plan.module_kernels(family, _dtype(dtype)))} instantiations")
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compiling {len(todo)} modules for compute capability {arch} with {args.jobs} processes "
           f"into {cache_dir()}", flush=True)
     start, failures = time.perf_counter(), 0
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # Fresh processes (spawn): the parent has touched the CUDA runtime (current_arch), which does not survive fork.
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_compile, family, dtype, arch): (family, dtype) for family, dtype in todo}
         for future in as_completed(futures):
             family, dtype = futures[future]

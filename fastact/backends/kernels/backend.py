@@ -56,14 +56,16 @@ class KernelBackend(FusedKernelMethods, Backend):
     Elementwise activations also have a fast path (``fast_forward``,
     ``fast_backward``, tried by the dispatcher before its general checks):
     C-contiguous native arrays on the current device whose launch entry the
-    general path has already built; anything else declines (returns None).
+    general path has already built, and softmax/log_softmax along the last
+    axis of C-contiguous arrays; anything else declines (returns None) and
+    takes the general path.
     """
 
     has_fast_path = True
     # The native array type the fast path takes (exactly this type).
     array_type: type = type(None)
-    # Launch entries of elementwise activations (see _elementwise_entry); subclasses'
-    # __init__ make each instance its own.
+    # Launch entries of elementwise activations (see _elementwise_entry) and the row-wise
+    # fast path's launches (keys starting "rows"); subclasses' __init__ make each instance its own.
     _elementwise_entries: dict
 
     # ---- device primitives (subclasses) -------------------------------------

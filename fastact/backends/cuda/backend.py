@@ -11,6 +11,7 @@ NumPy and an explicit ``"cuda"`` raise.
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 import threading
 from typing import Any
@@ -98,7 +99,9 @@ class CudaBackend(KernelBackend):
 
     # ---- device primitives ------------------------------------------------
     def device_of(self, a: Any):
-        return a.device  # a cupy.cuda.Device: a context manager making it current
+        # a.device, a cupy.cuda.Device, is a context manager making it current; entering
+        # it costs two driver calls and a Python object, for nothing when it already is.
+        return _ALREADY_CURRENT if a.data.device_id == self.current_device() else a.device
 
     def sm_count(self) -> int:
         device = self.current_device()
@@ -147,6 +150,9 @@ class CudaBackend(KernelBackend):
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         return {"name": self.name, "cupy": self.xp.__version__, "device": name,
                 "compute_capability": device.compute_capability, "sm_count": self.sm_count()}
+
+
+_ALREADY_CURRENT = contextlib.nullcontext()  # reusable: it holds no state
 
 
 def _copy_into(native_out: Any, result: Any, out: Any) -> Any:

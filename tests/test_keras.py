@@ -106,7 +106,7 @@ def test_layers_subclass_their_twin_with_its_defaults(name):
     assert keras.saving.get_registered_name(ours) == f"fastact>{name}"
 
 
-@pytest.mark.parametrize("name", [n for n in fka.__all__ if n not in ("get", "fastact_activation")])
+@pytest.mark.parametrize("name", [n for n in fka.__all__ if n not in ("FastactActivation", "get", "fastact_activation")])
 def test_activations_have_keras_signatures(name):
     import inspect
 
@@ -154,6 +154,7 @@ LAYER_CASES = [
     ("Activation", lambda: fkl.Activation("LeakyRelu")),
     ("Dense", lambda: fkl.Dense(7, activation="gelu", use_bias=False, kernel_initializer="ones")),
     ("Conv2D", lambda: fkl.Conv2D(4, 3, strides=2, padding="same", groups=2, activation="relu6")),
+    ("Dense-parametrized", lambda: fkl.Dense(3, activation=fastact.Activation("relu", alpha=0.1, max_value=2.0))),
 ]
 
 
@@ -173,6 +174,11 @@ def test_configs_keep_what_was_asked():
     assert restored.activation is fka.leaky_relu
     dense = fkl.Dense.from_config(fkl.Dense(3, activation="mish").get_config())
     assert dense.activation is fka.mish
+    slope = fastact.Activation("leaky_relu", alpha=0.05)
+    conv = fkl.Conv2D.from_config(fkl.Conv2D(3, 3, activation=slope).get_config())
+    assert fka.fastact_activation(conv.activation) == slope  # the fused call keeps the slope
+    with pytest.raises(ValueError, match="no Keras twin"):
+        fka.get(fastact.Activation("thresholded_relu"))
 
 
 # --------------------------------------------------------------------------- #
@@ -222,6 +228,13 @@ def test_activation_matches_keras(name, params):
     _assert_twins(_Apply(getattr(fka, name), **params), _Apply(getattr(keras.activations, name), **params), x)
 
 
+def _slope(m, alpha: float):
+    """A leaky_relu of slope alpha as activation=: a fastact.Activation for fastact's layers, a function for Keras'."""
+    if m is fkl:
+        return fastact.Activation("leaky_relu", alpha=alpha)
+    return lambda x: keras.activations.leaky_relu(x, negative_slope=alpha)
+
+
 TWIN_CASES = [
     ("LeakyReLU", lambda m: m.LeakyReLU(negative_slope=0.05), (4, 6, 5)),
     ("ReLU", lambda m: m.ReLU(max_value=6.0, negative_slope=0.1, threshold=0.5), (4, 6, 5)),
@@ -242,6 +255,8 @@ TWIN_CASES = [
      (2, 9, 8, 3)),
     ("Conv2D-dilated-groups", lambda m: m.Conv2D(4, 3, dilation_rate=2, groups=2, activation="elu"), (2, 9, 9, 4)),
     ("Conv2D-nobias-softmax", lambda m: m.Conv2D(4, 1, use_bias=False, activation="softmax"), (2, 5, 5, 3)),
+    ("Dense-fastact-activation", lambda m: m.Dense(5, activation=_slope(m, 0.05)), (4, 6)),
+    ("Conv2D-fastact-activation", lambda m: m.Conv2D(4, 3, activation=_slope(m, 0.05)), (2, 7, 7, 3)),
     ("Conv2D-channels-first", lambda m: m.Conv2D(4, 3, padding="same", data_format="channels_first",
                                                   activation="silu", bias_initializer="random_normal"), (2, 3, 7, 7)),
 ]
@@ -255,13 +270,41 @@ def test_layer_matches_keras(name, make, shape):
     _assert_twins(make(fkl), make(keras.layers), x, rtol=1e-4, atol=1e-5)
 
 
+@needs_fastact_torch
+def test_dense_and_conv2d_are_one_fused_call(monkeypatch):
+    """An elementwise activation goes into the fused call; softmax runs after a fused linear one."""
+    import fastact.torch as torch_ops
+
+    calls = []
+
+    def spy(name, original):
+        def call(*args, **kwargs):
+            calls.append((name, args[3:4]))  # a fused call's activation is its 4th argument
+            return original(*args, **kwargs)
+        return call
+
+    for name in ("dense_bias_act", "conv2d_bias_act", "leaky_relu", "softmax"):
+        monkeypatch.setattr(torch_ops, name, spy(name, getattr(torch_ops, name)))
+    slope = fastact.Activation("leaky_relu", alpha=0.05)
+    fkl.Dense(3, activation=slope)(np.ones((2, 4), np.float32))
+    fkl.Conv2D(3, 1, activation="leaky_relu")(np.ones((1, 2, 2, 4), np.float32))
+    fkl.Dense(3, activation="softmax")(np.ones((2, 4), np.float32))
+    assert calls == [
+        ("dense_bias_act", (slope,)),
+        ("conv2d_bias_act", (fastact.Activation("leaky_relu", alpha=0.2),)),
+        ("dense_bias_act", (fastact.Activation("linear"),)),
+        ("softmax", ()),
+    ]
+
+
 def test_keras_ops_path(monkeypatch):
     """What jax and tensorflow run (Keras' formulas through keras.ops), here on torch tensors."""
     monkeypatch.setattr(_backend, "mode", lambda: "ops")
     x = _values((2, 6, 6, 3), seed=3)
     for make in (lambda m: m.LeakyReLU(negative_slope=0.05), lambda m: m.ReLU(max_value=1.0),
                  lambda m: m.PReLU(alpha_initializer="random_uniform"), lambda m: m.Softmax(axis=(1, 2)),
-                 lambda m: m.Dense(4, activation="leaky_relu"), lambda m: m.Conv2D(2, 3, activation="gelu")):
+                 lambda m: m.Dense(4, activation="leaky_relu"), lambda m: m.Conv2D(2, 3, activation="gelu"),
+                 lambda m: m.Dense(4, activation=_slope(m, 0.1))):
         ours, theirs = make(fkl), make(keras.layers)
         theirs(x)
         ours(x)

@@ -54,6 +54,7 @@ __all__ = [
     "softmax",
     "log_softmax",
     "linear",
+    "FastactActivation",
     "get",
     "fastact_activation",
 ]
@@ -72,6 +73,12 @@ def _apply(function: Callable, x: Any, **keras_params: Any) -> Any:
 def _as_fastact(function: Callable, keras_params: dict) -> fastact.Activation:
     params = {_RENAMED.get(name, name): value for name, value in keras_params.items()}
     return fastact.Activation(function.__name__, **params)
+
+
+def _as_keras(function: Callable, fastact_params: dict) -> dict:
+    """fastact parameters as ``function``'s Keras parameters (the reverse of :func:`_as_fastact`)."""
+    keras_names = {_RENAMED.get(name, name): name for name in inspect.signature(function).parameters}
+    return {keras_names[name]: value for name, value in fastact_params.items()}
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -195,17 +202,56 @@ def _twin_of(function: Callable) -> Callable:
         return function
 
 
+@keras.saving.register_keras_serializable(package="fastact")
+class FastactActivation:
+    """A ``fastact.Activation`` (an activation with its parameters) as a Keras activation.
+
+    What :func:`get` makes of ``fastact.Activation("leaky_relu", alpha=0.05)``,
+    so that ``Dense(90, activation=fastact.Activation("leaky_relu", alpha=0.05))``
+    fuses that slope into the layer's one call and the layer's config keeps it.
+    Callable on tensors like this module's functions (Keras' function of the
+    same name on jax and tensorflow).  Parameters are fastact's (``alpha``).
+    """
+
+    def __init__(self, name: str, **params: Any) -> None:
+        activation = fastact.Activation(name, **params)
+        if activation.name not in _FUNCTIONS:
+            raise ValueError(
+                f"activation {activation.name!r} has no Keras twin to run on jax and tensorflow; "
+                f"accepted: {sorted(_FUNCTIONS)}"
+            )
+        self.activation = activation
+        self._function = _FUNCTIONS[activation.name]
+
+    def __call__(self, x: Any) -> Any:
+        return _apply(self._function, x, **_as_keras(self._function, self.activation.params))
+
+    def get_config(self) -> dict:
+        return {"name": self.activation.name, **self.activation.params}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FastactActivation":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"FastactActivation({self.activation!r})"
+
+
 def get(identifier: Any) -> Callable:
     """An ``activation=`` argument as a function, fastact's where fastact has it.
 
     None -> :func:`linear`; a name (Keras' names, fastact's aliases, or loose
     spellings such as ``"LeakyReLU"``) -> this module's function, or Keras' own
     for names only Keras has ("exponential", "softsign", ...); one of
-    ``keras.activations``' functions -> its twin here; a serialized config ->
-    what Keras deserializes, mapped the same way; any other callable as it is.
+    ``keras.activations``' functions -> its twin here; a ``fastact.Activation``
+    (parameters other than the defaults) -> a :class:`FastactActivation`; a
+    serialized config -> what Keras deserializes, mapped the same way; any
+    other callable as it is.
     """
     if identifier is None:
         return linear
+    if isinstance(identifier, fastact.Activation):
+        return FastactActivation(identifier.name, **identifier.params)
     if isinstance(identifier, str):
         function = _BY_NAME.get(identifier) or _BY_LOOSE_NAME.get(identifier.replace("_", "").lower())
         if function is not None:
@@ -239,6 +285,8 @@ def fastact_activation(function: Callable) -> fastact.Activation | None:
 
     None for functions fastact does not have (a user's own, Keras-only ones).
     """
+    if isinstance(function, FastactActivation):
+        return function.activation
     try:
         return _DEFAULT_ACTIVATIONS.get(_twin_of(function))
     except TypeError:

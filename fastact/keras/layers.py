@@ -42,8 +42,9 @@ class LeakyReLU(keras.layers.LeakyReLU):
     """x if x > 0 else negative_slope * x (``keras.layers.LeakyReLU``, computed by fastact).
 
     Keras 2's ``alpha=`` is accepted for ``negative_slope`` (Keras 3 renamed
-    it), so ``LeakyReLU(alpha=0.05)`` from older code works unchanged; giving
-    both is refused.
+    it), so ``LeakyReLU(alpha=0.05)`` from older code works unchanged.  Giving
+    both is refused where it can be seen: alpha with a negative_slope other
+    than the default (0.3 passed explicitly cannot be told from the default).
     """
 
     def __init__(self, negative_slope=_LEAKY_RELU_SLOPE, **kwargs):

@@ -44,7 +44,8 @@ def _fastact_torch_reason() -> str | None:
     return None
 
 
-needs_fastact_torch = pytest.mark.skipif(_fastact_torch_reason() is not None, reason=str(_fastact_torch_reason()))
+_NO_FASTACT_TORCH = _fastact_torch_reason()
+needs_fastact_torch = pytest.mark.skipif(_NO_FASTACT_TORCH is not None, reason=str(_NO_FASTACT_TORCH))
 
 
 def _numpy(t) -> np.ndarray:

@@ -272,6 +272,7 @@ def test_layer_matches_keras(name, make, shape):
 
 
 @needs_fastact_torch
+@pytest.mark.skipif(not ON_TORCH, reason="fastact.torch's calls are counted: Keras' torch backend only")
 def test_dense_and_conv2d_are_one_fused_call(monkeypatch):
     """An elementwise activation goes into the fused call; softmax runs after a fused linear one."""
     import fastact.torch as torch_ops

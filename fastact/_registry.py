@@ -79,20 +79,14 @@ def integer(activation: str, name: str, value: Any) -> int:
 
 def axis_or_axes(activation: str, name: str, value: Any) -> int | tuple[int, ...]:
     """An int, or a non-empty tuple (or list) of ints whose axes together form one row (softmax)."""
-    if isinstance(value, (tuple, list)):
-        if not value:
-            raise ValueError(f"{activation}: {name} must be an int or a non-empty tuple of ints, got {value!r}")
-        try:
-            return tuple(integer(activation, name, v) for v in value)
-        except TypeError:
-            raise TypeError(
-                f"{activation}: {name} must be an int or a tuple of ints, got {type(value).__name__} {value!r}"
-            ) from None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{activation}: {name} must be an int or a tuple of ints, got {type(value).__name__} {value!r}"
-        )
-    return int(value)
+    several = isinstance(value, (tuple, list))
+    items = tuple(value) if several else (value,)
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
+        raise TypeError(f"{activation}: {name} must be an int or a tuple of ints, got {type(value).__name__} {value!r}")
+    if not items:
+        raise ValueError(f"{activation}: {name} must be an int or a non-empty tuple of ints, got {value!r}")
+    axes = tuple(int(v) for v in items)
+    return axes if several else axes[0]
 
 
 def normalize_axis(activation: str, axis: int, ndim: int) -> int:

@@ -15,10 +15,10 @@ packed parameters that ``fastact/backends/kernels/plan.py`` picks for a
 1. compiles the instantiation with NVRTC for sm_<arch> through the backend's
    own ``compile_kernels`` (same source, options, name expressions) plus
    ``--ptxas-options=-v`` (registers, stack frame, spills), and disassembles the
-   cubin with ``nvdisasm`` (PyPI ``nvidia-cuda-nvdisasm``).  CuPy's
-   ``nvrtc.getCUBIN`` returns the cubin one byte short; ``build.repair_cubin``
-   restores it from the ELF headers.  Results are cached by a hash of the
-   sources (``~/.cache/fastact/gpu-model``, ``FASTACT_GPU_MODEL_CACHE``);
+   whole cubin (``compile_kernels`` reads all ``nvrtcGetCUBINSize`` bytes:
+   CuPy's ``nvrtc.getCUBIN`` returns one byte less) with ``nvdisasm`` (PyPI
+   ``nvidia-cuda-nvdisasm``).  Results are cached by a hash of the sources
+   (``~/.cache/fastact/gpu-model``, ``FASTACT_GPU_MODEL_CACHE``);
 2. finds the loops by back edges of the control-flow graph (an edge to a block
    that dominates its source) and takes the *steady-state loop*: among the
    loops the kernel's parameters let control reach (NVCC versions loops on

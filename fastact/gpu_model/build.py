@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -53,37 +52,6 @@ def require_nvrtc() -> None:
         raise ToolMissing(f"CuPy's NVRTC is not usable here ({error}): pip install cupy-cuda13x") from None
 
 
-def repair_cubin(binary: bytes) -> bytes:
-    """The cubin as NVRTC made it: CuPy's ``nvrtc.getCUBIN`` returns it one byte short.
-
-    (CuPy sizes its copy as a C string, one byte less than NVRTC's
-    ``nvrtcGetCUBINSize``.)  The ELF headers say where the file ends: the
-    furthest end of the section headers, the program headers and every
-    section's contents.  NVRTC's cubins end with the program headers, whose
-    last byte is the high byte of the last ``p_align``: a zero.  Pad with
-    zeros up to that end when exactly one byte is missing.
-    """
-    if binary[:4] != b"\x7fELF" or binary[4] != 2:
-        raise ValueError("not a 64-bit ELF cubin")
-    (phoff, shoff) = struct.unpack_from("<QQ", binary, 0x20)
-    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", binary, 0x36)
-    end = max(phoff + phentsize * phnum, shoff + shentsize * shnum)
-    for k in range(shnum):
-        header = shoff + k * shentsize
-        if header + 0x28 > len(binary):
-            continue
-        (kind,) = struct.unpack_from("<I", binary, header + 4)
-        offset, size = struct.unpack_from("<QQ", binary, header + 0x18)
-        if kind != 8:  # SHT_NOBITS occupies no file bytes
-            end = max(end, offset + size)
-    missing = end - len(binary)
-    if missing == 0:
-        return binary
-    if missing == 1:
-        return binary + b"\x00"
-    raise ValueError(f"cubin is {len(binary)} bytes, its ELF headers say {end}")
-
-
 def _sources_digest() -> str:
     digest = hashlib.sha256()
     for path in sorted(source_dir().rglob("*")):
@@ -119,10 +87,12 @@ def build(names: list[str], arch: int, use_cache: bool = True) -> Built:
             return Built(data["names"], data["lowered"], data["disassembly"], data["ptxas_log"])
         except (OSError, ValueError, KeyError):
             pass
-    from ..backends.cuda.compile import compile_kernels
+    from ..backends.cuda.compile import compile_kernels, elf_size
 
     compiled = compile_kernels(names, f"-arch=sm_{arch}", "cubin", ["--ptxas-options=-v"])
-    cubin = repair_cubin(compiled.binary)
+    cubin = compiled.binary  # whole: compile_kernels reads it with nvrtcGetCUBINSize (see its cubin())
+    if elf_size(cubin) != len(cubin):
+        raise RuntimeError(f"the cubin is {len(cubin)} bytes, its ELF headers say {elf_size(cubin)}")
     disassembly = disassemble(cubin)
     built = Built(list(names), dict(compiled.lowered_names), disassembly, compiled.log)
     if use_cache:

@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "info": ("fastact._info", "versions, the backends available here (and why one is not), the device"),
     "bench": ("fastact.benchmark.cli", "time every activation forward and backward against the baselines"),
+    "study": ("fastact.study.cli", "when is Leaky ReLU better than ReLU? train small networks with each activation and compare"),
 }
 
 

@@ -24,6 +24,22 @@ def _names(values: list[str] | None) -> tuple[str, ...] | None:
     return None if values is None else tuple(name for value in values for name in value.split(",") if name)
 
 
+def _activations(values: list[str] | None) -> tuple[str, ...] | None:
+    """Activations given space- or comma-separated; a comma also separates one's parameters
+    (``leaky_relu:0.1,elu`` is two activations, ``relu:0,6`` one), so a piece that is not a name
+    (a number, ``param=value``, true/false/none) continues the activation before it."""
+    if values is None:
+        return None
+    activations: list[str] = []
+    for piece in (piece.strip() for value in values for piece in value.split(",")):
+        continues = "=" in piece.partition(":")[0] or not piece[:1].isalpha() or piece.lower() in ("true", "false", "none")
+        if piece and continues and activations and ":" in activations[-1]:
+            activations[-1] += "," + piece
+        elif piece:
+            activations.append(piece)
+    return tuple(activations)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -108,7 +124,7 @@ def config_from(args: argparse.Namespace) -> StudyConfig:
     if args.high_lr is not None:
         rates["high"] = args.high_lr
     given = {
-        "activations": _names(args.activations), "networks": _names(args.networks), "lr": _names(args.lr),
+        "activations": _activations(args.activations), "networks": _names(args.networks), "lr": _names(args.lr),
         "bias": _names(args.bias), "depth": _names(args.depth), "negative_bias": args.negative_bias,
         "epochs": args.epochs, "batch_size": args.batch_size, "seeds": args.seeds,
     }
@@ -157,6 +173,7 @@ def run(config: StudyConfig, progress=None) -> dict:
     data = load_npz(config.data) if config.data else load_digits()
     if "cnn" in config.networks and not data.is_image:
         raise ValueError(f"--data {config.data}: the CNN needs images (N, H, W) or (N, H, W, C); this data is 2-d: use --networks mlp")
+    machine = metadata({}, {"git_commit": git_commit()})  # the code that trains, taken before it does
     started = time.perf_counter()
     device_data = DeviceData.of(data, config.dtype, config.device)
     total = len(tasks_of(config))
@@ -165,7 +182,7 @@ def run(config: StudyConfig, progress=None) -> dict:
     return {
         "config": config.describe(),
         "data": data.describe(),
-        "machine": metadata({}, {"git_commit": git_commit()}),
+        "machine": machine,
         "wall_seconds": time.perf_counter() - started,
         "rows": summarize(config, records),
     }

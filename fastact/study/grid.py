@@ -20,8 +20,8 @@ DEFAULT_ACTIVATIONS = (
     "prelu", "elu", "gelu",
 )
 # Learning rates per optimizer (batches of 64): "normal" trains digits to ~97% with relu; "high"
-# is four times that, where (on digits, SGD with momentum 0.9) relu units die but the shallow
-# networks still train; at ten times nearly every run died or diverged (tried while choosing).
+# is four times that, where relu units die but the shallow networks still train (SGD with
+# momentum 0.9: at ten times nearly every run died or diverged, tried while choosing).
 LEARNING_RATES = {"sgd": {"normal": 0.05, "high": 0.2}, "adam": {"normal": 0.002, "high": 0.008}}
 # -0.3 starts ~11% of the first layers' relu units dead and every unit of a 6-layer MLP's last
 # two layers; -0.5 and -1 left nothing trainable in the deep MLP for any activation.

@@ -222,6 +222,16 @@ def digits():
     return load_digits()
 
 
+def test_digits_as_scikit_learn_loads_them():
+    datasets = pytest.importorskip("sklearn.datasets")
+    from fastact.study.data import _digits_arrays
+
+    images, labels = _digits_arrays()
+    reference = datasets.load_digits()
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(labels, reference.target)
+
+
 def test_digits_split(digits):
     assert (len(digits.y_train), len(digits.y_test)) == (1438, 359) and digits.n_classes == 10
     assert np.bincount(digits.y_test).min() >= 35  # stratified: every class in the test set

@@ -45,6 +45,10 @@ def _device_module(device: str) -> Any:
             import cupy
         except ImportError as error:
             raise SystemExit(f"--device cuda needs CuPy: pip install \"fastact[cuda12]\" or \"fastact[cuda13]\" ({error})") from error
+        try:
+            cupy.cuda.runtime.getDeviceCount()
+        except Exception as error:  # noqa: BLE001 - CuPy's CUDARuntimeError: no GPU or no driver
+            raise SystemExit(f"--device cuda: CuPy finds no usable GPU here ({type(error).__name__}: {error})") from error
         return cupy
     raise ValueError(f"--device must be cpu or cuda, got {device!r}")
 

@@ -53,24 +53,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+def _finite_float(accept, what: str):
+    """An argparse type: a finite float for which ``accept(value)`` holds (``what`` says which)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value < 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number < 0, got {text}")
-    return value
+_positive_float = _finite_float(lambda value: value > 0, "> 0")
+_negative_float = _finite_float(lambda value: value < 0, "< 0")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -268,35 +268,44 @@ SMALL = ["--networks", "mlp", "--activations", "relu,leaky_relu:0.1", "--lr", "h
          "--depth", "shallow", "--seeds", "2", "--epochs", "1"]
 
 
-def test_same_seed_same_table(digits, tmp_path):
-    first, second = _study(SMALL, tmp_path, "first"), _study(SMALL, tmp_path, "second")
-    other = _study([*SMALL, "--seed", "5"], tmp_path, "other")
+@pytest.fixture(scope="module")
+def small_study(digits, tmp_path_factory):
+    """(the JSON's path, the result) of the SMALL study, run once for the tests below."""
+    folder = tmp_path_factory.mktemp("study")
+    return folder / "small.json", _study(SMALL, folder, "small")
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+
+
+def test_same_seed_same_table(small_study, tmp_path):
+    first = small_study[1]
+    second, other = _study(SMALL, tmp_path, "second"), _study([*SMALL, "--seed", "5"], tmp_path, "other")
     assert report.summary_markdown(first) == report.summary_markdown(second)
     assert report.summary_markdown(first) != report.summary_markdown(other)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(first["rows"]) == strip(second["rows"])
+    assert _without_timing(first["rows"]) == _without_timing(second["rows"])
     assert first["rows"][0]["seeds"] == [0, 1] and other["rows"][0]["seeds"] == [5, 6]
 
 
-def test_jobs_do_not_change_the_result(digits, tmp_path):
-    one, two = _study(SMALL, tmp_path, "one"), _study([*SMALL, "--jobs", "2"], tmp_path, "two")
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(one["rows"]) == strip(two["rows"])
+def test_jobs_do_not_change_the_result(small_study, tmp_path):
+    two = _study([*SMALL, "--jobs", "2"], tmp_path, "two")
+    assert _without_timing(small_study[1]["rows"]) == _without_timing(two["rows"])
 
 
-def test_report_markdown_plot_and_from_json(digits, tmp_path, capsys):
-    result = _study(SMALL, tmp_path, "result")
+def test_report_markdown_plot_and_from_json(small_study, tmp_path, capsys):
+    path, result = small_study
     row = result["rows"][1]
     assert row["activation"] == "leaky_relu(alpha=0.1)" and row["vs_relu"]["n"] == 2
     assert row["vs_relu"]["mean"] == pytest.approx(np.mean(row["test_accuracy_per_seed"]) - np.mean(result["rows"][0]["test_accuracy_per_seed"]))
     assert row["regime"] == {"name": "lr=high,bias=negative,depth=shallow", "lr": "high", "bias": "negative", "depth": "shallow",
                              "learning_rate": 0.2, "bias_init": -0.3}
     assert len(row["dead_fraction"]) == 2 and all(0 <= f <= 1 for f in row["dead_fraction"])
-    cli.main(["--from-json", str(tmp_path / "result.json"), "--markdown", "-"])
+    cli.main(["--from-json", str(path), "--markdown", "-"])
     table = capsys.readouterr().out
     assert "| leaky_relu(alpha=0.1) |" in table and "MLP: test accuracy" in table
     pytest.importorskip("matplotlib")
-    cli.main(["--from-json", str(tmp_path / "result.json"), "--plot", str(tmp_path / "study.png")])
+    cli.main(["--from-json", str(path), "--plot", str(tmp_path / "study.png")])
     assert (tmp_path / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

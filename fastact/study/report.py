@@ -165,7 +165,7 @@ def plot(result: dict, path: str | Path) -> None:
         axis.set(ylabel="test accuracy", title=f"{network.upper()}: test accuracy (mean, 95% interval over seeds); {REGIME_LEGEND}")
         axis.set_ylim(0, 1.02)
         axis.grid(True, axis="y", alpha=0.3)
-        axis.legend(fontsize=7, ncol=min(len(activations), 5), loc="lower left")
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: failed runs sit low
         for g, regime in enumerate(regimes):
             small = figure.add_subplot(grid[2 * n + 1, g])
             for activation in activations:
@@ -178,6 +178,11 @@ def plot(result: dict, path: str | Path) -> None:
             small.set_xlabel("epoch", fontsize=6)
             if g == 0:
                 small.set_ylabel("dead units\n(mean over layers)", fontsize=7)
-    figure.suptitle(settings_lines(result)[0][:160], fontsize=8)
+    config = result["config"]
+    figure.suptitle(
+        f"{result['data']['name']}, {config['optimizer']}, {config['epochs']} epochs, {config['seeds']} seeds; "
+        "lower panels: dead hidden units per epoch (mean over layers and the runs that did not diverge)",
+        fontsize=9, y=0.91,
+    )
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)

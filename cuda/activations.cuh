@@ -126,6 +126,19 @@ __device__ __forceinline__ C product_error(const Halves<C>& x, const Halves<C>& 
   return ((x.hi * y.hi - p) + x.hi * y.lo + x.lo * y.hi) + x.lo * y.lo;
 }
 
+// x y - p exactly, for p = rounded_product(x, y) (the same conditions): one
+// FMA on the GPU, Dekker's product of halves in host builds (which never
+// contract, and whose baseline build has no FMA instruction).  Both are exact,
+// so both give the same bits.
+template <typename C>
+__device__ __forceinline__ C exact_product_error(C x, C y, C p) {
+#ifdef FASTACT_HOST_COMPILER
+  return product_error(Halves<C>(x), Halves<C>(y), p);
+#else
+  return fma(x, y, -p);
+#endif
+}
+
 // ---------------------------------------------------------------------------
 // The 16-bit paths' building blocks (see "Accuracy" above).
 constexpr double kLog2e = 1.4426950408889634074;
@@ -284,7 +297,7 @@ struct Gelu {
       const C tail = ex2_approx(fmaf(a, a * C(-0.5 * kLog2e), p)) * (t * C(kTwoToMinus64));  // Phi(-a)
       return (x > C(0) ? x : C(0)) - a * tail;
     } else {
-      return (x > C(0) ? x : C(0)) - a * C(0.5) * erfc_over_sqrt2(a, Halves<C>(a));
+      return (x > C(0) ? x : C(0)) - a * C(0.5) * erfc_over_sqrt2(a);
     }
   }
 
@@ -310,13 +323,12 @@ struct Gelu {
       const C part = density * (mills - a);  // Phi(-a) - a phi(a)
       return x < C(0) ? part : C(1) - part;
     } else {
-      const Halves<C> halves(a);
-      const C cdf = (signbit(x) ? C(0) : C(1)) + copysign(erfc_over_sqrt2(a, halves) * C(0.5), -x);
+      const C cdf = (signbit(x) ? C(0) : C(1)) + copysign(erfc_over_sqrt2(a) * C(0.5), -x);
       const C p = rounded_product(a, a);
       const C g = C(2) - p * C(0.5);
       const C g_low = (C(2) - g) - p * C(0.5);
       const C density = copysign(a, x) * exp(g) * C(kInvSqrt2PiE2);  // x phi(x) but for the correction
-      return cdf + (density + density * (g_low - product_error(halves, halves, p) * C(0.5)));
+      return cdf + (density + density * (g_low - exact_product_error(a, a, p) * C(0.5)));
     }
   }
 
@@ -325,9 +337,9 @@ struct Gelu {
   // plus a times the constant's), and to first order in dz
   //   erfc(z + dz) = erfc(z) (1 - 2 z dz)
   // (the rest of the relative slope, below 1/z, leaves |dz| / z <= 2^-24 (2^-53)).
-  __device__ __forceinline__ static C erfc_over_sqrt2(C a, const Halves<C>& halves) {
+  __device__ __forceinline__ static C erfc_over_sqrt2(C a) {
     const C z = rounded_product(a, C(kSqrtHalf));
-    const C dz = product_error(halves, Halves<C>(C(kSqrtHalf)), z) + a * C((kSqrtHalf - double(C(kSqrtHalf))) + kSqrtHalfLow);
+    const C dz = exact_product_error(a, C(kSqrtHalf), z) + a * C((kSqrtHalf - double(C(kSqrtHalf))) + kSqrtHalfLow);
     const C tail = erfc(z);
     return tail - tail * (C(2) * z * dz);
   }
@@ -435,9 +447,8 @@ struct Tanh {
       const C e = exp(far ? C(64) - C(2) * fabs(x) : C(-2) * fabs(x));  // e^64 e^-2|x| where far
       const C d = C(1) + e;
       const C d_low = e - (d - C(1));
-      const Halves<C> halves(d);
       const C p = rounded_product(d, d);
-      const C low = product_error(halves, halves, p) + C(2) * d * d_low;  // (1 + e)^2 - p, but for d_low^2
+      const C low = exact_product_error(d, d, p) + C(2) * d * d_low;  // (1 + e)^2 - p, but for d_low^2
       const C y = divide_in_range(C(4) * e, p);
       return far ? C(4) * e * C(kExpMinus64) : y - y * divide_in_range(low, p);
     }

@@ -41,8 +41,9 @@ __device__ __forceinline__ double rounded_product(double a, double b) { return _
 // Math for results stored in 16 bits (activations.cuh, "Accuracy").
 //
 // float16 keeps 11 significant bits and bfloat16 8, so a result computed in
-// float to a relative 2^-17 or better rounds to within 0.51 ulp of the exact
-// value (README's bound is 2 ulps).  For those storage types the functors use
+// float to a relative 2^-17 or better rounds to within 0.52 ulp of the exact
+// value (README's bound is 2 ulps; where a derivative crosses zero the
+// functors are factored so that this still holds, see activations.cuh).  For those storage types the functors use
 // the hardware's approximate instructions instead of the math library:
 //   ex2_approx(t) = 2^t    ex2.approx.ftz.f32: within 2 ulps (CUDA's exp2f,
 //                          documented at 2 ulps, is this instruction plus
@@ -50,8 +51,8 @@ __device__ __forceinline__ double rounded_product(double a, double b) { return _
 //   rcp_approx(d) = 1/d    rcp.approx.ftz.f32: within 1 ulp; 1/+-0 = +-inf,
 //                          1/+-inf = +-0; subnormal d reads as 0
 // The functors keep every argument of ex2_approx at -126 or above where the
-// result matters (they scale by 2^64, see Logistic), so the flush never
-// touches a result a 16-bit type can hold.  Host builds (cuda/host/device.h)
+// result matters (they scale by 2^64: exp_scaled_narrow in activations.cuh),
+// so the flush never touches a result a 16-bit type can hold.  Host builds (cuda/host/device.h)
 // model both as the exact value with a relative error of 2^-21, larger than
 // either bound, so that the emulator's tests of the 16-bit paths are
 // pessimistic; the cpu backend never calls them (it computes every dtype

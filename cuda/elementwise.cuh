@@ -24,6 +24,17 @@ constexpr int kElementwiseThreads = 256;
 // Resident blocks per SM the launches are sized for (plan.py: BLOCKS_PER_SM).
 constexpr int kElementwiseBlocksPerSM = 8;
 
+// The occupancy an activation kernel is built for: 8 blocks per SM (at most
+// 32 registers a thread) for 16- and 32-bit data with 32-bit indices, the
+// kernels the static model (python -m fastact gpu-model) holds to the copy
+// roofline; without a cap for float64 and 64-bit indices, where the cap made
+// the compiler spill around the double slow paths and the 64-bit address
+// arithmetic (python -m fastact.cuda_check).
+template <typename T, typename Index>
+struct ElementwiseOccupancy {
+  static constexpr int kBlocks = (sizeof(T) <= 4 && sizeof(Index) == 4) ? kElementwiseBlocksPerSM : 1;
+};
+
 template <typename T, int N>
 struct alignas(sizeof(T) * N) Vector {
   T value[N];
@@ -147,10 +158,10 @@ __device__ __forceinline__ void with_form(const Gelu<C>& gelu, const Run& run) {
 }
 
 // y = activation.forward(x).  The functor is passed by value: it is the
-// activation's parameter struct (see activations.cuh).  At most 32
-// registers (8 blocks of 256 threads per SM, as plan.py's grid assumes).
+// activation's parameter struct (see activations.cuh).  Built for 8 blocks
+// per SM where ElementwiseOccupancy says so (plan.py's grid assumes 8).
 template <typename Activation, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads, kElementwiseBlocksPerSM)
+__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
 activation_forward(Activation activation, Index n, T* y, const T* x) {
   const T* const in[1] = {x};
   with_form(activation, [&](const auto& form) {
@@ -160,7 +171,7 @@ activation_forward(Activation activation, Index n, T* y, const T* x) {
 
 // dx = dy * activation.derivative(x).
 template <typename Activation, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads, kElementwiseBlocksPerSM)
+__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
 activation_backward(Activation activation, Index n, T* dx, const T* dy, const T* x) {
   const T* const in[2] = {dy, x};
   with_form(activation, [&](const auto& form) {

@@ -11,7 +11,8 @@
 // (its comments derive them), so that no finite x overflows or gives NaN.
 // Relu agrees with it bit for bit; the smooth kernels agree to the accuracy
 // of the math library (CUDA's expf, erfcf, tanhf, ... are within 1 to 4 ulp;
-// no fast-math intrinsics such as __expf, whose error grows with |x|).
+// for float32 and float64 results no fast-math intrinsics such as __expf,
+// whose error grows with |x|; 16-bit results: see Accuracy below).
 // NaN x never reaches a functor's result: every kernel applies it through
 // forward_of / backward_of (elementwise.cuh), which select NaN over it.
 //
@@ -24,8 +25,13 @@
 // polynomials, to a relative 2^-17 or better, which rounds to the same
 // 2 ulps of the result (README.md, Conventions); where a derivative crosses
 // zero (silu, gelu, mish near x = -1), the 16-bit form is factored so that
-// the cancellation multiplies only rounding errors, not the approximations'
-// (tests/test_narrow_math.py checks every float16 and bfloat16 value).
+// the approximations reach the cancelling factor scaled down (by 0.2 or
+// less) or not at all (gelu's Mills ratio is a polynomial), leaving mostly
+// rounding errors there (tests/test_narrow_math.py checks every float16 and
+// bfloat16 value).  The divisions and reciprocals of the float32 forms are
+// CUDA's own IEEE sequences without their slow-path checks (common.cuh:
+// reciprocal_from_one, divide_in_range), used only where those checks
+// cannot fire, so the bits are unchanged.
 // Selections are written as comparisons: fmaxf/fminf would drop a NaN.
 #pragma once
 

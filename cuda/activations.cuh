@@ -22,7 +22,7 @@
 // forms below with the math library, as the NumPy backend does.  For float16
 // and bfloat16 (NarrowStorage, common.cuh) the CUDA kernels compute the same
 // stable forms with the hardware's approximate exp2 and reciprocal and short
-// polynomials, to a relative 2^-17 or better, which rounds to the same
+// polynomials, to a relative 2^-16.5 or better, which rounds to the same
 // 2 ulps of the result (README.md, Conventions); where a derivative crosses
 // zero (silu, gelu, mish near x = -1), the 16-bit form is factored so that
 // the approximations reach the cancelling factor scaled down (by 0.2 or

@@ -41,7 +41,7 @@ __device__ __forceinline__ double rounded_product(double a, double b) { return _
 // Math for results stored in 16 bits (activations.cuh, "Accuracy").
 //
 // float16 keeps 11 significant bits and bfloat16 8, so a result computed in
-// float to a relative 2^-17 or better rounds to within 0.52 ulp of the exact
+// float to a relative 2^-16.5 or better rounds to within 0.53 ulp of the exact
 // value (README's bound is 2 ulps; where a derivative crosses zero the
 // functors are factored so that this still holds, see activations.cuh).  For those storage types the functors use
 // the hardware's approximate instructions instead of the math library:

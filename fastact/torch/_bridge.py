@@ -77,12 +77,10 @@ def as_optional_array(t: torch.Tensor | None) -> Any:
 # ---------------------------------------------------------------------------
 def as_tensor(a: Any) -> torch.Tensor:
     """fastact's result (NumPy or CuPy) as a torch tensor owning the same memory."""
-    if isinstance(a, np.ndarray):
-        if a.dtype == np.float16 or a.dtype.kind == "f":
+    if type(a) is np.ndarray:
+        if a.dtype.kind == "f":
             return torch.from_numpy(a)
-        if a.dtype == _BFLOAT16:
-            return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-        raise TypeError(f"fastact.torch: unexpected result dtype {a.dtype}")
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)  # ml_dtypes' bfloat16 (kind "V")
     return torch.from_dlpack(a)
 
 
@@ -107,17 +105,21 @@ def _cupy_stream(stream: torch.cuda.Stream) -> Any:
     return cupy.cuda.ExternalStream(stream.cuda_stream, stream.device_index)
 
 
-@contextlib.contextmanager
-def on_device(t: torch.Tensor) -> Iterator[None]:
-    """Run the fastact calls inside on ``t``'s device: torch's current stream and allocator for CUDA.
+_ON_HOST = contextlib.nullcontext()
 
-    A no-op for CPU tensors.  Converting tensors to CuPy arrays and back
-    inside this block hands DLPack torch's own stream, so neither side waits
-    for the other.
+
+def on_device(t: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Where the fastact calls on ``t`` run: nothing to set up on the CPU; for CUDA, :func:`_on_cuda_device`."""
+    return _on_cuda_device(t) if t.is_cuda else _ON_HOST
+
+
+@contextlib.contextmanager
+def _on_cuda_device(t: torch.Tensor) -> Iterator[None]:
+    """``t``'s device, torch's current stream on it, and torch's caching allocator for CuPy's allocations.
+
+    Converting tensors to CuPy arrays and back inside this block hands DLPack
+    torch's own stream, so neither side waits for the other.
     """
-    if not t.is_cuda:
-        yield
-        return
     import cupy
 
     device = t.device.index if t.device.index is not None else torch.cuda.current_device()

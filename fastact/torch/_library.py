@@ -33,12 +33,17 @@ _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
 def plain(x: Any) -> bool:
-    """True when ``x`` is an ordinary tensor in plain eager mode, where the dispatcher can be skipped."""
+    """True when ``x`` is an ordinary CPU or CUDA tensor in plain eager mode, where the dispatcher can be skipped.
+
+    (A meta tensor takes the dispatcher, which answers with the op's fake.)
+    """
+    # is_compiling first: torch.compile folds it to True, and cannot trace the C calls after it.
     return (
-        type(x) in _PLAIN_TYPES
+        not _is_compiling()
+        and type(x) in _PLAIN_TYPES
+        and (x.is_cpu or x.is_cuda)
         and not _dispatch_modes()
         and not _function_modes()
-        and not _is_compiling()
         and not _functorch_wrapped(x)
     )
 
@@ -58,13 +63,19 @@ class Op:
     the results' shapes, dtypes and strides.  ``setup_context(ctx, inputs,
     output)`` and ``backward(ctx, *grads)`` are torch's ``register_autograd``
     pair; ops without them (the backward ops) are not differentiable.
+    ``eager(*args)``, where given, replaces ``compute`` on the eager path: the
+    same values, with the result's memory allocated wherever is cheapest
+    (``compute`` must lay results out exactly as ``fake`` does; eager calls
+    have no fake to agree with).
     """
 
     def __init__(self, name: str, schema: str, compute: Callable, fake: Callable,
-                 setup_context: Callable | None = None, backward: Callable | None = None) -> None:
+                 setup_context: Callable | None = None, backward: Callable | None = None,
+                 eager: Callable | None = None) -> None:
         self.name = name
         self.schema = schema
         self.compute = compute
+        self.eager_compute = eager or compute
         self.setup_context = setup_context
         self.backward = backward
         self.custom = torch.library.custom_op(f"{_NAMESPACE}::{name}", compute, mutates_args=(), schema=schema)
@@ -83,7 +94,7 @@ class Op:
         """The call without the dispatcher (the caller checked :func:`plain`)."""
         if self.backward is not None and needs_grad(args):
             return _Eager.apply(self, *args)
-        return self.compute(*args)
+        return self.eager_compute(*args)
 
     def __repr__(self) -> str:
         return f"<fastact op {self.name}{self.schema}>"
@@ -94,7 +105,7 @@ class _Eager(torch.autograd.Function):
 
     @staticmethod
     def forward(op: Op, *args: Any) -> Any:
-        return op.compute(*args)
+        return op.eager_compute(*args)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:

@@ -73,27 +73,39 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
     rowwise = spec.form == "rowwise"
     count = len(spec.params)
 
+    # The custom ops write into torch.empty_like(x), exactly as their fakes allocate; eager calls
+    # let fastact allocate (its NumPy fast path, which skips the checks an out= needs: about 2 us
+    # of a small call) and wrap the result.
     def compute(x: torch.Tensor, *values: Any) -> torch.Tensor:
-        if rowwise:
-            values = tuple(map(_axis_value, values))
+        values = tuple(map(_axis_value, values)) if rowwise else values
         y = torch.empty_like(x)
         with on_device(x):
             forward_function(as_array(x), *values, out=as_array(y))
         return y
 
+    def eager(x: torch.Tensor, *values: Any) -> torch.Tensor:
+        values = tuple(map(_axis_value, values)) if rowwise else values
+        with on_device(x):
+            return as_tensor(forward_function(as_array(x), *values))
+
     def compute_backward(dy: torch.Tensor, x: torch.Tensor, *values: Any) -> torch.Tensor:
-        if rowwise:
-            values = tuple(map(_axis_value, values))
+        values = tuple(map(_axis_value, values)) if rowwise else values
         dx = torch.empty_like(x)
         with on_device(x):
             backward_function(as_array(dy), as_array(x), *values, out=as_array(dx))
         return dx
+
+    def eager_backward(dy: torch.Tensor, x: torch.Tensor, *values: Any) -> torch.Tensor:
+        values = tuple(map(_axis_value, values)) if rowwise else values
+        with on_device(x):
+            return as_tensor(backward_function(as_array(dy), as_array(x), *values))
 
     backward_op = Op(
         f"{spec.name}_backward",
         f"({', '.join(['Tensor dy', 'Tensor x', *_schema_params(spec)])}) -> Tensor",
         compute_backward,
         lambda dy, x, *values: torch.empty_like(x),
+        eager=eager_backward,
     )
 
     def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
@@ -111,6 +123,7 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
         lambda x, *values: torch.empty_like(x),
         setup_context,
         backward,
+        eager=eager,
     )
     return forward_op, backward_op
 
@@ -175,6 +188,8 @@ def activation_key(function: str, activation: Any) -> str:
     """A fused call's activation (name or ``fastact.Activation``), checked, as ``"name(p=v, ...)"``."""
     if not isinstance(activation, (str, Activation)):
         _activation(function, activation)  # raises the TypeError saying what is accepted
+    if torch.compiler.is_compiling():  # dynamo traces the function itself (it warns about lru_cache wrappers)
+        return _activation_key.__wrapped__(function, activation)
     return _activation_key(function, activation)
 
 

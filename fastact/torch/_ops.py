@@ -26,7 +26,7 @@ from .. import _registry
 from .._conv_geometry import Conv2dGeometry, _split_shapes
 from .._fused_dispatch import _activation
 from ..functions import Activation
-from ._bridge import as_array, as_optional_array, as_tensor, on_device
+from ._bridge import as_array, as_optional_array, as_tensor, host_array, on_device
 from ._library import Op
 
 # A parameter's schema type, by its validator (fastact/_registry.py).
@@ -85,6 +85,8 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
 
     def eager(x: torch.Tensor, *values: Any) -> torch.Tensor:
         values = tuple(map(_axis_value, values)) if rowwise else values
+        if x.is_cpu:  # the common small call, without the device context
+            return as_tensor(forward_function(host_array(x), *values))
         with on_device(x):
             return as_tensor(forward_function(as_array(x), *values))
 
@@ -97,6 +99,8 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
 
     def eager_backward(dy: torch.Tensor, x: torch.Tensor, *values: Any) -> torch.Tensor:
         values = tuple(map(_axis_value, values)) if rowwise else values
+        if x.is_cpu:
+            return as_tensor(backward_function(host_array(dy), host_array(x), *values))
         with on_device(x):
             return as_tensor(backward_function(as_array(dy), as_array(x), *values))
 

@@ -27,7 +27,7 @@ from ..activations import (
     SOFTMAX, SOFTPLUS, TANH, THRESHOLDED_RELU,
 )
 from . import _ops
-from ._library import plain
+from ._library import _Eager, plain
 
 __all__ = [
     "relu", "leaky_relu", "relu6", "thresholded_relu", "prelu", "elu", "selu", "gelu", "silu", "swish",
@@ -48,7 +48,9 @@ def _activation(spec: _registry.ActivationSpec, x: Any, *values: Any) -> torch.T
     """Run activation ``spec`` on ``x``: eagerly without the dispatcher where possible (fastact validates the values)."""
     op = _ops.ACTIVATIONS[spec.name]
     if plain(x):
-        return op.eager(x, *values)
+        if x.requires_grad and torch.is_grad_enabled():
+            return _Eager.apply(op, x, *values)
+        return op.eager_compute(x, *values)
     _check_tensor(spec.name, "x", x)
     return op.overload(x, *_ops.schema_values(spec, values))
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -155,8 +156,10 @@ def training_step(budget: Budget, batch: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# fastact.torch against PyTorch, CPU tensors ({report['machine']['cpu']}, "
-             f"{report['machine']['cores']} cores, torch {report['machine']['torch']})", "",
+    m = report["machine"]
+    lines = [f"# fastact.torch against PyTorch, CPU tensors ({m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+             f"{m['date']}, OPENBLAS_NUM_THREADS={m['OPENBLAS_NUM_THREADS'] or 'unset'}, "
+             f"load average {m['load_average_start']} -> {m['load_average_end']})", "",
              "Ratios are fastact.torch's time over the other's, median of per-round ratios [p20, p80] "
              "(below 1: fastact.torch is faster). `python bench/bench_torch_ops.py`.", "",
              f"## Small calls ({SMALL} float32 elements; goal <= 2x torch's F.*)", "",
@@ -196,6 +199,8 @@ def main() -> None:
     large_size = 1 << 20 if args.quick else LARGE
     report = {
         "machine": machine.metadata({}, {"torch_threads": torch.get_num_threads(), "fastact_commit": machine.git_commit(),
+                                          # NumPy's BLAS runs fastact's dense/conv GEMMs (see the docstring)
+                                          "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
                                           "load_average_start": machine.load_average(),
                                           "fastact_backend": machine.fastact_backend("auto")}),
         "small": small_calls(budget),

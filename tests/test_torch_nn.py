@@ -289,3 +289,14 @@ def test_compile_fullgraph_aot_eager_trains():
     grads_eager = torch.autograd.grad(y_eager, list(model.parameters()), dy)
     for a, b in zip(grads_compiled, grads_eager):
         torch.testing.assert_close(a, b)
+
+
+def test_export_keeps_fastacts_ops():
+    torch.manual_seed(0)
+    model = article_cnn()
+    ft.patch(model)
+    x = _input((2, 1, 28, 28), torch.float32)
+    exported = torch.export.export(model, (x,))
+    targets = [str(node.target) for node in exported.graph.nodes if "fastact" in str(node.target)]
+    assert targets == ["fastact.conv2d_bias_act.default"] * 2 + ["fastact.dense_bias_act.default"]
+    torch.testing.assert_close(exported.module()(x), model(x))

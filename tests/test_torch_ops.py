@@ -402,14 +402,20 @@ def test_cuda_matches_cpu(name, params):
 
 @CUDA
 def test_cuda_runs_on_torchs_current_stream():
-    x = torch.randn(1 << 22, device="cuda")
+    import cupy
+
+    x = torch.randn(4096, 4096, device="cuda")
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        y = ft.leaky_relu(x, 0.1)
-        z = y * 2  # torch work ordered after fastact's kernel on the same stream
+        with _bridge.on_device(x):
+            assert cupy.cuda.get_current_stream().ptr == stream.cuda_stream
+            assert cupy.cuda.Device().id == x.device.index
+        product = x @ x  # long torch work on the side stream, not waited for on the host
+        y = ft.leaky_relu(product, 0.1)  # must run after it, on the same stream
+        z = y * 2  # and torch's next op after fastact's kernel
     torch.cuda.current_stream().wait_stream(stream)
-    torch.testing.assert_close(z, torch.nn.functional.leaky_relu(x, 0.1) * 2)
+    torch.testing.assert_close(z, torch.nn.functional.leaky_relu(x @ x, 0.1) * 2)
 
 
 @CUDA

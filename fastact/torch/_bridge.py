@@ -50,11 +50,20 @@ def host_array(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
+def _cupy() -> Any:
+    try:
+        import cupy
+    except ImportError as error:
+        raise TypeError(
+            "fastact.torch: CUDA tensors run on fastact's CUDA kernels, which need CuPy: "
+            "pip install 'fastact[cuda12]' or 'fastact[cuda13]'"
+        ) from error
+    return cupy
+
+
 def device_array(t: torch.Tensor) -> Any:
     """A CUDA tensor as a CuPy array over the same memory (call inside :func:`on_device`)."""
-    import cupy
-
-    return cupy.from_dlpack(t.detach())
+    return _cupy().from_dlpack(t.detach())
 
 
 def as_array(t: torch.Tensor) -> Any:
@@ -98,8 +107,7 @@ def _torch_memory(size: int) -> Any:
 
 
 def _cupy_stream(stream: torch.cuda.Stream) -> Any:
-    import cupy
-
+    cupy = _cupy()
     if hasattr(cupy.cuda.Stream, "from_external") and hasattr(stream, "__cuda_stream__"):
         return cupy.cuda.Stream.from_external(stream)  # CuPy >= 14
     return cupy.cuda.ExternalStream(stream.cuda_stream, stream.device_index)
@@ -120,7 +128,7 @@ def _on_cuda_device(t: torch.Tensor) -> Iterator[None]:
     Converting tensors to CuPy arrays and back inside this block hands DLPack
     torch's own stream, so neither side waits for the other.
     """
-    import cupy
+    cupy = _cupy()
 
     device = t.device.index if t.device.index is not None else torch.cuda.current_device()
     with cupy.cuda.Device(device), _cupy_stream(torch.cuda.current_stream(device)), \

@@ -55,8 +55,10 @@ class FastactModule:
         activation); ValueError where fastact cannot compute the module's arguments.
         """
         new = cls.__new__(cls)
-        # The module's state, with its own copies of the containers (parameters, hooks, ...).
-        new.__dict__.update({k: v.copy() if isinstance(v, (dict, set)) else v for k, v in module.__dict__.items()})
+        # The module's state, with its own copies of the containers (parameters, hooks, ...);
+        # not a torch.compile'd forward of the old class (Module.compile() keeps one there).
+        new.__dict__.update({k: v.copy() if isinstance(v, (dict, set)) else v for k, v in module.__dict__.items()
+                             if k != "_compiled_call_impl"})
         new.__dict__.update(attributes)
         new.check()
         return new

@@ -434,3 +434,15 @@ def test_cuda_fused_calls_and_prelu():
     torch.testing.assert_close(y, torch.nn.functional.prelu(x, alpha.reshape(3)))
     xd, wd = x.reshape(6, -1)[:, :16], _values((16, 5), torch.float32).cuda()
     torch.testing.assert_close(ft.dense_bias_act(xd, wd, None, "relu"), torch.relu(xd @ wd), rtol=1e-4, atol=1e-4)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    globs = {"torch": torch, "fastact": fastact}
+    finder, failed, attempted = doctest.DocTestFinder(), 0, 0
+    for name in ("fastact.torch", "fastact.torch.ops", "fastact.torch.nn", "fastact.torch.patch"):
+        for test in finder.find(sys.modules[name], name, globs=dict(globs)):
+            result = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE).run(test)
+            failed, attempted = failed + result.failed, attempted + result.attempted
+    assert failed == 0 and attempted >= 10

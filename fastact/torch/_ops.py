@@ -59,9 +59,10 @@ def _axis_value(axis: Any) -> Any:
 
 def schema_values(spec: _registry.ActivationSpec, values: tuple) -> tuple:
     """The user's parameter values, validated, as the op's schema takes them (the dispatcher path)."""
-    if spec.form == "rowwise":
-        return tuple([a] if isinstance(a, int) else list(a) for a in values)
-    return tuple(spec.validate(*values).values())
+    validated = tuple(spec.validate(*values).values())
+    if spec.form == "rowwise":  # an axis, or a tuple of axes where fastact takes one: a list
+        return tuple([a] if isinstance(a, int) else list(a) for a in validated)
+    return validated
 
 
 # --------------------------------------------------------------------------- #

@@ -20,7 +20,9 @@ so the noise of a shared machine cancels in the ratios, not in the absolute time
 4. **a training step** of the bench CNN (the article's Keras CNN in PyTorch: two
    3x3 convolutions with Leaky ReLU after each, max pooling, a dense layer with
    Leaky ReLU; batch 64 of 28x28): forward, backward and an SGD step, stock
-   against ``fastact.torch.patch``-ed (fused conv/dense + Leaky ReLU).
+   against ``fastact.torch.patch``-ed (fused conv/dense + Leaky ReLU: fastact's
+   im2col + NumPy-BLAS GEMMs), and, for comparison, against torch's own
+   convolution/product followed by fastact's fused bias + activation.
 
     python bench/bench_torch_ops.py [--quick] [--json FILE] [--markdown FILE]
 """
@@ -138,11 +140,41 @@ def bench_cnn() -> torch.nn.Sequential:
     )
 
 
+class _EpilogueConv2d(torch.nn.Conv2d):
+    """For comparison only: torch's convolution (oneDNN) without bias, then fastact's fused bias + activation."""
+
+    activation = fastact.Activation("leaky_relu", alpha=0.05)
+
+    def forward(self, x):
+        z = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+        return ft.bias_act(z, self.bias, self.activation, axis=1)
+
+
+class _EpilogueLinear(torch.nn.Linear):
+    """For comparison only: torch's matrix product without bias, then fastact's fused bias + activation."""
+
+    activation = _EpilogueConv2d.activation
+
+    def forward(self, x):
+        return ft.bias_act(F.linear(x, self.weight), self.bias, self.activation, axis=-1)
+
+
+def _epilogue_only(stock: torch.nn.Sequential) -> torch.nn.Sequential:
+    """The bench CNN with each layer + Leaky ReLU as torch's layer and fastact's fused epilogue."""
+    model = copy.deepcopy(stock)
+    for index, (layer, after) in enumerate(zip(model, model[1:])):
+        if type(layer) in (torch.nn.Conv2d, torch.nn.Linear) and isinstance(after, torch.nn.LeakyReLU):
+            layer.__class__ = _EpilogueConv2d if type(layer) is torch.nn.Conv2d else _EpilogueLinear
+            model[index + 1] = torch.nn.Identity()
+    return model
+
+
 def training_step(budget: Budget, batch: int) -> dict:
     torch.manual_seed(0)
     stock = bench_cnn()
     patched = copy.deepcopy(stock)
     ft.patch(patched)
+    epilogue = _epilogue_only(stock)
     x = torch.randn(batch, 1, 28, 28)
     target = torch.randint(0, 10, (batch,))
 
@@ -155,10 +187,12 @@ def training_step(budget: Budget, batch: int) -> dict:
             optimizer.step()
         return step
 
-    result = interleaved({"patched": step_of(patched), "stock": step_of(stock)}, budget)
-    forward = interleaved({"patched": lambda r: patched(x), "stock": lambda r: stock(x)}, budget)
+    result = interleaved({"patched": step_of(patched), "stock": step_of(stock), "epilogue": step_of(epilogue)}, budget)
+    forward = interleaved({"patched": lambda r: patched(x), "stock": lambda r: stock(x), "epilogue": lambda r: epilogue(x)},
+                          budget)
     return {"step": _ratio_row(result, "patched", "stock"), "forward only": _ratio_row(forward, "patched", "stock"),
-            "batch": batch}
+            "epilogue step": _ratio_row(result, "epilogue", "stock"),
+            "epilogue forward only": _ratio_row(forward, "epilogue", "stock"), "batch": batch}
 
 
 def markdown(report: dict) -> str:
@@ -198,6 +232,11 @@ def markdown(report: dict) -> str:
               "| | patched | stock | ratio |", "|---|---|---|---|",
               f"| forward + backward + SGD step | {us(t['step']['patched'])} | {us(t['step']['stock'])} | {ratio(t['step']['ratio'])} |",
               f"| forward only | {us(t['forward only']['patched'])} | {us(t['forward only']['stock'])} | {ratio(t['forward only']['ratio'])} |",
+              "", "For comparison (not what patch does): torch's convolution / matrix product without bias, then "
+              "fastact's fused bias + Leaky ReLU (`fastact.torch.bias_act`), over stock:", "",
+              "| | torch layer + fastact epilogue | stock | ratio |", "|---|---|---|---|",
+              f"| forward + backward + SGD step | {us(t['epilogue step']['epilogue'])} | {us(t['epilogue step']['stock'])} | {ratio(t['epilogue step']['ratio'])} |",
+              f"| forward only | {us(t['epilogue forward only']['epilogue'])} | {us(t['epilogue forward only']['stock'])} | {ratio(t['epilogue forward only']['ratio'])} |",
               ""]
     return "\n".join(lines)
 

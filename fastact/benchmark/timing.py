@@ -149,6 +149,7 @@ def interleaved(
     number: int = 1,
     settle_seconds: float = 0.0,
     synchronize: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Interleaved:
     """Time ``calls`` in alternation: each round times every call once, in a rotated order.
 
@@ -169,6 +170,10 @@ def interleaved(
     take a core from whichever call follows it; settling times each side in
     its own steady state, as in a run of calls of its own.  Settling calls
     get round ``r - 1``, so the timed call's inputs are not warmed by them.
+
+    ``clock``: wall time by default; ``time.thread_time`` (the calling thread's CPU
+    time) for calls that run on the calling thread alone, where a loaded machine's
+    descheduling would otherwise swamp microseconds.
     """
     names = list(calls)
     per_round = 0.0
@@ -185,7 +190,6 @@ def interleaved(
         per_round += per_call * (number + settle[name])
     rounds = budget.reps or int(min(budget.max_reps, max(budget.min_reps, math.ceil(budget.seconds / max(per_round, 1e-9)))))
     times = {name: np.empty(rounds) for name in names}
-    clock = time.perf_counter
     collecting = gc.isenabled()
     gc.disable()  # as timeit does: a collection in the middle of a call is not the call's cost
     try:

@@ -1,0 +1,278 @@
+"""fastact.torch against PyTorch on CPU tensors: small-call cost, large-tensor speed, a training step.
+
+Four measurements, each timed by the benchmark's interleaved timer
+(``fastact.benchmark.timing.interleaved``: the implementations alternate round by
+round, each round's ratio is taken, and the median ratio reported with p20/p80),
+so the noise of a shared machine cancels in the ratios, not in the absolute times:
+
+1. **small calls** (1 Ki float32 elements, timed in the calling thread's CPU time,
+   since both sides run there; and 64 Ki, wall time, where the per-call cost is
+   amortized): ``fastact.torch.OP(x)`` against torch's ``F.OP(x)``, both allocating
+   their result, without autograd (``forward``) and as forward + backward of a tensor
+   that requires grad (``autograd``).  Goal for 1 Ki: <= 2x.
+2. **where the time goes** in a small ``fastact.torch.leaky_relu`` call: its pieces
+   timed alone (the tensor -> NumPy view, fastact's own call, the NumPy -> tensor
+   wrap, the eager-path checks, the autograd.Function, the custom op through torch's
+   dispatcher).
+3. **large tensors** (16 Mi float32 elements, 64 MiB): ``fastact.torch.OP(x)`` against
+   ``fastact.OP(x.numpy())`` (the cpu backend on the same memory; a copy would show
+   as a ratio above 1) and against ``F.OP(x)``; forward, and the backward op.
+4. **a training step** of the bench CNN (the article's Keras CNN in PyTorch: two
+   3x3 convolutions with Leaky ReLU after each, max pooling, a dense layer with
+   Leaky ReLU; batch 64 of 28x28): forward, backward and an SGD step, stock
+   against ``fastact.torch.patch``-ed (fused conv/dense + Leaky ReLU: fastact's
+   im2col + NumPy-BLAS GEMMs), and, for comparison, against torch's own
+   convolution/product followed by fastact's fused bias + activation.
+
+    python bench/bench_torch_ops.py [--quick] [--json FILE] [--markdown FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import fastact
+import fastact.torch as ft
+from fastact.benchmark import machine
+from fastact.benchmark.timing import FULL, QUICK, Budget, interleaved
+from fastact.torch import _bridge, _library, _ops
+
+# name -> (fastact.torch call, torch call, fastact call on NumPy, fastact backward on NumPy)
+OPS = {
+    "relu": (lambda x: ft.relu(x), F.relu, fastact.relu, fastact.relu_backward),
+    "leaky_relu": (lambda x: ft.leaky_relu(x, 0.1), lambda x: F.leaky_relu(x, 0.1),
+                   lambda x: fastact.leaky_relu(x, 0.1), lambda dy, x: fastact.leaky_relu_backward(dy, x, 0.1)),
+    "elu": (lambda x: ft.elu(x), F.elu, fastact.elu, fastact.elu_backward),
+    "gelu": (lambda x: ft.gelu(x), F.gelu, fastact.gelu, fastact.gelu_backward),
+    "silu": (lambda x: ft.silu(x), F.silu, fastact.silu, fastact.silu_backward),
+    "hard_silu": (lambda x: ft.hard_silu(x), F.hardswish, fastact.hard_silu, fastact.hard_silu_backward),
+    "softmax": (lambda x: ft.softmax(x, -1), lambda x: F.softmax(x, -1), lambda x: fastact.softmax(x, -1),
+                lambda dy, x: fastact.softmax_backward(dy, x, -1)),
+}
+SMALL = 1 << 10
+MEDIUM = 1 << 16  # where the per-call overhead is amortized
+LARGE = 1 << 24
+
+
+def _ratio_row(result, a: str, b: str) -> dict:
+    return {"ratio": result.ratio(a, b), a: result.stats(a).as_dict(), b: result.stats(b).as_dict()}
+
+
+def small_calls(budget: Budget, size: int, clock) -> dict:
+    rows = {"clock": clock.__name__}
+    x = torch.randn(size)
+    xg = torch.randn(size, requires_grad=True)
+    dy = torch.randn(size)
+    number = max(1, 50 * SMALL // size)
+    for name, (ours, theirs, _, _) in OPS.items():
+        forward = interleaved({"fastact.torch": lambda r: ours(x), "torch": lambda r: theirs(x)}, budget,
+                              number=number, clock=clock)
+        autograd = interleaved(
+            {"fastact.torch": lambda r: ours(xg).backward(dy), "torch": lambda r: theirs(xg).backward(dy)},
+            budget, number=max(1, number // 2), clock=clock)
+        rows[name] = {"forward": _ratio_row(forward, "fastact.torch", "torch"),
+                      "autograd": _ratio_row(autograd, "fastact.torch", "torch")}
+    return rows
+
+
+def where_the_time_goes(budget: Budget) -> dict:
+    """The pieces of a small eager fastact.torch.leaky_relu call, each timed alone (with F.leaky_relu for scale)."""
+    x = torch.randn(SMALL)
+    xg = torch.randn(SMALL, requires_grad=True)
+    xn = x.numpy()
+    yn = fastact.leaky_relu(xn, 0.1)
+    op = _ops.ACTIVATIONS["leaky_relu"]
+    pieces = {
+        "torch F.leaky_relu(x)": lambda r: F.leaky_relu(x, 0.1),
+        "fastact.torch.leaky_relu(x)": lambda r: ft.leaky_relu(x, 0.1),
+        "  eager-path checks (plain(x))": lambda r: _library.plain(x),
+        "  tensor -> NumPy view (x.numpy())": lambda r: _bridge.as_array(x),
+        "  fastact.leaky_relu on the view": lambda r: fastact.leaky_relu(xn, 0.1),
+        "  NumPy -> tensor (torch.from_numpy)": lambda r: _bridge.as_tensor(yn),
+        "with autograd: fastact.torch.leaky_relu(x) (autograd.Function)": lambda r: ft.leaky_relu(xg, 0.1),
+        "with autograd: torch F.leaky_relu(x)": lambda r: F.leaky_relu(xg, 0.1),
+        "custom op through torch's dispatcher, no grad": lambda r: op.overload(x, 0.1),
+        "custom op through torch's dispatcher, with autograd": lambda r: op.overload(xg, 0.1),
+    }
+    result = interleaved(pieces, budget, number=50, clock=time.thread_time)
+    return {name: result.stats(name).as_dict() for name in pieces}
+
+
+def large_tensors(budget: Budget, size: int) -> dict:
+    rows = {}
+    x = torch.randn(size)
+    dy = torch.randn(size)
+    xn, dyn = x.numpy(), dy.numpy()
+    for name in ("relu", "gelu", "silu", "softmax"):
+        ours, theirs, on_numpy, backward_on_numpy = OPS[name]
+        spec = fastact._registry.get_spec(name)
+        values = tuple(p.default for p in spec.params)
+        backward_op = _ops.BACKWARDS[name]
+        forward = interleaved({"fastact.torch": lambda r: ours(x), "fastact on NumPy": lambda r: on_numpy(xn),
+                               "torch": lambda r: theirs(x)}, budget)
+        backward = interleaved({"fastact.torch": lambda r: backward_op(dy, x, *values),
+                                "fastact on NumPy": lambda r: backward_on_numpy(dyn, xn)}, budget)
+        rows[name] = {
+            "forward": {"vs fastact on NumPy": forward.ratio("fastact.torch", "fastact on NumPy"),
+                        "vs torch": forward.ratio("fastact.torch", "torch"),
+                        **{k: forward.stats(k).as_dict() for k in forward.times}},
+            "backward op": {"vs fastact on NumPy": backward.ratio("fastact.torch", "fastact on NumPy"),
+                            **{k: backward.stats(k).as_dict() for k in backward.times}},
+        }
+    return rows
+
+
+def bench_cnn() -> torch.nn.Sequential:
+    """The article's Keras CNN in PyTorch: Leaky ReLU (0.05) as its own layer after each convolution."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3), torch.nn.LeakyReLU(0.05), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3), torch.nn.LeakyReLU(0.05), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(64 * 5 * 5, 90), torch.nn.LeakyReLU(0.05), torch.nn.Linear(90, 10),
+    )
+
+
+class _EpilogueConv2d(torch.nn.Conv2d):
+    """For comparison only: torch's convolution (oneDNN) without bias, then fastact's fused bias + activation."""
+
+    activation = fastact.Activation("leaky_relu", alpha=0.05)
+
+    def forward(self, x):
+        z = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+        return ft.bias_act(z, self.bias, self.activation, axis=1)
+
+
+class _EpilogueLinear(torch.nn.Linear):
+    """For comparison only: torch's matrix product without bias, then fastact's fused bias + activation."""
+
+    activation = _EpilogueConv2d.activation
+
+    def forward(self, x):
+        return ft.bias_act(F.linear(x, self.weight), self.bias, self.activation, axis=-1)
+
+
+def _epilogue_only(stock: torch.nn.Sequential) -> torch.nn.Sequential:
+    """The bench CNN with each layer + Leaky ReLU as torch's layer and fastact's fused epilogue."""
+    model = copy.deepcopy(stock)
+    for index, (layer, after) in enumerate(zip(model, model[1:])):
+        if type(layer) in (torch.nn.Conv2d, torch.nn.Linear) and isinstance(after, torch.nn.LeakyReLU):
+            layer.__class__ = _EpilogueConv2d if type(layer) is torch.nn.Conv2d else _EpilogueLinear
+            model[index + 1] = torch.nn.Identity()
+    return model
+
+
+def training_step(budget: Budget, batch: int) -> dict:
+    torch.manual_seed(0)
+    stock = bench_cnn()
+    patched = copy.deepcopy(stock)
+    ft.patch(patched)
+    epilogue = _epilogue_only(stock)
+    x = torch.randn(batch, 1, 28, 28)
+    target = torch.randint(0, 10, (batch,))
+
+    def step_of(model):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def step(r):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), target).backward()
+            optimizer.step()
+        return step
+
+    result = interleaved({"patched": step_of(patched), "stock": step_of(stock), "epilogue": step_of(epilogue)}, budget)
+    forward = interleaved({"patched": lambda r: patched(x), "stock": lambda r: stock(x), "epilogue": lambda r: epilogue(x)},
+                          budget)
+    return {"step": _ratio_row(result, "patched", "stock"), "forward only": _ratio_row(forward, "patched", "stock"),
+            "epilogue step": _ratio_row(result, "epilogue", "stock"),
+            "epilogue forward only": _ratio_row(forward, "epilogue", "stock"), "batch": batch}
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"# fastact.torch against PyTorch, CPU tensors ({m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+             f"{m['date']}, OPENBLAS_NUM_THREADS={m['OPENBLAS_NUM_THREADS'] or 'unset'}, "
+             f"load average {m['load_average_start']} -> {m['load_average_end']})", "",
+             "Ratios are fastact.torch's time over the other's, median of per-round ratios [p20, p80] "
+             "(below 1: fastact.torch is faster). `python bench/bench_torch_ops.py`.", "",
+    ]
+    us = lambda s: f"{s['median'] * 1e6:.1f} us"  # noqa: E731
+    ratio = lambda r: f"{r['median']:.2f} [{r['p20']:.2f}, {r['p80']:.2f}]"  # noqa: E731
+    for size, rows in report["small"].items():
+        clock = "CPU time of the calling thread" if rows["clock"] == "thread_time" else "wall time"
+        lines += [f"## Calls on {size} float32 elements ({clock}; goal for small calls: <= 2x torch's F.*)", "",
+                  "| op | forward: fastact.torch | torch | ratio | autograd fwd+bwd: fastact.torch | torch | ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, row in rows.items():
+            if name == "clock":
+                continue
+            f, a = row["forward"], row["autograd"]
+            lines.append(f"| {name} | {us(f['fastact.torch'])} | {us(f['torch'])} | {ratio(f['ratio'])} | "
+                         f"{us(a['fastact.torch'])} | {us(a['torch'])} | {ratio(a['ratio'])} |")
+        lines.append("")
+    lines += ["## Where the time of a small fastact.torch.leaky_relu goes (each piece timed alone, "
+              "CPU time of the calling thread)", "",
+              "| piece | median |", "|---|---|"]
+    lines += [f"| {name} | {us(stats)} |" for name, stats in report["pieces"].items()]
+    lines += ["", f"## Large tensors ({report['large_size']} float32 elements)", "",
+              "| op | forward vs fastact on NumPy | forward vs torch | backward op vs fastact on NumPy |",
+              "|---|---|---|---|"]
+    for name, row in report["large"].items():
+        lines.append(f"| {name} | {ratio(row['forward']['vs fastact on NumPy'])} | {ratio(row['forward']['vs torch'])} | "
+                     f"{ratio(row['backward op']['vs fastact on NumPy'])} |")
+    t = report["training"]
+    lines += ["", f"## Training step of the bench CNN (batch {t['batch']}), patched over stock", "",
+              "| | patched | stock | ratio |", "|---|---|---|---|",
+              f"| forward + backward + SGD step | {us(t['step']['patched'])} | {us(t['step']['stock'])} | {ratio(t['step']['ratio'])} |",
+              f"| forward only | {us(t['forward only']['patched'])} | {us(t['forward only']['stock'])} | {ratio(t['forward only']['ratio'])} |",
+              "", "For comparison (not what patch does): torch's convolution / matrix product without bias, then "
+              "fastact's fused bias + Leaky ReLU (`fastact.torch.bias_act`), over stock:", "",
+              "| | torch layer + fastact epilogue | stock | ratio |", "|---|---|---|---|",
+              f"| forward + backward + SGD step | {us(t['epilogue step']['epilogue'])} | {us(t['epilogue step']['stock'])} | {ratio(t['epilogue step']['ratio'])} |",
+              f"| forward only | {us(t['epilogue forward only']['epilogue'])} | {us(t['epilogue forward only']['stock'])} | {ratio(t['epilogue forward only']['ratio'])} |",
+              ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short timings and a 1 Mi large size (a smoke run)")
+    parser.add_argument("--json", type=Path, help="write the full result here")
+    parser.add_argument("--markdown", type=Path, help="write the Markdown tables here")
+    args = parser.parse_args()
+    budget = QUICK if args.quick else Budget(seconds=1.0, min_reps=15, max_reps=2000, warmup_seconds=0.2)
+    large_size = 1 << 20 if args.quick else LARGE
+    report = {
+        "machine": machine.metadata({}, {"torch_threads": torch.get_num_threads(), "fastact_commit": machine.git_commit(),
+                                          # NumPy's BLAS runs fastact's dense/conv GEMMs (see the docstring)
+                                          "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+                                          "load_average_start": machine.load_average(),
+                                          "fastact_backend": machine.fastact_backend("auto")}),
+        # 1 Ki calls run on the calling thread on both sides (below torch's and fastact's
+        # parallel grain): timed in that thread's CPU time, which the machine's other jobs
+        # disturb far less than wall time.  64 Ki calls may use both libraries' threads: wall time.
+        "small": {str(SMALL): small_calls(budget, SMALL, time.thread_time),
+                  str(MEDIUM): small_calls(budget, MEDIUM, time.perf_counter)},
+        "pieces": where_the_time_goes(budget),
+        "large_size": large_size,
+        "large": large_tensors(budget, large_size),
+        "training": training_step(budget if not args.quick else QUICK, batch=64),
+    }
+    report["machine"]["load_average_end"] = machine.load_average()
+    text = markdown(report)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""The custom ops, declared from fastact's registry and fused calls (one source of truth).
+
+For every registered activation NAME there are two ops,
+``fastact::NAME(Tensor x, <params>) -> Tensor`` and
+``fastact::NAME_backward(Tensor dy, Tensor x, <params>) -> Tensor``; their
+schemas come from the declaration's parameters (``_SCHEMA_TYPES``), their
+computation is fastact's own public function on zero-copy views, written
+into a tensor torch allocates.  PReLU and the fused calls are declared by
+hand below, since their arguments are arrays and layouts, not parameters.
+
+A fused call's activation (a name or ``fastact.Activation``) travels as a
+string, ``"leaky_relu(alpha=0.05)"`` (:func:`activation_key`), because an
+op's schema holds only tensors, numbers and strings; the ops turn it back
+into an ``Activation`` (:func:`activation_of`).
+"""
+from __future__ import annotations
+
+import ast
+import functools
+from typing import Any, Callable
+
+import torch
+
+import fastact
+from .. import _registry
+from .._conv_geometry import Conv2dGeometry, _split_shapes
+from .._fused_dispatch import _activation
+from ..functions import Activation
+from ._bridge import as_array, as_optional_array, as_tensor, host_array, on_device
+from ._library import Op
+
+# A parameter's schema type, by its validator (fastact/_registry.py).
+_SCHEMA_TYPES = {
+    _registry.real: "float",
+    _registry.optional_nonnegative: "float?",
+    _registry.boolean: "bool",
+}
+
+
+def _schema_params(spec: _registry.ActivationSpec) -> list[str]:
+    """The schema's parameters of an activation: its declared ones; a row-wise axis as ``int[]`` (one or more axes)."""
+    if spec.form == "rowwise":
+        return [f"int[] {p.name}" for p in spec.params]
+    missing = [p.name for p in spec.params if p.check not in _SCHEMA_TYPES]
+    if missing:
+        raise RuntimeError(
+            f"fastact.torch: activation {spec.name!r} has parameter(s) {missing} of a kind without a torch "
+            f"schema type; add its validator to fastact/torch/_ops.py: _SCHEMA_TYPES"
+        )
+    return [f"{_SCHEMA_TYPES[p.check]} {p.name}" for p in spec.params]
+
+
+def _axis_value(axis: Any) -> Any:
+    """A row-wise axis as fastact takes it: the schema's list of axes back to an int (one) or a tuple."""
+    if isinstance(axis, (list, tuple)):
+        return axis[0] if len(axis) == 1 else tuple(axis)
+    return axis
+
+
+def schema_values(spec: _registry.ActivationSpec, values: tuple) -> tuple:
+    """The user's parameter values, validated, as the op's schema takes them (the dispatcher path)."""
+    validated = tuple(spec.validate(*values).values())
+    if spec.form == "rowwise":  # an axis, or a tuple of axes where fastact takes one: a list
+        return tuple([a] if isinstance(a, int) else list(a) for a in validated)
+    return validated
+
+
+# --------------------------------------------------------------------------- #
+# Elementwise and row-wise activations
+# --------------------------------------------------------------------------- #
+def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
+    forward_function = getattr(fastact, spec.name)
+    backward_function = getattr(fastact, f"{spec.name}_backward")
+    rowwise = spec.form == "rowwise"
+    count = len(spec.params)
+
+    # The custom ops write into torch.empty_like(x), exactly as their fakes allocate; eager calls
+    # let fastact allocate (its NumPy fast path, which skips the checks an out= needs: about 2 us
+    # of a small call) and wrap the result.
+    def compute(x: torch.Tensor, *values: Any) -> torch.Tensor:
+        values = tuple(map(_axis_value, values)) if rowwise else values
+        y = torch.empty_like(x)
+        with on_device(x):
+            forward_function(as_array(x), *values, out=as_array(y))
+        return y
+
+    def eager(x: torch.Tensor, *values: Any) -> torch.Tensor:
+        values = tuple(map(_axis_value, values)) if rowwise else values
+        if x.is_cpu:  # the common small call, without the device context
+            return as_tensor(forward_function(host_array(x), *values))
+        with on_device(x):
+            return as_tensor(forward_function(as_array(x), *values))
+
+    def compute_backward(dy: torch.Tensor, x: torch.Tensor, *values: Any) -> torch.Tensor:
+        values = tuple(map(_axis_value, values)) if rowwise else values
+        dx = torch.empty_like(x)
+        with on_device(x):
+            backward_function(as_array(dy), as_array(x), *values, out=as_array(dx))
+        return dx
+
+    def eager_backward(dy: torch.Tensor, x: torch.Tensor, *values: Any) -> torch.Tensor:
+        values = tuple(map(_axis_value, values)) if rowwise else values
+        if x.is_cpu:
+            return as_tensor(backward_function(host_array(dy), host_array(x), *values))
+        with on_device(x):
+            return as_tensor(backward_function(as_array(dy), as_array(x), *values))
+
+    backward_op = Op(
+        f"{spec.name}_backward",
+        f"({', '.join(['Tensor dy', 'Tensor x', *_schema_params(spec)])}) -> Tensor",
+        compute_backward,
+        lambda dy, x, *values: torch.empty_like(x),
+        eager=eager_backward,
+    )
+
+    def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+        ctx.save_for_backward(inputs[0])
+        ctx.values = inputs[1:]
+
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple:
+        (x,) = ctx.saved_tensors
+        return (backward_op(dy, x, *ctx.values), *(None,) * count)
+
+    forward_op = Op(
+        spec.name,
+        f"({', '.join(['Tensor x', *_schema_params(spec)])}) -> Tensor",
+        compute,
+        lambda x, *values: torch.empty_like(x),
+        setup_context,
+        backward,
+        eager=eager,
+    )
+    return forward_op, backward_op
+
+
+ACTIVATIONS: dict[str, Op] = {}
+BACKWARDS: dict[str, Op] = {}
+for _spec in _registry.REGISTRY.values():
+    if _spec.form != "prelu":
+        ACTIVATIONS[_spec.name], BACKWARDS[_spec.name] = _activation_ops(_spec)
+
+
+# --------------------------------------------------------------------------- #
+# PReLU: the slope is a tensor with its own gradient
+# --------------------------------------------------------------------------- #
+def _prelu(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    y = torch.empty_like(x)
+    with on_device(x):
+        fastact.prelu(as_array(x), as_array(alpha), out=as_array(y))
+    return y
+
+
+def _prelu_backward(dy: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    dx = torch.empty_like(x)
+    with on_device(x):
+        _, dalpha = fastact.prelu_backward(as_array(dy), as_array(x), as_array(alpha), out=as_array(dx))
+        return dx, as_tensor(dalpha).contiguous()
+
+
+PRELU_BACKWARD = Op(
+    "prelu_backward",
+    "(Tensor dy, Tensor x, Tensor alpha) -> (Tensor, Tensor)",
+    _prelu_backward,
+    lambda dy, x, alpha: (torch.empty_like(x), alpha.new_empty(alpha.shape)),
+)
+
+
+def _saving(tensors: int) -> Callable:
+    """A setup_context saving the first ``tensors`` inputs (None for a missing bias) and keeping the rest."""
+
+    def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
+        ctx.save_for_backward(*inputs[:tensors])
+        ctx.arguments = inputs[tensors:]
+
+    return setup_context
+
+
+def _prelu_grad(ctx: Any, dy: torch.Tensor) -> tuple:
+    x, alpha = ctx.saved_tensors
+    return PRELU_BACKWARD(dy, x, alpha)
+
+
+PRELU = Op(
+    "prelu", "(Tensor x, Tensor alpha) -> Tensor", _prelu, lambda x, alpha: torch.empty_like(x),
+    _saving(2), _prelu_grad,
+)
+
+
+# --------------------------------------------------------------------------- #
+# The fused calls' activation, as a string in the schema
+# --------------------------------------------------------------------------- #
+def activation_key(function: str, activation: Any) -> str:
+    """A fused call's activation (name or ``fastact.Activation``), checked, as ``"name(p=v, ...)"``."""
+    if not isinstance(activation, (str, Activation)):
+        _activation(function, activation)  # raises the TypeError saying what is accepted
+    if torch.compiler.is_compiling():  # dynamo traces the function itself (it warns about lru_cache wrappers)
+        return _activation_key.__wrapped__(function, activation)
+    return _activation_key(function, activation)
+
+
+@functools.lru_cache(maxsize=1024)
+def _activation_key(function: str, activation: str | Activation) -> str:
+    act = _activation(function, activation)
+    return f"{act.name}({', '.join(f'{k}={v!r}' for k, v in act.params.items())})"
+
+
+@functools.lru_cache(maxsize=1024)
+def activation_of(key: str) -> Activation:
+    """The ``Activation`` an :func:`activation_key` string names."""
+    name, _, rest = key.partition("(")
+    params = {}
+    for item in filter(None, rest.rstrip(")").split(", ")):
+        param, _, value = item.partition("=")
+        params[param] = ast.literal_eval(value)  # a float, None or a bool, written by repr
+    return Activation(name, **params)
+
+
+def _result(a: Any) -> torch.Tensor:
+    """A result fastact allocated, as a tensor; contiguous, as the fakes promise (a copy only if it is not)."""
+    return as_tensor(a).contiguous()
+
+
+def _gradients(*arrays: Any, like: torch.Tensor) -> tuple:
+    """fastact's gradients as tensors; a missing one (no bias) as an empty tensor (schemas return tensors)."""
+    return tuple(like.new_empty((0,)) if a is None else _result(a) for a in arrays)
+
+
+def _differentiable(backward_op: Op, tensors: int) -> tuple[Callable, Callable]:
+    """setup_context/backward for a fused op whose first ``tensors`` inputs may need gradients."""
+
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple:
+        saved = ctx.saved_tensors
+        grads = backward_op(dy, *saved, *ctx.arguments)
+        bias = saved[-1]
+        grads = (*grads[:-1], None if bias is None else grads[-1])
+        return (*grads, *(None,) * len(ctx.arguments))
+
+    return _saving(tensors), backward
+
+
+# --------------------------------------------------------------------------- #
+# bias_act
+# --------------------------------------------------------------------------- #
+def _bias_act(x: torch.Tensor, bias: torch.Tensor, activation: str, axis: int) -> torch.Tensor:
+    y = torch.empty_like(x)
+    with on_device(x):
+        fastact.bias_act(as_array(x), as_array(bias), activation_of(activation), axis=axis, out=as_array(y))
+    return y
+
+
+def _bias_act_backward(dy, x, bias, activation: str, axis: int) -> tuple:
+    with on_device(x):
+        dx, dbias = fastact.bias_act_backward(as_array(dy), as_array(x), as_array(bias), activation_of(activation), axis=axis)
+        return _gradients(dx, dbias, like=x)
+
+
+BIAS_ACT_BACKWARD = Op(
+    "bias_act_backward",
+    "(Tensor dy, Tensor x, Tensor bias, str activation, int axis) -> (Tensor, Tensor)",
+    _bias_act_backward,
+    lambda dy, x, bias, activation, axis: (x.new_empty(x.shape), bias.new_empty(bias.shape)),
+)
+BIAS_ACT = Op(
+    "bias_act",
+    "(Tensor x, Tensor bias, str activation, int axis) -> Tensor",
+    _bias_act,
+    lambda x, bias, activation, axis: torch.empty_like(x),
+    *_differentiable(BIAS_ACT_BACKWARD, 2),
+)
+
+
+# --------------------------------------------------------------------------- #
+# dense_bias_act: w is (in, out), as Keras Dense and fastact.dense_bias_act
+# --------------------------------------------------------------------------- #
+def _dense(x, w, b, activation: str) -> torch.Tensor:
+    with on_device(x):
+        return _result(fastact.dense_bias_act(as_array(x), as_array(w), as_optional_array(b), activation_of(activation)))
+
+
+def _dense_backward(dy, x, w, b, activation: str) -> tuple:
+    with on_device(x):
+        grads = fastact.dense_bias_act_backward(
+            as_array(dy), as_array(x), as_array(w), as_optional_array(b), activation_of(activation))
+        return _gradients(*grads, like=x)
+
+
+def _dense_fake(x, w, b, activation):
+    return x.new_empty((*x.shape[:-1], w.shape[1]))
+
+
+def _backward_fakes(x, w, b):
+    return x.new_empty(x.shape), w.new_empty(w.shape), x.new_empty((0,)) if b is None else b.new_empty(b.shape)
+
+
+DENSE_BACKWARD = Op(
+    "dense_bias_act_backward",
+    "(Tensor dy, Tensor x, Tensor w, Tensor? b, str activation) -> (Tensor, Tensor, Tensor)",
+    _dense_backward,
+    lambda dy, x, w, b, activation: _backward_fakes(x, w, b),
+)
+DENSE = Op(
+    "dense_bias_act",
+    "(Tensor x, Tensor w, Tensor? b, str activation) -> Tensor",
+    _dense,
+    _dense_fake,
+    *_differentiable(DENSE_BACKWARD, 3),
+)
+
+
+# --------------------------------------------------------------------------- #
+# conv2d_bias_act: the geometry checked by the caller, padding explicit
+# (top, bottom, left, right) so the schema holds only ints
+# --------------------------------------------------------------------------- #
+_CONV_ARGS = "str activation, int[] stride, int[] padding, int[] dilation, int groups, str data_format"
+
+
+def _conv_options(stride, padding, dilation, groups, data_format) -> dict:
+    top, bottom, left, right = padding
+    return {"stride": tuple(stride), "padding": ((top, bottom), (left, right)), "dilation": tuple(dilation),
+            "groups": groups, "data_format": data_format}
+
+
+def _conv(x, w, b, activation: str, *options) -> torch.Tensor:
+    with on_device(x):
+        y = fastact.conv2d_bias_act(as_array(x), as_array(w), as_optional_array(b), activation_of(activation),
+                                    **_conv_options(*options))
+        return _result(y)
+
+
+def _conv_backward(dy, x, w, b, activation: str, *options) -> tuple:
+    with on_device(x):
+        grads = fastact.conv2d_bias_act_backward(
+            as_array(dy), as_array(x), as_array(w), as_optional_array(b), activation_of(activation),
+            **_conv_options(*options))
+        return _gradients(*grads, like=x)
+
+
+def _conv_fake(x, w, b, activation, stride, padding, dilation, groups, data_format):
+    (batch, channels, size), (out_channels, _, kernel_size) = _split_shapes(
+        "conv2d_bias_act", data_format, tuple(x.shape), tuple(w.shape))
+    top, bottom, left, right = padding
+    geometry = Conv2dGeometry(data_format, batch, channels, size, out_channels, kernel_size, tuple(stride),
+                              tuple(dilation), ((top, bottom), (left, right)), groups)
+    return x.new_empty(geometry.out_shape)
+
+
+CONV2D_BACKWARD = Op(
+    "conv2d_bias_act_backward",
+    f"(Tensor dy, Tensor x, Tensor w, Tensor? b, {_CONV_ARGS}) -> (Tensor, Tensor, Tensor)",
+    _conv_backward,
+    lambda dy, x, w, b, *rest: _backward_fakes(x, w, b),
+)
+CONV2D = Op(
+    "conv2d_bias_act",
+    f"(Tensor x, Tensor w, Tensor? b, {_CONV_ARGS}) -> Tensor",
+    _conv,
+    _conv_fake,
+    *_differentiable(CONV2D_BACKWARD, 3),
+)
+
+ALL_OPS: tuple[Op, ...] = (
+    *ACTIVATIONS.values(), *BACKWARDS.values(), PRELU, PRELU_BACKWARD,
+    BIAS_ACT, BIAS_ACT_BACKWARD, DENSE, DENSE_BACKWARD, CONV2D, CONV2D_BACKWARD,
+)

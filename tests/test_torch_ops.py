@@ -1,0 +1,448 @@
+"""fastact.torch's ops: the same values as fastact on the same memory, autograd, custom-op checks.
+
+Skipped without torch.  The math itself is tested on arrays elsewhere (test_relu_family,
+test_family, test_family_torch); here: every activation and fused call reaches fastact
+through zero-copy views in every dtype and layout, its gradients are right (gradcheck in
+float64, away from kinks; the kink and NaN conventions separately), and every custom op
+passes ``torch.library.opcheck`` (schema, fake tensor, autograd registration, AOT dispatch).
+CUDA tests run only where torch sees a GPU.
+"""
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact._registry import REGISTRY, get_spec
+
+torch = pytest.importorskip("torch")
+import fastact.torch as ft  # noqa: E402
+from fastact.torch import _bridge, _ops  # noqa: E402
+
+try:
+    import ml_dtypes
+except ImportError:  # pragma: no cover - the test extra installs it
+    ml_dtypes = None
+
+# Every activation with its defaults, and non-default parameters where it has some.
+CASES = [(name, {}) for name, spec in REGISTRY.items() if spec.form != "prelu"] + [
+    ("relu", {"alpha": 0.1, "max_value": 6.0, "threshold": 0.5}),
+    ("relu", {"threshold": -0.5}),
+    ("leaky_relu", {"alpha": 0.05}),
+    ("thresholded_relu", {"theta": 0.5}),
+    ("elu", {"alpha": 0.5}),
+    ("gelu", {"approximate": True}),
+    ("softmax", {"axis": 0}),
+    ("log_softmax", {"axis": 0}),
+]
+IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items()) or 'defaults'}" for name, params in CASES]
+TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
+
+
+def _values(shape, dtype=torch.float64, seed=0, kinks=()):
+    """Random values in [-5, 5], at least 0.05 away from every kink (where gradcheck's differences break)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=generator, dtype=torch.float64) * 10 - 5
+    for kink in kinks:
+        x = torch.where((x - kink).abs() < 0.05, x + 0.1, x)
+    return x.to(dtype)
+
+
+def _kinks(params: dict) -> tuple:
+    return (-3.0, 0.0, 3.0, 6.0, *(params[k] for k in ("threshold", "theta", "max_value") if params.get(k) is not None))
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A copy of a tensor's values as NumPy (bfloat16 through ml_dtypes)."""
+    t = t.detach()
+    if t.dtype is torch.bfloat16:
+        return t.view(torch.int16).numpy().copy().view(ml_dtypes.bfloat16)
+    return t.numpy().copy()
+
+
+def _layouts(x: torch.Tensor) -> dict:
+    """The same values in several memory layouts (x is 4-d)."""
+    return {
+        "contiguous": x,
+        "channels_last": x.contiguous(memory_format=torch.channels_last),
+        "transposed": x.transpose(1, 3),
+        "strided": x[:, :, ::2, 1:],
+        "expanded": x[:1].expand(3, -1, -1, -1),
+    }
+
+
+# --------------------------------------------------------------------------- #
+# The public functions mirror fastact's
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("name", [*REGISTRY, "swish", "hard_swish"])
+def test_every_activation_has_fastacts_signature(name):
+    expected = [p for p in inspect.signature(getattr(fastact, name)).parameters.values() if p.name != "out"]
+    got = list(inspect.signature(getattr(ft, name)).parameters.values())
+    assert [(p.name, p.default) for p in got] == [(p.name, p.default) for p in expected]
+    assert name in ft.__all__
+
+
+def test_every_op_is_registered_under_fastact():
+    names = {op.name for op in _ops.ALL_OPS}
+    for name, spec in REGISTRY.items():
+        assert {name, f"{name}_backward"} <= names
+        assert hasattr(torch.ops.fastact, name) and hasattr(torch.ops.fastact, f"{name}_backward")
+    for fused in ("bias_act", "dense_bias_act", "conv2d_bias_act"):
+        assert {fused, f"{fused}_backward"} <= names
+
+
+def test_import_fastact_does_not_import_torch():
+    code = "import sys, fastact; fastact.relu([1.0]); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- #
+# Values: fastact's own, on the tensor's memory, every dtype and layout
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_forward_and_backward_are_fastacts(name, params, dtype_name):
+    if dtype_name == "bfloat16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    dtype = TORCH_DTYPES[dtype_name]
+    base = _values((3, 4, 6, 5), dtype, seed=1)
+    for layout, x in _layouts(base).items():
+        x = x.detach().requires_grad_(True)
+        y = getattr(ft, name)(x, **params)
+        assert y.dtype == dtype and y.shape == x.shape, layout
+        dy = _values(y.shape, dtype, seed=2)
+        (dx,) = torch.autograd.grad(y, x, dy)
+        expected_y = getattr(fastact, name)(_to_numpy(x), **params)
+        expected_dx = getattr(fastact, f"{name}_backward")(_to_numpy(dy), _to_numpy(x), **params)
+        np.testing.assert_array_equal(_to_numpy(y), expected_y, err_msg=f"{name} forward, {layout}")
+        np.testing.assert_array_equal(_to_numpy(dx), expected_dx, err_msg=f"{name} backward, {layout}")
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (0, 3)])
+def test_zero_dim_and_empty(shape):
+    x = _values(shape, torch.float32).requires_grad_(True)
+    y = ft.elu(x)
+    y.sum().backward()
+    assert y.shape == x.shape and x.grad.shape == x.shape
+    np.testing.assert_array_equal(y.detach().numpy(), fastact.elu(x.detach().numpy()))
+
+
+@pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))
+def test_cpu_tensors_are_viewed_not_copied(dtype_name):
+    if dtype_name == "bfloat16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    t = torch.zeros(4, 6, dtype=TORCH_DTYPES[dtype_name]).t()
+    a = _bridge.as_array(t)
+    assert a.__array_interface__["data"][0] == t.data_ptr() and a.strides == tuple(s * t.element_size() for s in t.stride())
+    back = _bridge.as_tensor(a)
+    assert back.data_ptr() == t.data_ptr() and back.dtype == t.dtype
+
+
+def test_dispatcher_and_eager_paths_agree():
+    """The custom op (what torch.compile calls) and the eager shortcut compute the same thing."""
+    x = _values((5, 7), torch.float32, seed=3).requires_grad_(True)
+    for name, params in CASES:
+        spec = get_spec(name)
+        values = _ops.schema_values(spec, tuple(spec.bind((), params).values()))
+        y_op = getattr(torch.ops.fastact, name)(x, *values)
+        y_eager = getattr(ft, name)(x, **params)
+        assert y_op.grad_fn is not None and y_eager.grad_fn is not None
+        torch.testing.assert_close(y_op, y_eager, rtol=0, atol=0)
+        dy = torch.randn_like(x)
+        torch.testing.assert_close(torch.autograd.grad(y_op, x, dy)[0], torch.autograd.grad(y_eager, x, dy)[0], rtol=0, atol=0)
+
+
+def test_no_grad_and_inference_mode():
+    x = _values((4, 4), torch.float32).requires_grad_(True)
+    with torch.no_grad():
+        y = ft.mish(x)
+    assert y.grad_fn is None and not y.requires_grad
+    with torch.inference_mode():
+        y = ft.leaky_relu(x.detach(), 0.1)
+    np.testing.assert_array_equal(y.numpy(), fastact.leaky_relu(x.detach().numpy(), 0.1))
+
+
+# --------------------------------------------------------------------------- #
+# Gradients
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("path", ["eager", "dispatcher"])
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_gradcheck(name, params, path):
+    x = _values((4, 5), seed=4, kinks=_kinks(params)).requires_grad_(True)
+    if path == "eager":
+        function = lambda t: getattr(ft, name)(t, **params)  # noqa: E731
+    else:
+        spec = get_spec(name)
+        values = _ops.schema_values(spec, tuple(spec.bind((), params).values()))
+        function = lambda t: getattr(torch.ops.fastact, name)(t, *values)  # noqa: E731
+    assert torch.autograd.gradcheck(function, (x,))
+
+
+# (activation, params, x at a kink, the derivative there: the left one, as PyTorch)
+KINKS = [
+    ("relu", {}, 0.0, 0.0),
+    ("leaky_relu", {"alpha": 0.1}, 0.0, 0.1),
+    ("relu6", {}, 0.0, 0.0),
+    ("relu6", {}, 6.0, 0.0),
+    ("thresholded_relu", {"theta": 1.0}, 1.0, 0.0),
+    ("relu", {"alpha": 0.3, "threshold": 2.0}, 2.0, 0.3),
+    ("elu", {"alpha": 0.5}, 0.0, 0.5),
+    ("selu", {}, 0.0, fastact.activations.SELU_SCALE * fastact.activations.SELU_ALPHA),
+    ("hard_sigmoid", {}, -3.0, 0.0),
+    ("hard_sigmoid", {}, 3.0, 0.0),
+    ("hard_silu", {}, -3.0, 0.0),
+    ("hard_silu", {}, 3.0, 1.0),
+]
+
+
+@pytest.mark.parametrize("name,params,at,derivative", KINKS)
+def test_kink_conventions(name, params, at, derivative):
+    x = torch.tensor([at], dtype=torch.float64, requires_grad=True)
+    getattr(ft, name)(x, **params).backward(torch.ones(1, dtype=torch.float64))
+    assert x.grad.item() == pytest.approx(derivative, rel=1e-15)
+
+
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_nan_in_nan_out(name, params):
+    x = torch.tensor([[1.0, float("nan"), -2.0]], requires_grad=True)
+    y = getattr(ft, name)(x, **params)
+    y.backward(torch.ones_like(y))
+    rowwise = get_spec(name).form == "rowwise"
+    nan = torch.isnan(x.detach()) if not rowwise else torch.ones_like(x, dtype=torch.bool)
+    if rowwise and params.get("axis") == 0:  # rows run down the columns: only the NaN's column
+        nan = torch.isnan(x.detach())
+    assert torch.isnan(y.detach()[nan]).all() and torch.isnan(x.grad[nan]).all()
+
+
+# --------------------------------------------------------------------------- #
+# PReLU and the fused calls
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("alpha_shape", [(), (1,), (3, 1, 1), (5,), (2, 3, 4, 5)])
+def test_prelu_gradcheck(alpha_shape):
+    x = _values((2, 3, 4, 5), seed=5, kinks=(0.0,)).requires_grad_(True)
+    alpha = _values(alpha_shape, seed=6).requires_grad_(True)
+    assert torch.autograd.gradcheck(ft.prelu, (x, alpha))
+    y = ft.prelu(x, alpha)
+    expected = fastact.prelu(x.detach().numpy(), alpha.detach().numpy())
+    np.testing.assert_array_equal(y.detach().numpy(), expected)
+
+
+ACT = fastact.Activation("leaky_relu", alpha=0.05)
+
+
+@pytest.mark.parametrize("activation", ["relu", ACT, "gelu", fastact.Activation("relu", max_value=2.0)])
+def test_bias_act_gradcheck(activation):
+    bias = _values((3,), seed=8).requires_grad_(True)
+    z = _values((2, 3, 4), seed=7, kinks=(0.0, 2.0))  # x + bias, away from the kinks
+    x = (z - bias.detach()[:, None]).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: ft.bias_act(a, b, activation, axis=1), (x, bias))
+    y = ft.bias_act(x, bias, activation, axis=1)
+    expected = fastact.bias_act(x.detach().numpy(), bias.detach().numpy(), activation, axis=1)
+    np.testing.assert_array_equal(y.detach().numpy(), expected)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("activation", ["linear", "tanh", ACT])
+def test_dense_bias_act_gradcheck(activation, with_bias):
+    x = _values((2, 3, 4), seed=9).requires_grad_(True)
+    w = _values((4, 5), seed=10).requires_grad_(True)
+    b = _values((5,), seed=11).requires_grad_(True) if with_bias else None
+    inputs = (x, w, b) if with_bias else (x, w)
+    function = lambda x, w, b=None: ft.dense_bias_act(x, w, b, activation)  # noqa: E731
+    assert torch.autograd.gradcheck(function, inputs)
+    y = function(*inputs)
+    expected = fastact.dense_bias_act(x.detach().numpy(), w.detach().numpy(), None if b is None else b.detach().numpy(), activation)
+    np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-15, atol=1e-15)
+
+
+CONV_CASES = [
+    dict(),
+    dict(stride=2, padding="same"),
+    dict(padding=((1, 0), (2, 1)), dilation=(2, 1)),
+    dict(groups=2, padding=1),
+    dict(data_format="NHWC", padding="same", stride=(1, 2)),
+]
+
+
+@pytest.mark.parametrize("options", CONV_CASES, ids=[str(o) for o in CONV_CASES])
+def test_conv2d_bias_act_gradcheck(options):
+    nhwc = options.get("data_format") == "NHWC"
+    groups = options.get("groups", 1)
+    x = _values((2, 6, 6, 4) if nhwc else (2, 4, 6, 6), seed=12).requires_grad_(True)
+    w = _values((3, 3, 4 // groups, 2) if nhwc else (2, 4 // groups, 3, 3), seed=13).requires_grad_(True)
+    b = _values((2,), seed=14).requires_grad_(True)
+    function = lambda x, w, b: ft.conv2d_bias_act(x, w, b, "tanh", **options)  # noqa: E731
+    assert torch.autograd.gradcheck(function, (x, w, b))
+    expected = fastact.conv2d_bias_act(x.detach().numpy(), w.detach().numpy(), b.detach().numpy(), "tanh", **options)
+    np.testing.assert_allclose(function(x, w, b).detach().numpy(), expected, rtol=1e-14, atol=1e-14)
+
+
+def test_conv2d_matches_torch():
+    x = _values((2, 3, 9, 9), torch.float32, seed=15).requires_grad_(True)
+    w = _values((4, 3, 3, 3), torch.float32, seed=16).requires_grad_(True)
+    b = _values((4,), torch.float32, seed=17).requires_grad_(True)
+    y = ft.conv2d_bias_act(x, w, b, ACT, stride=2, padding=1)
+    expected = torch.nn.functional.leaky_relu(torch.nn.functional.conv2d(x, w, b, stride=2, padding=1), 0.05)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-4)
+    dy = torch.randn_like(y)
+    for got, want in zip(torch.autograd.grad(y, (x, w, b), dy), torch.autograd.grad(expected, (x, w, b), dy)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_16_bit_fused_calls():
+    for dtype in (torch.float16, torch.bfloat16):
+        if dtype is torch.bfloat16 and ml_dtypes is None:
+            continue
+        x = _values((2, 3, 5, 5), dtype, seed=18).requires_grad_(True)
+        w = _values((4, 3, 3, 3), dtype, seed=19).requires_grad_(True)
+        y = ft.conv2d_bias_act(x, w, None, "relu")
+        y.sum().backward()
+        assert y.dtype == dtype and x.grad.dtype == dtype and w.grad.dtype == dtype
+        np.testing.assert_array_equal(_to_numpy(y), fastact.conv2d_bias_act(_to_numpy(x), _to_numpy(w), None, "relu"))
+
+
+# --------------------------------------------------------------------------- #
+# Clear errors
+# --------------------------------------------------------------------------- #
+def test_errors_are_clear():
+    x = torch.randn(3)
+    with pytest.raises(TypeError, match="torch.Tensor.*fastact.relu"):
+        ft.relu(np.ones(3))
+    with pytest.raises(ValueError, match="alpha must be finite"):
+        ft.leaky_relu(x, float("inf"))
+    with pytest.raises(TypeError, match="supported dtypes"):
+        ft.relu(torch.arange(3))
+    with pytest.raises(ValueError, match="not elementwise"):
+        ft.bias_act(x[None], x, "softmax")
+    with pytest.raises(TypeError, match="activation must be a name"):
+        ft.dense_bias_act(x[None], torch.ones(3, 2), None, 3)
+    with pytest.raises(TypeError, match="bias must be a tensor"):
+        ft.bias_act(x[None], None)
+    with pytest.raises(ValueError, match="groups"):
+        ft.conv2d_bias_act(torch.ones(1, 3, 4, 4), torch.ones(2, 3, 3, 3), groups=2)
+    with pytest.raises(TypeError, match="not supported.*CPU and CUDA"):
+        _bridge.as_array(torch.ones(3, device="meta"))
+
+
+def test_meta_tensors_get_the_shapes():
+    """Meta tensors (shape inference, e.g. building a model on device="meta") go to the ops' fakes."""
+    x, w = torch.ones(2, 3, 8, 8, device="meta"), torch.ones(4, 3, 3, 3, device="meta")
+    assert ft.conv2d_bias_act(x, w, None, "relu", stride=2, padding="same").shape == (2, 4, 4, 4)
+    assert ft.gelu(x).device.type == "meta"
+
+
+# --------------------------------------------------------------------------- #
+# torch.library.opcheck on every op
+# --------------------------------------------------------------------------- #
+def _opcheck_cases():
+    x = _values((3, 4), seed=20, kinks=(0.0, 0.5, 6.0, 3.0, -3.0))
+    dy = _values((3, 4), seed=21)
+    for name, params in CASES:
+        spec = get_spec(name)
+        values = _ops.schema_values(spec, tuple(spec.bind((), params).values()))
+        yield f"{name}-{params}", getattr(torch.ops.fastact, name), (x, *values)
+        yield f"{name}_backward-{params}", getattr(torch.ops.fastact, f"{name}_backward"), (dy, x, *values)
+    x4 = _values((2, 3, 5, 5), seed=22)
+    alpha = _values((3, 1, 1), seed=23)
+    yield "prelu", torch.ops.fastact.prelu, (x4, alpha)
+    yield "prelu_backward", torch.ops.fastact.prelu_backward, (x4, x4, alpha)
+    key = _ops.activation_key("test", ACT)
+    bias = _values((3,), seed=24)
+    yield "bias_act", torch.ops.fastact.bias_act, (x4, bias, key, 1)
+    yield "bias_act_backward", torch.ops.fastact.bias_act_backward, (x4, x4, bias, key, 1)
+    w, b = _values((5, 2), seed=25), _values((2,), seed=26)
+    yield "dense_bias_act", torch.ops.fastact.dense_bias_act, (x4, w, b, key)
+    yield "dense_bias_act-no-bias", torch.ops.fastact.dense_bias_act, (x4, w, None, key)
+    yield "dense_bias_act_backward", torch.ops.fastact.dense_bias_act_backward, (_values((2, 3, 5, 2)), x4, w, b, key)
+    wc, bc = _values((4, 3, 3, 3), seed=27), _values((4,), seed=28)
+    conv = [key, [2, 1], [1, 1, 0, 1], [1, 1], 1, "NCHW"]
+    yield "conv2d_bias_act", torch.ops.fastact.conv2d_bias_act, (x4, wc, bc, *conv)
+    yield "conv2d_bias_act-no-bias", torch.ops.fastact.conv2d_bias_act, (x4, wc, None, *conv)
+    dyc = _values((2, 4, 3, 4), seed=29)
+    yield "conv2d_bias_act_backward", torch.ops.fastact.conv2d_bias_act_backward, (dyc, x4, wc, bc, *conv)
+
+
+OPCHECK = list(_opcheck_cases())
+
+
+def test_opcheck_covers_every_op():
+    checked = {op._qualified_op_name.split("::")[1] for _, op, _ in OPCHECK}
+    assert checked == {op.name for op in _ops.ALL_OPS}
+
+
+@pytest.mark.parametrize("label,op,args", OPCHECK, ids=[case[0] for case in OPCHECK])
+def test_opcheck(label, op, args):
+    differentiable = not label.split("-")[0].endswith("_backward")
+    args = tuple(a.detach().requires_grad_(differentiable) if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(op, args)
+
+
+# --------------------------------------------------------------------------- #
+# CUDA (runs only where torch sees a GPU)
+# --------------------------------------------------------------------------- #
+@CUDA
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_cuda_matches_cpu(name, params):
+    x = _values((64, 33), torch.float32, seed=30).requires_grad_(True)
+    xc = x.detach().cuda().requires_grad_(True)
+    y, yc = getattr(ft, name)(x, **params), getattr(ft, name)(xc, **params)
+    assert yc.is_cuda and yc.dtype == x.dtype
+    dy = torch.randn_like(y)
+    (dx,) = torch.autograd.grad(y, x, dy)
+    (dxc,) = torch.autograd.grad(yc, xc, dy.cuda())
+    torch.testing.assert_close(yc.cpu(), y, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dxc.cpu(), dx, rtol=1e-5, atol=1e-6)
+
+
+@CUDA
+def test_cuda_runs_on_torchs_current_stream():
+    import cupy
+
+    x = torch.randn(4096, 4096, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        with _bridge.on_device(x):
+            assert cupy.cuda.get_current_stream().ptr == stream.cuda_stream
+            assert cupy.cuda.Device().id == x.device.index
+        product = x @ x  # long torch work on the side stream, not waited for on the host
+        y = ft.leaky_relu(product, 0.1)  # must run after it, on the same stream
+        z = y * 2  # and torch's next op after fastact's kernel
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.testing.assert_close(z, torch.nn.functional.leaky_relu(x @ x, 0.1) * 2)
+
+
+@CUDA
+def test_cuda_fused_calls_and_prelu():
+    x = _values((2, 3, 8, 8), torch.float32, seed=31).cuda().requires_grad_(True)
+    w = _values((4, 3, 3, 3), torch.float32, seed=32).cuda().requires_grad_(True)
+    b = _values((4,), torch.float32, seed=33).cuda().requires_grad_(True)
+    y = ft.conv2d_bias_act(x, w, b, ACT, padding="same")
+    expected = torch.nn.functional.leaky_relu(torch.nn.functional.conv2d(x, w, b, padding="same"), 0.05)
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+    dy = torch.randn_like(y)
+    for got, want in zip(torch.autograd.grad(y, (x, w, b), dy), torch.autograd.grad(expected, (x, w, b), dy)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+    alpha = torch.full((3, 1, 1), 0.25, device="cuda", requires_grad=True)
+    y = ft.prelu(x, alpha)
+    torch.testing.assert_close(y, torch.nn.functional.prelu(x, alpha.reshape(3)))
+    xd, wd = x.reshape(6, -1)[:, :16], _values((16, 5), torch.float32).cuda()
+    torch.testing.assert_close(ft.dense_bias_act(xd, wd, None, "relu"), torch.relu(xd @ wd), rtol=1e-4, atol=1e-4)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    globs = {"torch": torch, "fastact": fastact}
+    finder, failed, attempted = doctest.DocTestFinder(), 0, 0
+    for name in ("fastact.torch", "fastact.torch.ops", "fastact.torch.nn", "fastact.torch.patch"):
+        for test in finder.find(sys.modules[name], name, globs=dict(globs)):
+            result = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE).run(test)
+            failed, attempted = failed + result.failed, attempted + result.attempted
+    assert failed == 0 and attempted >= 10

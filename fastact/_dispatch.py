@@ -199,7 +199,19 @@ def untyped_as_x_dtype(user_value: Any, value: Any, x: Any) -> Any:
     return value.astype(x.dtype)
 
 
+def replaying_backend(x: Any) -> Any:
+    """The loaded kernel backend x's call would run on, if it replays recorded calls
+    (fastact/backends/kernels/replay.py); else None (the general path)."""
+    fast = backends.host_fast_path() if type(x) is np.ndarray else backends.device_fast_path()
+    return fast if getattr(fast, "replays", False) else None
+
+
 def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
+    fast = replaying_backend(x)
+    if fast is not None:
+        y = fast.fast_prelu(x, alpha, out)
+        if y is not None:
+            return y
     call = _Call("prelu", {"x": x, "alpha": alpha}, out, ("x", "alpha"))
     xn, an = call.native["x"], untyped_as_x_dtype(alpha, call.native["alpha"], call.native["x"])
     _check_alpha("prelu", an, xn.shape)
@@ -208,6 +220,11 @@ def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
 
 
 def prelu_backward(dy: Any, x: Any, alpha: Any, out: Any = None) -> tuple[Any, Any]:
+    fast = replaying_backend(x)
+    if fast is not None:
+        result = fast.fast_prelu_backward(dy, x, alpha, out)
+        if result is not None:
+            return result
     function = "prelu_backward"
     call = _Call(function, {"dy": dy, "x": x, "alpha": alpha}, out, ("dy", "x", "alpha"))
     dyn, xn = call.native["dy"], call.native["x"]

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from ._conv_geometry import conv2d_geometry
-from ._dispatch import _Call, untyped_as_x_dtype
+from ._dispatch import _Call, replaying_backend, untyped_as_x_dtype
 from ._arrays import check_pair
 from ._registry import REGISTRY, get_spec, integer
+from .backends.kernels.replay import params_key
 from .functions import Activation
 
 __all__ = [
@@ -30,6 +31,11 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 # Checks shared by the fused calls.
 # --------------------------------------------------------------------------- #
+# Activation name -> (kernel, kernel parameters as a key) for the replaying fast path,
+# filled by the general path once the name has been accepted (see _activation).
+_NAMED: dict[str, tuple] = {}
+
+
 def _activation(function: str, activation: Any) -> Activation:
     """A name or Activation, refused unless it is elementwise (PReLU's slope is an array, not a parameter)."""
     spec = get_spec(activation) if isinstance(activation, str) else getattr(activation, "spec", None)
@@ -39,7 +45,10 @@ def _activation(function: str, activation: Any) -> Activation:
             f"{function}: activation {spec.name!r} is not elementwise and cannot be fused; "
             f"accepted: {elementwise} (by name or as fastact.Activation)"
         )
-    return Activation.coerce(activation)
+    act = Activation.coerce(activation)
+    if type(activation) is str and activation not in _NAMED:
+        _NAMED[activation] = (act.kernel, params_key(act.kernel_params))
+    return act
 
 
 def _start(function: str, out: Any = None, **arrays: Any) -> _Call:
@@ -110,6 +119,13 @@ def bias_act(x: Any, bias: Any, activation: Any = "relu", *, axis: int = 1, out:
         >>> y[0, :, 0, 0]
         array([0. , 0.5, 6. ], dtype=float32)
     """
+    fast = replaying_backend(x)
+    if fast is not None and type(axis) is int and type(activation) is str:
+        named, ndim = _NAMED.get(activation), len(x.shape)
+        if named is not None and -ndim <= axis < ndim:
+            y = fast.fast_bias_act(named[0], named[1], x, bias, axis % ndim, out)
+            if y is not None:
+                return y
     act = _activation("bias_act", activation)
     call = _start("bias_act", out, x=x, bias=bias)
     xn = call.native["x"]
@@ -133,6 +149,13 @@ def bias_act_backward(dy: Any, x: Any, bias: Any, activation: Any = "relu", *, a
         >>> dbias
         array([0., 2., 2.])
     """
+    fast = replaying_backend(x)
+    if fast is not None and type(axis) is int and type(activation) is str:
+        named, ndim = _NAMED.get(activation), len(x.shape)
+        if named is not None and -ndim <= axis < ndim:
+            result = fast.fast_bias_act_backward(named[0], named[1], dy, x, bias, axis % ndim)
+            if result is not None:
+                return result
     function = "bias_act_backward"
     act = _activation(function, activation)
     call = _start(function, dy=dy, x=x, bias=bias)

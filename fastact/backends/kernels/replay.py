@@ -1,0 +1,373 @@
+"""Record and replay: the fast path of the per-channel and fused calls of the kernel backends.
+
+A general-path call of ``prelu``, ``prelu_backward``, ``bias_act`` or
+``bias_act_backward`` plans its launches (layouts, vector widths, index types,
+grids, packed parameters, kernel handles) in Python: tens of microseconds.
+Everything it decides depends only on the call's *key*: the op and its
+parameters, and per array operand its shape, strides, dtype, device and data
+pointer modulo :data:`ALIGNMENT`, plus which operands share memory.  So the
+first general call with a key is *recorded*: each launch made through
+``KernelBackend.launch`` (kernel handle, grid, block, arguments), each array
+the call allocates through ``backend.xp.empty``/``zeros`` (workspace: partial
+sums, the result) and each ``astype`` of such an array (a float64 sum rounded
+to the parameter's dtype).  Each argument is then named by its data pointer:
+an operand of the call, a workspace array, or a value (NumPy scalars: packed
+functors, index values).  A later call with the same key *replays*: it
+allocates the workspace afresh, launches the recorded kernels with the new
+operands' arrays in their places, and converts what was converted.  Nothing is
+planned, named or looked up.
+
+A recording is refused (the key keeps the general path) when the call does
+anything else on the device that is not a launch, so that replaying it would
+miss work: an argument that is neither an operand nor workspace (a copy of an
+input made by ``ascontiguousarray``, a dtype conversion of alpha), any other
+``xp`` function than an allocation or a view (``matmul``, ...), a result that
+no launch wrote (a result copied into ``out`` after the launch), a launch
+argument of an unknown kind.  The general path itself is unchanged: it only
+runs under the recorder once per key.
+
+Workspace is allocated per call (``xp.empty``/``xp.zeros`` on the current
+device), never kept: CuPy's memory pool hands memory back in stream order, so
+a replay on another stream, or two replays in flight, never share partial sums.
+Launches go to the current stream, as the general path's.  A recording only
+sees its own thread's launches and allocations.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from . import plan
+
+# Data pointers enter the key modulo this: plan's vector decisions read 16-byte alignment.
+ALIGNMENT = plan.VECTOR_BYTES
+_DECLINED = object()  # a key whose general call could not be recorded: it keeps the general path
+
+
+class Recipe:
+    """A recorded call: (handle, grid, block, slot indices) per launch; slots = operands, workspace, values.
+
+    ``workspace``: (allocator name, shape, dtype, order, pointer % ALIGNMENT) per
+    array allocated; ``values``: the recorded scalar arguments; ``results``: how
+    to build each result from the slots (see :func:`_result_of`); ``single``:
+    the call returned one result, not a tuple.
+    """
+
+    __slots__ = ("launches", "workspace", "values", "results", "single")
+
+    def __init__(self, launches, workspace, values, results, single) -> None:
+        self.launches, self.workspace, self.values, self.results, self.single = launches, workspace, values, results, single
+
+
+class Recording:
+    """What one general-path call did, on the recording thread."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.launches: list = []      # (handle, grid, block, args)
+        self.allocated: list = []     # (allocator name, array)
+        self.conversions: dict = {}   # result pointer -> (source view, args, kwargs, result)
+        self.refused: str | None = None
+
+
+class _RecordingXp:
+    """``backend.xp`` while a call is recorded: allocations noted (and handed out as views whose ``astype``
+    is noted too); any function that is neither an allocation nor a view refuses the recording."""
+
+    _ALLOCATORS = frozenset({"empty", "zeros"})
+    _PURE = frozenset({"ascontiguousarray", "moveaxis", "dtype", "ndarray", "cuda", "float16", "float32",
+                       "float64", "bfloat16", "broadcast_shapes", "result_type", "asarray"})
+
+    def __init__(self, xp: Any, recording: Recording) -> None:
+        self._xp, self._recording = xp, recording
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._xp, name)
+        mine = threading.get_ident() == self._recording.thread
+        if name in self._ALLOCATORS and mine:
+            return lambda *args, **kwargs: self._allocate(name, value(*args, **kwargs))
+        if mine and name not in self._PURE:
+            self._recording.refused = f"xp.{name}"
+        return value
+
+    def _allocate(self, name: str, a: Any) -> Any:
+        self._recording.allocated.append((name, a))
+        return a.view(type=_tracked_type(type(a), self._recording))
+
+
+_TRACKED: dict = {}
+
+
+def _tracked_type(base: type, recording: Recording) -> type:
+    """A subclass of the array type whose astype is noted in the current thread's recording."""
+    tracked = _TRACKED.get(base)
+    if tracked is None:
+        def astype(self, *args, **kwargs):
+            result = base.astype(self, *args, **kwargs)
+            active = _active()
+            if active is not None:
+                active.conversions[_pointer(result)] = (self, args, kwargs, result)
+            return result
+
+        tracked = _TRACKED[base] = type(f"Recorded{base.__name__}", (base,), {"astype": astype})
+    return tracked
+
+
+_local = threading.local()
+
+
+def _active() -> Recording | None:
+    return getattr(_local, "recording", None)
+
+
+def _pointer(a: Any) -> int:
+    if isinstance(a, np.ndarray):
+        return a.__array_interface__["data"][0]
+    return a.data.ptr
+
+
+def _plain(result: Any, tracked: tuple) -> Any:
+    """A result (or tuple of them) without the recording's array subclass: what the user gets."""
+    if isinstance(result, tuple):
+        return tuple(_plain(r, tracked) for r in result)
+    if isinstance(result, tracked):
+        return result.view(type=type(result).__mro__[1])
+    return result
+
+
+def record(backend: Any, run: Callable[[], Any], operands: tuple) -> tuple[Any, Any]:
+    """(run()'s result, its Recipe or _DECLINED): run the general path once under a recorder."""
+    recording = Recording()
+    saved = backend.__dict__.get("xp")
+    backend.xp = _RecordingXp(backend.xp, recording)
+    _local.recording = recording
+    try:
+        result = run()
+    finally:
+        _local.recording = None
+        if saved is None:
+            del backend.xp
+        else:
+            backend.xp = saved
+    tracked = tuple(_TRACKED.values())
+    recipe = _build(recording, operands, result, backend.array_type)
+    return _plain(result, tracked), recipe
+
+
+def _build(recording: Recording, operands: tuple, result: Any, array_type: type) -> Any:
+    if recording.refused is not None or not recording.launches:
+        return _DECLINED
+    slots: dict[int, int] = {}  # data pointer -> slot
+    for i, a in enumerate(operands):
+        if a is not None:
+            slots.setdefault(_pointer(a), i)
+    workspace, used, values = [], set(), []
+    first_workspace = len(operands)
+    allocated = []
+    for name, a in recording.allocated:
+        pointer = _pointer(a)
+        if pointer in slots:
+            return _DECLINED  # memory handed out twice: not one array per slot
+        order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+        allocated.append((name, a.shape, a.dtype, order, pointer % ALIGNMENT))
+        slots[pointer] = first_workspace + len(allocated) - 1
+    launches = []
+    for handle, grid, block, args in recording.launches:
+        refs = []
+        for a in args:
+            if isinstance(a, array_type) or isinstance(a, np.ndarray):
+                slot = slots.get(_pointer(a))
+                if slot is None:
+                    return _DECLINED  # a copy or a view at an offset: not replayable by pointers
+                refs.append(slot)
+                used.add(slot)
+            elif isinstance(a, np.generic):
+                refs.append(("value", len(values)))
+                values.append(a)
+            else:
+                return _DECLINED
+        launches.append((handle, grid, block, refs))
+    single = not isinstance(result, tuple)
+    results = []
+    for r in ((result,) if single else result):
+        how = _result_of(r, slots, used, recording, operands, allocated, first_workspace)
+        if how is None:
+            return _DECLINED
+        results.append(how)
+    # Workspace slots come after the operands, values after the workspace.
+    first_value = first_workspace + len(allocated)
+    launches = [(h, g, b, tuple(first_value + r[1] if isinstance(r, tuple) else r for r in refs))
+                for h, g, b, refs in launches]
+    return Recipe(launches, tuple(allocated), tuple(values), tuple(results), single)
+
+
+def _result_of(r, slots, used, recording, operands, allocated, first_workspace):
+    """How to rebuild result ``r``: None; ("slot", i, shape) a launch-written array (reshaped);
+    ("convert", i, shape, args, kwargs, result shape) an astype of one; None when it cannot be."""
+    if r is None:
+        return ("none",)
+    pointer = _pointer(r)
+    conversion = recording.conversions.get(pointer)
+    if conversion is not None and not any(r is a for a in operands):
+        source, args, kwargs, converted = conversion
+        slot = slots.get(_pointer(source))
+        if (slot is None or slot not in used or not source.flags.c_contiguous or not r.flags.c_contiguous
+                or source.size != _slot_size(slot, operands, allocated, first_workspace) or r.size != converted.size):
+            return None
+        return ("convert", slot, source.shape, args, kwargs, r.shape)
+    slot = slots.get(pointer)
+    if slot is None or slot not in used:
+        return None  # no launch wrote it (a copy, a conversion not seen): replaying would miss that
+    if slot < first_workspace and r is operands[slot]:
+        return ("slot", slot, None)
+    if not r.flags.c_contiguous or r.size != _slot_size(slot, operands, allocated, first_workspace):
+        return None
+    return ("slot", slot, r.shape)
+
+
+def _slot_size(slot, operands, allocated, first_workspace) -> int:
+    if slot < first_workspace:
+        return operands[slot].size
+    shape = allocated[slot - first_workspace][1]
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def replay(recipe: Recipe, operands: tuple, xp: Any, data_ptr: Callable[[Any], int]) -> Any:
+    """The recorded call again on ``operands``; None when fresh workspace is not aligned as recorded
+    (the caller then takes the general path; nothing has been launched)."""
+    slots = list(operands)
+    for name, shape, dtype, order, alignment in recipe.workspace:
+        a = getattr(xp, name)(shape, dtype, order=order)
+        if data_ptr(a) % ALIGNMENT != alignment:
+            return None
+        slots.append(a)
+    slots.extend(recipe.values)
+    for handle, grid, block, refs in recipe.launches:
+        handle(grid, block, tuple([slots[i] for i in refs]))
+    results = []
+    for how in recipe.results:
+        kind = how[0]
+        if kind == "slot":
+            a = slots[how[1]]
+            results.append(a if how[2] is None else a.reshape(how[2]))
+        elif kind == "convert":
+            _, slot, shape, args, kwargs, result_shape = how
+            converted = slots[slot].reshape(shape).astype(*args, **kwargs)
+            results.append(converted if converted.shape == result_shape else converted.reshape(result_shape))
+        else:
+            results.append(None)
+    return results[0] if recipe.single else tuple(results)
+
+
+class ReplayedCalls:
+    """The recorded general path and the replaying fast path of prelu, prelu_backward, bias_act and
+    bias_act_backward, mixed in before :class:`~fastact.backends.kernels.backend.KernelBackend`.
+
+    The general methods run KernelBackend's own (``super()``), recorded the first
+    time a key is seen; the ``fast_*`` methods (tried by ``fastact/_dispatch.py``
+    and ``fastact/_fused_dispatch.py`` before any check) replay a recipe when
+    every array is a native array of this backend on the current device, the
+    key has been recorded, and ``out`` (if any) is writable and either an
+    input's very memory or disjoint from every input; otherwise they return
+    None and the general path runs (and raises what it raises).
+    Recipes live in ``_elementwise_entries`` under keys starting with "replay".
+    """
+
+    replays = True
+
+    # ---- the general path, recorded once per key -----------------------------
+    def prelu_forward(self, x, alpha, out):
+        return self._recorded(("replay", "prelu"), (x, alpha, out),
+                              lambda: super(ReplayedCalls, self).prelu_forward(x, alpha, out))
+
+    def prelu_backward(self, dy, x, alpha, out):
+        return self._recorded(("replay", "prelu_backward"), (dy, x, alpha, out),
+                              lambda: super(ReplayedCalls, self).prelu_backward(dy, x, alpha, out))
+
+    def bias_act(self, kernel, params, x, bias, axis, out):
+        return self._recorded(("replay", "bias_act", kernel, params_key(params), axis), (x, bias, out),
+                              lambda: super(ReplayedCalls, self).bias_act(kernel, params, x, bias, axis, out))
+
+    def bias_act_backward(self, kernel, params, dy, x, bias, axis):
+        return self._recorded(("replay", "bias_act_backward", kernel, params_key(params), axis), (dy, x, bias),
+                              lambda: super(ReplayedCalls, self).bias_act_backward(kernel, params, dy, x, bias, axis))
+
+    def _recorded(self, tag: tuple, operands: tuple, run: Callable[[], Any]) -> Any:
+        if None in tag or _active() is not None:  # unhashable parameters; a call inside a recording
+            return run()
+        key = self._replay_key(tag, operands, None)
+        entries = self._elementwise_entries
+        if key in entries:  # recorded (this call fell back: another alignment of fresh workspace) or declined
+            return run()
+        result, recipe = record(self, run, operands)
+        if len(entries) >= 4096:
+            entries.clear()
+        entries[key] = recipe
+        return result
+
+    def _replay_key(self, tag: tuple, operands: tuple, device: int | None) -> tuple | None:
+        """tag + per operand (shape, strides, dtype, device, pointer % ALIGNMENT, first operand with the same
+        pointer); None when ``device`` is given and an operand is elsewhere."""
+        parts = [tag]
+        pointers = []
+        data_ptr, array_device = self.data_ptr, self.array_device
+        for a in operands:
+            if a is None:
+                parts.append(None)
+                continue
+            where = array_device(a)
+            if device is not None and where != device:
+                return None
+            p = data_ptr(a)
+            parts.append((a.shape, a.strides, a.dtype, where, p % ALIGNMENT, pointers.index(p) if p in pointers else -1))
+            pointers.append(p)
+        return tuple(parts)
+
+    # ---- the fast path ------------------------------------------------------------
+    def fast_prelu(self, x, alpha, out):
+        return self._replayed(("replay", "prelu"), (x, alpha, out), out)
+
+    def fast_prelu_backward(self, dy, x, alpha, out):
+        return self._replayed(("replay", "prelu_backward"), (dy, x, alpha, out), out)
+
+    def fast_bias_act(self, kernel, key, x, bias, axis, out):
+        return self._replayed(("replay", "bias_act", kernel, key, axis), (x, bias, out), out)
+
+    def fast_bias_act_backward(self, kernel, key, dy, x, bias, axis):
+        return self._replayed(("replay", "bias_act_backward", kernel, key, axis), (dy, x, bias), None)
+
+    def _replayed(self, tag: tuple, operands: tuple, out: Any) -> Any:
+        array_type = self.array_type
+        for a in operands:
+            if a is not None and type(a) is not array_type:
+                return None
+        key = self._replay_key(tag, operands, self.current_device())
+        recipe = self._elementwise_entries.get(key) if key is not None else None
+        if recipe is None or recipe is _DECLINED:
+            return None
+        if out is not None:
+            if not self.writable(out):
+                return None
+            data_ptr = self.data_ptr
+            pointer, nbytes = data_ptr(out), out.nbytes
+            for a in operands:
+                if a is not None and a is not out:
+                    other = data_ptr(a)
+                    if pointer != other and pointer < other + a.nbytes and other < pointer + nbytes:
+                        return None  # a partial overlap: the general path says what is wrong
+        return replay(recipe, operands, self.xp, self.data_ptr)
+
+
+def params_key(params: dict) -> tuple | None:
+    """Kernel parameters as a key (values and their types); None when a value is unhashable."""
+    try:
+        key = (tuple(params.items()), tuple(map(type, params.values())))
+        hash(key)
+    except TypeError:
+        return None
+    return key

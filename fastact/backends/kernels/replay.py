@@ -34,6 +34,7 @@ sees its own thread's launches and allocations.
 """
 from __future__ import annotations
 
+import operator
 import threading
 from typing import Any, Callable
 
@@ -49,7 +50,7 @@ _DECLINED = object()  # a key whose general call could not be recorded: it keeps
 class Recipe:
     """A recorded call: (handle, grid, block, slot indices) per launch; slots = operands, workspace, values.
 
-    ``workspace``: (allocator name, shape, dtype, order, pointer % ALIGNMENT) per
+    ``workspace``: (xp allocator, shape, dtype, order, pointer % ALIGNMENT) per
     array allocated; ``values``: the recorded scalar arguments; ``results``: how
     to build each result from the slots (see :func:`_result_of`); ``single``:
     the call returned one result, not a tuple.
@@ -152,11 +153,11 @@ def record(backend: Any, run: Callable[[], Any], operands: tuple) -> tuple[Any, 
         else:
             backend.xp = saved
     tracked = tuple(_TRACKED.values())
-    recipe = _build(recording, operands, result, backend.array_type)
+    recipe = _build(recording, operands, result, backend.array_type, backend.xp)
     return _plain(result, tracked), recipe
 
 
-def _build(recording: Recording, operands: tuple, result: Any, array_type: type) -> Any:
+def _build(recording: Recording, operands: tuple, result: Any, array_type: type, xp: Any) -> Any:
     if recording.refused is not None or not recording.launches:
         return _DECLINED
     slots: dict[int, int] = {}  # data pointer -> slot
@@ -196,11 +197,30 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type)
         if how is None:
             return _DECLINED
         results.append(how)
+    # A workspace array only converted (and passed by pointer) is allocated in the shape its conversion
+    # reads (C order, same size): the replay then converts it without a reshape.
+    for i, how in enumerate(results):
+        if how[0] == "convert" and how[2] is not None and how[1] >= first_workspace:
+            w = how[1] - first_workspace
+            if allocated[w][3] == "C" and sum(1 for h in results if h[1:2] == (how[1],)) == 1:
+                name, _, dtype, order, alignment = allocated[w]
+                allocated[w] = (name, how[2], dtype, order, alignment)
+                results[i] = (*how[:2], None, *how[3:])
     # Workspace slots come after the operands, values after the workspace.
     first_value = first_workspace + len(allocated)
-    launches = [(h, g, b, tuple(first_value + r[1] if isinstance(r, tuple) else r for r in refs))
+    launches = [(h, g, b, _gather([first_value + r[1] if isinstance(r, tuple) else r for r in refs]))
                 for h, g, b, refs in launches]
-    return Recipe(launches, tuple(allocated), tuple(values), tuple(results), single)
+    workspace = tuple((getattr(xp, name), shape, dtype, order, alignment)
+                      for name, shape, dtype, order, alignment in allocated)
+    return Recipe(tuple(launches), workspace, tuple(values), tuple(results), single)
+
+
+def _gather(refs: list) -> Callable[[list], tuple]:
+    """slots -> the tuple of slots[i] for i in refs (operator.itemgetter; a 1-tuple for one argument)."""
+    if len(refs) == 1:
+        only = refs[0]
+        return lambda slots: (slots[only],)
+    return operator.itemgetter(*refs)
 
 
 def _result_of(r, slots, used, recording, operands, allocated, first_workspace):
@@ -216,12 +236,16 @@ def _result_of(r, slots, used, recording, operands, allocated, first_workspace):
         if (slot is None or slot not in used or not source.flags.c_contiguous or not r.flags.c_contiguous
                 or source.size != _slot_size(slot, operands, allocated, first_workspace) or r.size != converted.size):
             return None
-        return ("convert", slot, source.shape, args, kwargs, r.shape)
+        same = slot >= first_workspace and source.shape == allocated[slot - first_workspace][1]
+        return ("convert", slot, None if same else source.shape, args, kwargs, r.shape)
     slot = slots.get(pointer)
     if slot is None or slot not in used:
         return None  # no launch wrote it (a copy, a conversion not seen): replaying would miss that
     if slot < first_workspace and r is operands[slot]:
         return ("slot", slot, None)
+    if slot >= first_workspace and r.shape == allocated[slot - first_workspace][1] and (
+            r.flags.c_contiguous or allocated[slot - first_workspace][3] == "F"):
+        return ("slot", slot, None)  # the workspace array itself (or a view of all of it, as laid out)
     if not r.flags.c_contiguous or r.size != _slot_size(slot, operands, allocated, first_workspace):
         return None
     return ("slot", slot, r.shape)
@@ -240,15 +264,15 @@ def _slot_size(slot, operands, allocated, first_workspace) -> int:
 def replay(recipe: Recipe, operands: tuple, xp: Any, data_ptr: Callable[[Any], int]) -> Any:
     """The recorded call again on ``operands``; None when fresh workspace is not aligned as recorded
     (the caller then takes the general path; nothing has been launched)."""
-    slots = list(operands)
-    for name, shape, dtype, order, alignment in recipe.workspace:
-        a = getattr(xp, name)(shape, dtype, order=order)
+    slots = [*operands]
+    for allocate, shape, dtype, order, alignment in recipe.workspace:  # fresh per call (module docstring)
+        a = allocate(shape, dtype, order)
         if data_ptr(a) % ALIGNMENT != alignment:
             return None
         slots.append(a)
     slots.extend(recipe.values)
-    for handle, grid, block, refs in recipe.launches:
-        handle(grid, block, tuple([slots[i] for i in refs]))
+    for handle, grid, block, gather in recipe.launches:
+        handle(grid, block, gather(slots))
     results = []
     for how in recipe.results:
         kind = how[0]
@@ -257,7 +281,8 @@ def replay(recipe: Recipe, operands: tuple, xp: Any, data_ptr: Callable[[Any], i
             results.append(a if how[2] is None else a.reshape(how[2]))
         elif kind == "convert":
             _, slot, shape, args, kwargs, result_shape = how
-            converted = slots[slot].reshape(shape).astype(*args, **kwargs)
+            source = slots[slot] if shape is None else slots[slot].reshape(shape)
+            converted = source.astype(*args, **kwargs)
             results.append(converted if converted.shape == result_shape else converted.reshape(result_shape))
         else:
             results.append(None)
@@ -310,23 +335,36 @@ class ReplayedCalls:
         entries[key] = recipe
         return result
 
-    def _replay_key(self, tag: tuple, operands: tuple, device: int | None) -> tuple | None:
-        """tag + per operand (shape, strides, dtype, device, pointer % ALIGNMENT, first operand with the same
-        pointer); None when ``device`` is given and an operand is elsewhere."""
-        parts = [tag]
+    def _replay_key(self, tag: tuple, operands: tuple, device: int | None, array_type: type | None = None) -> tuple | None:
+        """The key of a call (one flat tuple, hashed on every fast call): tag; per operand None, or its shape,
+        strides, dtype, data pointer % ALIGNMENT and, when an earlier operand has the same pointer, ~(its
+        index); then the device.  None (no key: the general path) when the operands are on different
+        devices, or not on ``device`` when given, or not exactly of ``array_type`` when given."""
+        key = [tag]
+        append = key.append
         pointers = []
         data_ptr, array_device = self.data_ptr, self.array_device
         for a in operands:
             if a is None:
-                parts.append(None)
+                append(None)
                 continue
+            if array_type is not None and type(a) is not array_type:
+                return None
             where = array_device(a)
-            if device is not None and where != device:
+            if device is None:
+                device = where
+            elif where != device:
                 return None
             p = data_ptr(a)
-            parts.append((a.shape, a.strides, a.dtype, where, p % ALIGNMENT, pointers.index(p) if p in pointers else -1))
+            append(a.shape)
+            append(a.strides)
+            append(a.dtype)
+            append(p % ALIGNMENT)
+            if p in pointers:
+                append(~pointers.index(p))
             pointers.append(p)
-        return tuple(parts)
+        append(device)
+        return tuple(key)
 
     # ---- the fast path ------------------------------------------------------------
     def fast_prelu(self, x, alpha, out):
@@ -342,11 +380,7 @@ class ReplayedCalls:
         return self._replayed(("replay", "bias_act_backward", kernel, key, axis), (dy, x, bias), None)
 
     def _replayed(self, tag: tuple, operands: tuple, out: Any) -> Any:
-        array_type = self.array_type
-        for a in operands:
-            if a is not None and type(a) is not array_type:
-                return None
-        key = self._replay_key(tag, operands, self.current_device())
+        key = self._replay_key(tag, operands, self.current_device(), self.array_type)
         recipe = self._elementwise_entries.get(key) if key is not None else None
         if recipe is None or recipe is _DECLINED:
             return None

@@ -22,6 +22,7 @@ from ._arrays import (
     host_array,
 )
 from ._registry import ActivationSpec, normalize_axes
+from .backends.kernels.replay import PRELU, PRELU_BACKWARD
 
 _DEVICE_KINDS = ("cupy", "cuda")
 
@@ -209,7 +210,7 @@ def replaying_backend(x: Any) -> Any:
 def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
     fast = replaying_backend(x)
     if fast is not None:
-        y = fast.fast_prelu(x, alpha, out)
+        y = fast.replayed(PRELU, (x, alpha, out), out)
         if y is not None:
             return y
     call = _Call("prelu", {"x": x, "alpha": alpha}, out, ("x", "alpha"))
@@ -222,7 +223,7 @@ def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
 def prelu_backward(dy: Any, x: Any, alpha: Any, out: Any = None) -> tuple[Any, Any]:
     fast = replaying_backend(x)
     if fast is not None:
-        result = fast.fast_prelu_backward(dy, x, alpha, out)
+        result = fast.replayed(PRELU_BACKWARD, (dy, x, alpha, out), out)
         if result is not None:
             return result
     function = "prelu_backward"

@@ -15,7 +15,7 @@ from ._conv_geometry import conv2d_geometry
 from ._dispatch import _Call, replaying_backend, untyped_as_x_dtype
 from ._arrays import check_pair
 from ._registry import REGISTRY, get_spec, integer
-from .backends.kernels.replay import params_key
+from .backends.kernels.replay import BIAS_ACT, BIAS_ACT_BACKWARD, params_key
 from .functions import Activation
 
 __all__ = [
@@ -123,7 +123,7 @@ def bias_act(x: Any, bias: Any, activation: Any = "relu", *, axis: int = 1, out:
     if fast is not None and type(axis) is int and type(activation) is str:
         named, ndim = _NAMED.get(activation), len(x.shape)
         if named is not None and -ndim <= axis < ndim:
-            y = fast.fast_bias_act(named[0], named[1], x, bias, axis % ndim, out)
+            y = fast.replayed((*BIAS_ACT, named[0], named[1], axis % ndim), (x, bias, out), out)
             if y is not None:
                 return y
     act = _activation("bias_act", activation)
@@ -153,7 +153,7 @@ def bias_act_backward(dy: Any, x: Any, bias: Any, activation: Any = "relu", *, a
     if fast is not None and type(axis) is int and type(activation) is str:
         named, ndim = _NAMED.get(activation), len(x.shape)
         if named is not None and -ndim <= axis < ndim:
-            result = fast.fast_bias_act_backward(named[0], named[1], dy, x, bias, axis % ndim)
+            result = fast.replayed((*BIAS_ACT_BACKWARD, named[0], named[1], axis % ndim), (dy, x, bias), None)
             if result is not None:
                 return result
     function = "bias_act_backward"

@@ -44,7 +44,10 @@ from . import plan
 
 # Data pointers enter the key modulo this: plan's vector decisions read 16-byte alignment.
 ALIGNMENT = plan.VECTOR_BYTES
-_DECLINED = object()  # a key whose general call could not be recorded: it keeps the general path
+_DECLINED = object()
+# Keys start with these tags (bias_act's add the kernel, params_key(params) and the normalized axis).
+PRELU, PRELU_BACKWARD = ("replay", "prelu"), ("replay", "prelu_backward")
+BIAS_ACT, BIAS_ACT_BACKWARD = ("replay", "bias_act"), ("replay", "bias_act_backward")  # a key whose general call could not be recorded: it keeps the general path
 
 
 class Recipe:
@@ -205,7 +208,13 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
             if allocated[w][3] == "C" and sum(1 for h in results if h[1:2] == (how[1],)) == 1:
                 name, _, dtype, order, alignment = allocated[w]
                 allocated[w] = (name, how[2], dtype, order, alignment)
-                results[i] = (*how[:2], None, *how[3:])
+                results[i] = how = (*how[:2], None, *how[3:])
+    for i, how in enumerate(results):  # the result shape, None where the conversion gives it already
+        if how[0] == "convert":
+            converted_shape = how[2] if how[2] is not None else (
+                operands[how[1]].shape if how[1] < first_workspace else allocated[how[1] - first_workspace][1])
+            if converted_shape == how[5]:
+                results[i] = (*how[:5], None)
     # Workspace slots come after the operands, values after the workspace.
     first_value = first_workspace + len(allocated)
     launches = [(h, g, b, _gather([first_value + r[1] if isinstance(r, tuple) else r for r in refs]))
@@ -261,7 +270,7 @@ def _slot_size(slot, operands, allocated, first_workspace) -> int:
     return n
 
 
-def replay(recipe: Recipe, operands: tuple, xp: Any, data_ptr: Callable[[Any], int]) -> Any:
+def replay(recipe: Recipe, operands: tuple, data_ptr: Callable[[Any], int]) -> Any:
     """The recorded call again on ``operands``; None when fresh workspace is not aligned as recorded
     (the caller then takes the general path; nothing has been launched)."""
     slots = [*operands]
@@ -283,7 +292,7 @@ def replay(recipe: Recipe, operands: tuple, xp: Any, data_ptr: Callable[[Any], i
             _, slot, shape, args, kwargs, result_shape = how
             source = slots[slot] if shape is None else slots[slot].reshape(shape)
             converted = source.astype(*args, **kwargs)
-            results.append(converted if converted.shape == result_shape else converted.reshape(result_shape))
+            results.append(converted if result_shape is None else converted.reshape(result_shape))
         else:
             results.append(None)
     return results[0] if recipe.single else tuple(results)
@@ -294,11 +303,11 @@ class ReplayedCalls:
     bias_act_backward, mixed in before :class:`~fastact.backends.kernels.backend.KernelBackend`.
 
     The general methods run KernelBackend's own (``super()``), recorded the first
-    time a key is seen; the ``fast_*`` methods (tried by ``fastact/_dispatch.py``
-    and ``fastact/_fused_dispatch.py`` before any check) replay a recipe when
+    time a key is seen; :meth:`replayed` (tried by ``fastact/_dispatch.py``
+    and ``fastact/_fused_dispatch.py`` before any check) replays a recipe when
     every array is a native array of this backend on the current device, the
     key has been recorded, and ``out`` (if any) is writable and either an
-    input's very memory or disjoint from every input; otherwise they return
+    input's very memory or disjoint from every input; otherwise it returns
     None and the general path runs (and raises what it raises).
     Recipes live in ``_elementwise_entries`` under keys starting with "replay".
     """
@@ -307,19 +316,19 @@ class ReplayedCalls:
 
     # ---- the general path, recorded once per key -----------------------------
     def prelu_forward(self, x, alpha, out):
-        return self._recorded(("replay", "prelu"), (x, alpha, out),
+        return self._recorded(PRELU, (x, alpha, out),
                               lambda: super(ReplayedCalls, self).prelu_forward(x, alpha, out))
 
     def prelu_backward(self, dy, x, alpha, out):
-        return self._recorded(("replay", "prelu_backward"), (dy, x, alpha, out),
+        return self._recorded(PRELU_BACKWARD, (dy, x, alpha, out),
                               lambda: super(ReplayedCalls, self).prelu_backward(dy, x, alpha, out))
 
     def bias_act(self, kernel, params, x, bias, axis, out):
-        return self._recorded(("replay", "bias_act", kernel, params_key(params), axis), (x, bias, out),
+        return self._recorded((*BIAS_ACT, kernel, params_key(params), axis), (x, bias, out),
                               lambda: super(ReplayedCalls, self).bias_act(kernel, params, x, bias, axis, out))
 
     def bias_act_backward(self, kernel, params, dy, x, bias, axis):
-        return self._recorded(("replay", "bias_act_backward", kernel, params_key(params), axis), (dy, x, bias),
+        return self._recorded((*BIAS_ACT_BACKWARD, kernel, params_key(params), axis), (dy, x, bias),
                               lambda: super(ReplayedCalls, self).bias_act_backward(kernel, params, dy, x, bias, axis))
 
     def _recorded(self, tag: tuple, operands: tuple, run: Callable[[], Any]) -> Any:
@@ -367,34 +376,42 @@ class ReplayedCalls:
         return tuple(key)
 
     # ---- the fast path ------------------------------------------------------------
-    def fast_prelu(self, x, alpha, out):
-        return self._replayed(("replay", "prelu"), (x, alpha, out), out)
-
-    def fast_prelu_backward(self, dy, x, alpha, out):
-        return self._replayed(("replay", "prelu_backward"), (dy, x, alpha, out), out)
-
-    def fast_bias_act(self, kernel, key, x, bias, axis, out):
-        return self._replayed(("replay", "bias_act", kernel, key, axis), (x, bias, out), out)
-
-    def fast_bias_act_backward(self, kernel, key, dy, x, bias, axis):
-        return self._replayed(("replay", "bias_act_backward", kernel, key, axis), (dy, x, bias), None)
-
-    def _replayed(self, tag: tuple, operands: tuple, out: Any) -> Any:
-        key = self._replay_key(tag, operands, self.current_device(), self.array_type)
-        recipe = self._elementwise_entries.get(key) if key is not None else None
+    def replayed(self, tag: tuple, operands: tuple, out: Any) -> Any:
+        """The fast path of one call: its key (as :meth:`_replay_key`, written out: it is most of the cost),
+        every operand exactly a native array on the current device, the checks on ``out``, the replay."""
+        array_type, device = self.array_type, self.current_device()
+        data_ptr, array_device = self.data_ptr, self.array_device
+        key = [tag]
+        append = key.append
+        pointers = []
+        for a in operands:
+            if a is None:
+                append(None)
+                continue
+            if type(a) is not array_type or array_device(a) != device:
+                return None
+            p = data_ptr(a)
+            append(a.shape)
+            append(a.strides)
+            append(a.dtype)
+            append(p % ALIGNMENT)
+            if p in pointers:
+                append(~pointers.index(p))
+            pointers.append(p)
+        append(device)
+        recipe = self._elementwise_entries.get(tuple(key))
         if recipe is None or recipe is _DECLINED:
             return None
         if out is not None:
             if not self.writable(out):
                 return None
-            data_ptr = self.data_ptr
             pointer, nbytes = data_ptr(out), out.nbytes
             for a in operands:
                 if a is not None and a is not out:
                     other = data_ptr(a)
                     if pointer != other and pointer < other + a.nbytes and other < pointer + nbytes:
                         return None  # a partial overlap: the general path says what is wrong
-        return replay(recipe, operands, self.xp, self.data_ptr)
+        return replay(recipe, operands, data_ptr)
 
 
 def params_key(params: dict) -> tuple | None:

@@ -204,7 +204,7 @@ def replaying_backend(x: Any) -> Any:
     """The loaded kernel backend x's call would run on, if it replays recorded calls
     (fastact/backends/kernels/replay.py); else None (the general path)."""
     fast = backends.host_fast_path() if type(x) is np.ndarray else backends.device_fast_path()
-    return fast if getattr(fast, "replays", False) else None
+    return fast if fast is not None and fast.replays else None
 
 
 def prelu(x: Any, alpha: Any, out: Any = None) -> Any:

@@ -45,6 +45,7 @@ from . import plan
 # Data pointers enter the key modulo this: plan's vector decisions read 16-byte alignment.
 ALIGNMENT = plan.VECTOR_BYTES
 _DECLINED = object()
+_layout = operator.attrgetter("shape", "strides", "dtype")  # one C call per operand
 # Keys start with these tags (bias_act's add the kernel, params_key(params) and the normalized axis).
 PRELU, PRELU_BACKWARD = ("replay", "prelu"), ("replay", "prelu_backward")
 BIAS_ACT, BIAS_ACT_BACKWARD = ("replay", "bias_act"), ("replay", "bias_act_backward")  # a key whose general call could not be recorded: it keeps the general path
@@ -345,8 +346,8 @@ class ReplayedCalls:
         return result
 
     def _replay_key(self, tag: tuple, operands: tuple, device: int | None, array_type: type | None = None) -> tuple | None:
-        """The key of a call (one flat tuple, hashed on every fast call): tag; per operand None, or its shape,
-        strides, dtype, data pointer % ALIGNMENT and, when an earlier operand has the same pointer, ~(its
+        """The key of a call (one tuple, hashed on every fast call): tag; per operand None, or (its shape,
+        strides, dtype), its data pointer % ALIGNMENT and, when an earlier operand has the same pointer, ~(its
         index); then the device.  None (no key: the general path) when the operands are on different
         devices, or not on ``device`` when given, or not exactly of ``array_type`` when given."""
         key = [tag]
@@ -365,9 +366,7 @@ class ReplayedCalls:
             elif where != device:
                 return None
             p = data_ptr(a)
-            append(a.shape)
-            append(a.strides)
-            append(a.dtype)
+            append(_layout(a))
             append(p % ALIGNMENT)
             if p in pointers:
                 append(~pointers.index(p))
@@ -380,7 +379,7 @@ class ReplayedCalls:
         """The fast path of one call: its key (as :meth:`_replay_key`, written out: it is most of the cost),
         every operand exactly a native array on the current device, the checks on ``out``, the replay."""
         array_type, device = self.array_type, self.current_device()
-        data_ptr, array_device = self.data_ptr, self.array_device
+        data_ptr, array_device, layout = self.data_ptr, self.array_device, _layout
         key = [tag]
         append = key.append
         pointers = []
@@ -391,9 +390,7 @@ class ReplayedCalls:
             if type(a) is not array_type or array_device(a) != device:
                 return None
             p = data_ptr(a)
-            append(a.shape)
-            append(a.strides)
-            append(a.dtype)
+            append(layout(a))
             append(p % ALIGNMENT)
             if p in pointers:
                 append(~pointers.index(p))

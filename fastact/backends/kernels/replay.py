@@ -45,6 +45,7 @@ from . import plan
 # Data pointers enter the key modulo this: plan's vector decisions read 16-byte alignment.
 ALIGNMENT = plan.VECTOR_BYTES
 _DECLINED = object()
+_DERIVE = object()  # in a recipe's launches: a copy of an operand (see _RecordingXp._derive)
 _layout = operator.attrgetter("shape", "strides", "dtype")  # one C call per operand
 # Keys start with these tags (bias_act's add the kernel, params_key(params) and the normalized axis).
 PRELU, PRELU_BACKWARD = ("replay", "prelu"), ("replay", "prelu_backward")
@@ -93,9 +94,21 @@ class _RecordingXp:
         mine = threading.get_ident() == self._recording.thread
         if name in self._ALLOCATORS and mine:
             return lambda *args, **kwargs: self._allocate(name, value(*args, **kwargs))
+        if name == "ascontiguousarray" and mine:
+            return lambda a, *args, **kwargs: self._derive(value, a, args, kwargs)
         if mine and name not in self._PURE:
             self._recording.refused = f"xp.{name}"
         return value
+
+    def _derive(self, function: Any, a: Any, args: tuple, kwargs: dict) -> Any:
+        """A contiguous copy (a dtype conversion: 16-bit alpha or bias to the compute type) is replayed
+        in its place among the launches; the same memory (no copy) needs nothing."""
+        result = function(a, *args, **kwargs)
+        if not isinstance(a, np.ndarray) and not hasattr(a, "data"):
+            self._recording.refused = "ascontiguousarray of a non-array"
+        elif _pointer(result) != _pointer(a):
+            self._recording.launches.append((_DERIVE, a, function, args, kwargs, result))
+        return result
 
     def _allocate(self, name: str, a: Any) -> Any:
         self._recording.allocated.append((name, a))
@@ -179,7 +192,19 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
         allocated.append((name, a.shape, a.dtype, order, pointer % ALIGNMENT))
         slots[pointer] = first_workspace + len(allocated) - 1
     launches = []
-    for handle, grid, block, args in recording.launches:
+    derived = []  # (slot of the operand, its shape as read, function, args, kwargs)
+    for event in recording.launches:
+        if event[0] is _DERIVE:  # a copy of a whole operand, read as C-contiguous: replayed as a copy
+            _, source, function, args, kwargs, copy = event
+            slot = slots.get(_pointer(source))
+            if (slot is None or slot >= first_workspace or not source.flags.c_contiguous
+                    or source.size != operands[slot].size or _pointer(copy) in slots):
+                return _DECLINED
+            derived.append((slot, None if source.shape == operands[slot].shape else source.shape, function, args, kwargs))
+            slots[_pointer(copy)] = ("derived", len(derived) - 1)
+            launches.append((_DERIVE, derived[-1], None, None))
+            continue
+        handle, grid, block, args = event
         refs = []
         for a in args:
             if isinstance(a, array_type) or isinstance(a, np.ndarray):
@@ -218,8 +243,12 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
                 results[i] = (*how[:5], None)
     # Workspace slots come after the operands, values after the workspace.
     first_value = first_workspace + len(allocated)
-    launches = [(h, g, b, _gather([first_value + r[1] if isinstance(r, tuple) else r for r in refs]))
-                for h, g, b, refs in launches]
+    first_derived = first_value + len(values)
+
+    def slot_of(r):
+        return r if not isinstance(r, tuple) else (first_value if r[0] == "value" else first_derived) + r[1]
+
+    launches = [(h, g, b, refs if h is _DERIVE else _gather([slot_of(r) for r in refs])) for h, g, b, refs in launches]
     workspace = tuple((getattr(xp, name), shape, dtype, order, alignment)
                       for name, shape, dtype, order, alignment in allocated)
     return Recipe(tuple(launches), workspace, tuple(values), tuple(results), single)
@@ -239,6 +268,8 @@ def _result_of(r, slots, used, recording, operands, allocated, first_workspace):
     if r is None:
         return ("none",)
     pointer = _pointer(r)
+    if isinstance(slots.get(pointer), tuple):
+        return None  # a copy of an operand returned as is: not a result a launch wrote
     conversion = recording.conversions.get(pointer)
     if conversion is not None and not any(r is a for a in operands):
         source, args, kwargs, converted = conversion
@@ -282,7 +313,11 @@ def replay(recipe: Recipe, operands: tuple, data_ptr: Callable[[Any], int]) -> A
         slots.append(a)
     slots.extend(recipe.values)
     for handle, grid, block, gather in recipe.launches:
-        handle(grid, block, gather(slots))
+        if handle is _DERIVE:
+            slot, shape, function, args, kwargs = grid
+            slots.append(function(slots[slot] if shape is None else slots[slot].reshape(shape), *args, **kwargs))
+        else:
+            handle(grid, block, gather(slots))
     results = []
     for how in recipe.results:
         kind = how[0]

@@ -31,7 +31,7 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 # Checks shared by the fused calls.
 # --------------------------------------------------------------------------- #
-# Activation name -> (kernel, kernel parameters as a key) for the replaying fast path,
+# Activation name -> (kernel, kernel parameters as a key, Activation, (kernel, kernel parameters)) for the fast paths,
 # filled by the general path once the name has been accepted (see _activation).
 _NAMED: dict[str, tuple] = {}
 
@@ -45,10 +45,41 @@ def _activation(function: str, activation: Any) -> Activation:
             f"{function}: activation {spec.name!r} is not elementwise and cannot be fused; "
             f"accepted: {elementwise} (by name or as fastact.Activation)"
         )
-    act = Activation.coerce(activation)
-    if type(activation) is str and activation not in _NAMED:
-        _NAMED[activation] = (act.kernel, params_key(act.kernel_params))
-    return act
+    if type(activation) is str:
+        named = _NAMED.get(activation)
+        if named is None:
+            act = Activation.coerce(activation)
+            params = act.kernel_params
+            named = _NAMED[activation] = (act.kernel, params_key(params), act, (act.kernel, params))
+        return named[2]  # Activation is immutable: one per name
+    return Activation.coerce(activation)
+
+
+# Calls of dense_bias_act / conv2d_bias_act the general path has checked, by key (the op, the activation's
+# name, the options, and per array its layout, dtype, alignment and device: what every check reads), with
+# what the checks produced (conv2d: the geometry).  A call with a known key on a kernel backend skips
+# the checks and goes straight to the backend; its epilogue is replayed there (kernels/replay.py).
+_CHECKED: dict = {}
+
+
+def _checked_key(tag: tuple, arrays: tuple) -> tuple[Any, Any]:
+    """(the replaying backend, the key of this call) or (None, None): not a call whose checks are remembered."""
+    fast = replaying_backend(arrays[0])
+    if fast is None or type(tag[1]) is not str or tag[1] not in _NAMED:
+        return None, None
+    try:
+        key = fast._replay_key(tag, arrays, fast.current_device(), fast.array_type)
+        hash(key)
+    except TypeError:  # an option given as a list
+        return None, None
+    return (fast, key) if key is not None else (None, None)
+
+
+def _remember_checked(key: Any, checked: Any) -> None:
+    if key is not None:
+        if len(_CHECKED) >= 4096:
+            _CHECKED.clear()
+        _CHECKED[key] = checked
 
 
 def _start(function: str, out: Any = None, **arrays: Any) -> _Call:
@@ -204,9 +235,15 @@ def dense_bias_act(x: Any, w: Any, b: Any = None, activation: Any = "relu") -> A
         array([[0., 0., 1., 2.],
                [0., 0., 1., 2.]])
     """
+    fast, key = _checked_key(("dense_bias_act", activation), (x, w, b))
+    if key is not None and key in _CHECKED:
+        kernel, params = _NAMED[activation][3]
+        return fast.dense_bias_act(kernel, params, x, w, b)
     act = _activation("dense_bias_act", activation)
     call, bn = _dense_call("dense_bias_act", x, w, b)
-    return call.export(call.backend.dense_bias_act(act.kernel, act.kernel_params, call.native["x"], call.native["w"], bn))
+    y = call.export(call.backend.dense_bias_act(act.kernel, act.kernel_params, call.native["x"], call.native["w"], bn))
+    _remember_checked(key or _checked_key(("dense_bias_act", activation), (x, w, b))[1], True)
+    return y
 
 
 def dense_bias_act_backward(dy: Any, x: Any, w: Any, b: Any = None, activation: Any = "relu") -> tuple[Any, Any, Any]:
@@ -280,11 +317,18 @@ def conv2d_bias_act(
         array([0., 8., 9.], dtype=float32)
     """
     function = "conv2d_bias_act"
+    fast, key = _checked_key((function, activation, stride, padding, dilation, groups, data_format), (x, w, b))
+    geometry = _CHECKED.get(key) if key is not None else None
+    if geometry is not None:
+        kernel, params = _NAMED[activation][3]
+        return fast.conv2d_bias_act(kernel, params, x, w, b, geometry)
     act = _activation(function, activation)
     call, bn, geometry = _conv_call(
         function, x, w, b, None, stride=stride, padding=padding, dilation=dilation, groups=groups, data_format=data_format
     )
     y = call.backend.conv2d_bias_act(act.kernel, act.kernel_params, call.native["x"], call.native["w"], bn, geometry)
+    _remember_checked(key or _checked_key((function, activation, stride, padding, dilation, groups, data_format),
+                                          (x, w, b))[1], geometry)
     return call.export(y)
 
 

@@ -219,3 +219,35 @@ def test_a_call_that_copies_its_operands_is_not_replayed_but_stays_right():
     for dx, dalpha in results:
         np.testing.assert_allclose(dx, expected[0], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dalpha.astype(np.float64), expected[1].astype(np.float64), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_dense_and_conv2d_with_checked_keys_compute_the_same(dtype, monkeypatch):
+    """A dense/conv2d call whose key the general path has checked skips the checks (not the GEMMs);
+    its epilogue is replayed.  Results are those of the first (general) call; a changed shape is checked again."""
+    from fastact import _fused_dispatch
+
+    rng = np.random.default_rng(15)
+    x, w, b = (rng.standard_normal((6, 10)).astype(dtype), rng.standard_normal((10, 7)).astype(dtype),
+               rng.standard_normal(7).astype(dtype))
+    cx, cw, cb = (rng.standard_normal((2, 3, 6, 5)).astype(dtype), rng.standard_normal((4, 3, 3, 3)).astype(dtype),
+                  rng.standard_normal(4).astype(dtype))
+    with fastact.use_backend("cuda-emulator"):
+        dense = fastact.dense_bias_act(x, w, b, "gelu")
+        conv = fastact.conv2d_bias_act(cx, cw, cb, "silu", padding="same", stride=(1, 2))
+
+        def fail(*args, **kwargs):
+            raise AssertionError("checked again")
+
+        monkeypatch.setattr(_fused_dispatch, "_Call", fail)
+        np.testing.assert_array_equal(fastact.dense_bias_act(x, w, b, "gelu"), dense)
+        np.testing.assert_array_equal(fastact.conv2d_bias_act(cx, cw, cb, "silu", padding="same", stride=(1, 2)), conv)
+        with pytest.raises(AssertionError, match="checked again"):
+            fastact.dense_bias_act(x, w[:, :6], b, "gelu")  # another shape: the general path's checks
+        with pytest.raises(AssertionError, match="checked again"):
+            fastact.conv2d_bias_act(cx, cw, cb, "silu", padding="valid", stride=(1, 2))  # other options
+        monkeypatch.undo()
+        with pytest.raises(ValueError, match="b must be 1-d"):
+            fastact.dense_bias_act(x, w[:, :6], b, "gelu")
+    np.testing.assert_allclose(dense.astype(np.float64), numpy_call("dense_bias_act", x, w, b, "gelu").astype(np.float64),
+                               rtol=2e-2 if dtype == "float16" else 1e-4, atol=2e-2 if dtype == "float16" else 1e-4)

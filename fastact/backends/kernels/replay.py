@@ -49,7 +49,8 @@ _DERIVE = object()  # in a recipe's launches: a copy of an operand (see _Recordi
 _layout = operator.attrgetter("shape", "strides", "dtype")  # one C call per operand
 # Keys start with these tags (bias_act's add the kernel, params_key(params) and the normalized axis).
 PRELU, PRELU_BACKWARD = ("replay", "prelu"), ("replay", "prelu_backward")
-BIAS_ACT, BIAS_ACT_BACKWARD = ("replay", "bias_act"), ("replay", "bias_act_backward")  # a key whose general call could not be recorded: it keeps the general path
+BIAS_ACT, BIAS_ACT_BACKWARD = ("replay", "bias_act"), ("replay", "bias_act_backward")
+EPILOGUE = ("replay", "epilogue")  # a key whose general call could not be recorded: it keeps the general path
 
 
 class Recipe:
@@ -367,12 +368,24 @@ class ReplayedCalls:
         return self._recorded((*BIAS_ACT_BACKWARD, kernel, params_key(params), axis), (dy, x, bias),
                               lambda: super(ReplayedCalls, self).bias_act_backward(kernel, params, dy, x, bias, axis))
 
+    def _epilogue(self, kernel, params, z, bias, axis, out):
+        """The bias_act epilogue of dense and conv2d (over their GEMM's output, in place): replayed too,
+        from the general path itself (the checks are behind it), so only the GEMMs and im2col plan."""
+        tag = (*EPILOGUE, kernel, params_key(params), axis)
+        if _active() is None and None not in tag:
+            recipe = self._elementwise_entries.get(self._replay_key(tag, (z, bias, out), None))
+            if recipe is not None and recipe is not _DECLINED:
+                result = replay(recipe, (z, bias, out), self.data_ptr)
+                if result is not None:
+                    return result
+        return self._recorded(tag, (z, bias, out), lambda: super(ReplayedCalls, self)._epilogue(kernel, params, z, bias, axis, out))
+
     def _recorded(self, tag: tuple, operands: tuple, run: Callable[[], Any]) -> Any:
         if None in tag or _active() is not None:  # unhashable parameters; a call inside a recording
             return run()
         key = self._replay_key(tag, operands, None)
         entries = self._elementwise_entries
-        if key in entries:  # recorded (this call fell back: another alignment of fresh workspace) or declined
+        if key is None or key in entries:  # recorded (this call fell back: fresh workspace aligned otherwise), declined
             return run()
         result, recipe = record(self, run, operands)
         if len(entries) >= 4096:

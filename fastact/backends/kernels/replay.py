@@ -46,7 +46,6 @@ from . import plan
 ALIGNMENT = plan.VECTOR_BYTES
 _DECLINED = object()
 _DERIVE = object()  # in a recipe's launches: a copy of an operand (see _RecordingXp._derive)
-_layout = operator.attrgetter("shape", "strides", "dtype")  # one C call per operand
 # Keys start with these tags (bias_act's add the kernel, params_key(params) and the normalized axis).
 PRELU, PRELU_BACKWARD = ("replay", "prelu"), ("replay", "prelu_backward")
 BIAS_ACT, BIAS_ACT_BACKWARD = ("replay", "bias_act"), ("replay", "bias_act_backward")
@@ -394,14 +393,14 @@ class ReplayedCalls:
         return result
 
     def _replay_key(self, tag: tuple, operands: tuple, device: int | None, array_type: type | None = None) -> tuple | None:
-        """The key of a call (one tuple, hashed on every fast call): tag; per operand None, or (its shape,
-        strides, dtype), its data pointer % ALIGNMENT and, when an earlier operand has the same pointer, ~(its
+        """The key of a call (one tuple, hashed on every fast call): tag; per operand None, or its shape,
+        dtype, True when C-contiguous or else its strides, its data pointer % ALIGNMENT and, when an earlier operand has the same pointer, ~(its
         index); then the device.  None (no key: the general path) when the operands are on different
         devices, or not on ``device`` when given, or not exactly of ``array_type`` when given."""
         key = [tag]
         append = key.append
         pointers = []
-        data_ptr, array_device = self.data_ptr, self.array_device
+        data_ptr, array_device, c_contiguous = self.data_ptr, self.array_device, self.c_contiguous
         for a in operands:
             if a is None:
                 append(None)
@@ -414,7 +413,9 @@ class ReplayedCalls:
             elif where != device:
                 return None
             p = data_ptr(a)
-            append(_layout(a))
+            append(a.shape)
+            append(a.dtype)
+            append(True if c_contiguous(a) else a.strides)  # C order: the strides follow from shape and dtype
             append(p % ALIGNMENT)
             if p in pointers:
                 append(~pointers.index(p))
@@ -427,7 +428,7 @@ class ReplayedCalls:
         """The fast path of one call: its key (as :meth:`_replay_key`, written out: it is most of the cost),
         every operand exactly a native array on the current device, the checks on ``out``, the replay."""
         array_type, device = self.array_type, self.current_device()
-        data_ptr, array_device, layout = self.data_ptr, self.array_device, _layout
+        data_ptr, array_device, c_contiguous = self.data_ptr, self.array_device, self.c_contiguous
         key = [tag]
         append = key.append
         pointers = []
@@ -438,7 +439,9 @@ class ReplayedCalls:
             if type(a) is not array_type or array_device(a) != device:
                 return None
             p = data_ptr(a)
-            append(layout(a))
+            append(a.shape)
+            append(a.dtype)
+            append(True if c_contiguous(a) else a.strides)  # C order: the strides follow from shape and dtype
             append(p % ALIGNMENT)
             if p in pointers:
                 append(~pointers.index(p))

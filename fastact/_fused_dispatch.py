@@ -151,8 +151,8 @@ def bias_act(x: Any, bias: Any, activation: Any = "relu", *, axis: int = 1, out:
         array([0. , 0.5, 6. ], dtype=float32)
     """
     fast = replaying_backend(x)
-    if fast is not None and type(axis) is int and type(activation) is str:
-        named, ndim = _NAMED.get(activation), len(x.shape)
+    if fast is not None and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
+        named, ndim = _NAMED.get(activation), x.ndim
         if named is not None and -ndim <= axis < ndim:
             y = fast.replayed((*BIAS_ACT, named[0], named[1], axis % ndim), (x, bias, out), out)
             if y is not None:
@@ -181,8 +181,8 @@ def bias_act_backward(dy: Any, x: Any, bias: Any, activation: Any = "relu", *, a
         array([0., 2., 2.])
     """
     fast = replaying_backend(x)
-    if fast is not None and type(axis) is int and type(activation) is str:
-        named, ndim = _NAMED.get(activation), len(x.shape)
+    if fast is not None and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
+        named, ndim = _NAMED.get(activation), x.ndim
         if named is not None and -ndim <= axis < ndim:
             result = fast.replayed((*BIAS_ACT_BACKWARD, named[0], named[1], axis % ndim), (dy, x, bias), None)
             if result is not None:

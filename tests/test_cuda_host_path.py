@@ -396,3 +396,13 @@ def test_a_replay_allocates_its_workspace_per_call(backend, monkeypatch):
     pointers = [{a.data.ptr for a in args if isinstance(a, cupy.ndarray)} for _, _, _, args in launches]
     operands = {x.data.ptr, dy.data.ptr, alpha.data.ptr}
     assert pointers[0] - operands and not (pointers[0] - operands) & (pointers[1] - operands)
+
+
+def test_non_arrays_never_reach_a_replay(backend):
+    """Lists and scalars take the general path (which makes host arrays of them) while "cuda" is loaded."""
+    x = null_cuda.array((2, 3), "float32")
+    fastact.bias_act(x, null_cuda.array((3,), "float32"))
+    np.testing.assert_array_equal(fastact.bias_act([[1.0, -2.0, 0.5]], [0.5, 0.5, 0.5]), [[1.5, 0.0, 1.0]])
+    np.testing.assert_array_equal(fastact.prelu([1.0, -2.0], 0.5), [1.0, -1.0])
+    dx, dbias = fastact.bias_act_backward([[1.0, 1.0]], [[1.0, -2.0]], [0.0, 0.0])
+    np.testing.assert_array_equal(dbias, [1.0, 0.0])

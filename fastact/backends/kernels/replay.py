@@ -462,11 +462,20 @@ class ReplayedCalls:
         return replay(recipe, operands, data_ptr)
 
 
-def params_key(params: dict) -> tuple | None:
-    """Kernel parameters as a key (values and their types); None when a value is unhashable."""
+_PARAMS: dict = {}  # (parameter items, their types) -> a small int, never reused
+_NEXT_PARAMS = iter(range(1 << 62))
+
+
+def params_key(params: dict) -> int | None:
+    """Kernel parameters (values and their types) as a small int, cheap to hash in every key;
+    None when a value is unhashable.  The same items always give the same int while remembered."""
     try:
-        key = (tuple(params.items()), tuple(map(type, params.values())))
-        hash(key)
+        items = (tuple(params.items()), tuple(map(type, params.values())))
+        key = _PARAMS.get(items)
     except TypeError:
         return None
+    if key is None:
+        if len(_PARAMS) >= 4096:
+            _PARAMS.clear()  # later ids are new: keys holding the old ones just stop matching
+        key = _PARAMS[items] = next(_NEXT_PARAMS)
     return key

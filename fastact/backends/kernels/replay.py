@@ -155,8 +155,21 @@ def _plain(result: Any, tracked: tuple) -> Any:
     return result
 
 
+_RECORDING = threading.Lock()  # one recording at a time (it swaps backend.xp for its proxy)
+
+
 def record(backend: Any, run: Callable[[], Any], operands: tuple) -> tuple[Any, Any]:
-    """(run()'s result, its Recipe or _DECLINED): run the general path once under a recorder."""
+    """(run()'s result, its Recipe or _DECLINED): run the general path once under a recorder.
+    (result, None) when another thread is recording: the call runs unrecorded, a later one records."""
+    if not _RECORDING.acquire(blocking=False):
+        return run(), None
+    try:
+        return _record(backend, run, operands)
+    finally:
+        _RECORDING.release()
+
+
+def _record(backend: Any, run: Callable[[], Any], operands: tuple) -> tuple[Any, Any]:
     recording = Recording()
     saved = backend.__dict__.get("xp")
     backend.xp = _RecordingXp(backend.xp, recording)
@@ -387,9 +400,10 @@ class ReplayedCalls:
         if key is None or key in entries:  # recorded (this call fell back: fresh workspace aligned otherwise), declined
             return run()
         result, recipe = record(self, run, operands)
-        if len(entries) >= 4096:
-            entries.clear()
-        entries[key] = recipe
+        if recipe is not None:
+            if len(entries) >= 4096:
+                entries.clear()
+            entries[key] = recipe
         return result
 
     def _replay_key(self, tag: tuple, operands: tuple, device: int | None, array_type: type | None = None) -> tuple | None:

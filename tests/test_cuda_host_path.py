@@ -406,3 +406,31 @@ def test_non_arrays_never_reach_a_replay(backend):
     np.testing.assert_array_equal(fastact.prelu([1.0, -2.0], 0.5), [1.0, -1.0])
     dx, dbias = fastact.bias_act_backward([[1.0, 1.0]], [[1.0, -2.0]], [0.0, 0.0])
     np.testing.assert_array_equal(dbias, [1.0, 0.0])
+
+
+def test_threads_recording_at_once_leave_no_recorder_behind(backend):
+    """Recording swaps backend.xp for a proxy: one recording at a time; other threads' calls run unrecorded
+    meanwhile and get plain arrays.  (The null device: the CPU emulator's launcher is not thread-safe.)"""
+    import threading
+
+    real_xp = backend.xp
+    failures = []
+
+    def work(i):
+        try:
+            x = null_cuda.array((2, 3 + i, 4, 5), "float32")
+            alpha, bias = null_cuda.array((3 + i, 1, 1), "float32"), null_cuda.array((3 + i,), "float32")
+            for _ in range(20):
+                for result in (fastact.prelu(x, alpha), *fastact.bias_act_backward(x, x, bias, "gelu")):
+                    assert type(result) is null_cuda.NullDeviceArray, type(result)
+        except Exception as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    assert backend.xp is real_xp
+    assert len(_replay_keys(backend)) == 16  # every key recorded in the end

@@ -221,8 +221,8 @@ def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
 
 
 def prelu_backward(dy: Any, x: Any, alpha: Any, out: Any = None) -> tuple[Any, Any]:
-    fast = replaying_backend(x)
-    if fast is not None:
+    fast = backends.host_fast_path() if type(x) is np.ndarray else backends.device_fast_path()
+    if fast is not None and fast.replays:  # replaying_backend, written out
         result = fast.replayed(PRELU_BACKWARD, (dy, x, alpha, out), out)
         if result is not None:
             return result

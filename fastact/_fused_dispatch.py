@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from numpy import ndarray
+
 from ._conv_geometry import conv2d_geometry
 from ._dispatch import _Call, replaying_backend, untyped_as_x_dtype
 from ._arrays import check_pair
 from ._registry import REGISTRY, get_spec, integer
+from .backends import device_fast_path, host_fast_path
 from .backends.kernels.replay import BIAS_ACT, BIAS_ACT_BACKWARD, params_key
 from .functions import Activation
 
@@ -31,7 +34,8 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 # Checks shared by the fused calls.
 # --------------------------------------------------------------------------- #
-# Activation name -> (kernel, kernel parameters as a key, Activation, (kernel, kernel parameters)) for the fast paths,
+# Activation name -> (kernel, kernel parameters as a key, Activation, (kernel, kernel parameters), and the
+# bias_act and bias_act_backward replay tags less the axis) for the fast paths,
 # filled by the general path once the name has been accepted (see _activation).
 _NAMED: dict[str, tuple] = {}
 
@@ -50,7 +54,9 @@ def _activation(function: str, activation: Any) -> Activation:
         if named is None:
             act = Activation.coerce(activation)
             params = act.kernel_params
-            named = _NAMED[activation] = (act.kernel, params_key(params), act, (act.kernel, params))
+            key = params_key(params)
+            named = _NAMED[activation] = (act.kernel, key, act, (act.kernel, params),
+                                          (*BIAS_ACT, act.kernel, key), (*BIAS_ACT_BACKWARD, act.kernel, key))
         return named[2]  # Activation is immutable: one per name
     return Activation.coerce(activation)
 
@@ -150,11 +156,11 @@ def bias_act(x: Any, bias: Any, activation: Any = "relu", *, axis: int = 1, out:
         >>> y[0, :, 0, 0]
         array([0. , 0.5, 6. ], dtype=float32)
     """
-    fast = replaying_backend(x)
-    if fast is not None and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
+    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
+    if fast is not None and fast.replays and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
         named, ndim = _NAMED.get(activation), x.ndim
         if named is not None and -ndim <= axis < ndim:
-            y = fast.replayed((*BIAS_ACT, named[0], named[1], axis % ndim), (x, bias, out), out)
+            y = fast.replayed(named[4] + (axis % ndim,), (x, bias, out), out)
             if y is not None:
                 return y
     act = _activation("bias_act", activation)
@@ -180,11 +186,11 @@ def bias_act_backward(dy: Any, x: Any, bias: Any, activation: Any = "relu", *, a
         >>> dbias
         array([0., 2., 2.])
     """
-    fast = replaying_backend(x)
-    if fast is not None and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
+    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
+    if fast is not None and fast.replays and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
         named, ndim = _NAMED.get(activation), x.ndim
         if named is not None and -ndim <= axis < ndim:
-            result = fast.replayed((*BIAS_ACT_BACKWARD, named[0], named[1], axis % ndim), (dy, x, bias), None)
+            result = fast.replayed(named[5] + (axis % ndim,), (dy, x, bias), None)
             if result is not None:
                 return result
     function = "bias_act_backward"

@@ -61,10 +61,44 @@ class Recipe:
     the call returned one result, not a tuple.
     """
 
-    __slots__ = ("launches", "workspace", "values", "results", "single")
+    __slots__ = ("launches", "workspace", "values", "results", "single", "finish")
 
     def __init__(self, launches, workspace, values, results, single) -> None:
         self.launches, self.workspace, self.values, self.results, self.single = launches, workspace, values, results, single
+        makers = tuple(map(_result_maker, results))
+        if single:
+            self.finish = makers[0]
+        elif len(makers) == 2:
+            first, second = makers
+            self.finish = lambda slots: (first(slots), second(slots))
+        else:
+            self.finish = lambda slots: tuple([make(slots) for make in makers])
+
+
+def _result_maker(how: tuple) -> Callable[[list], Any]:
+    """slots -> one result, as ``how`` says (see _result_of), written out per kind (it runs every call)."""
+    kind = how[0]
+    if kind == "none":
+        return lambda slots: None
+    if kind == "slot":
+        _, slot, shape = how
+        if shape is None:
+            return lambda slots: slots[slot]
+        return lambda slots: slots[slot].reshape(shape)
+    _, slot, shape, args, kwargs, result_shape = how
+    if shape is None and result_shape is None:
+        if not kwargs and len(args) == 1:
+            dtype = args[0]
+            return lambda slots: slots[slot].astype(dtype)
+        if list(kwargs) == ["copy"] and len(args) == 1:
+            dtype, copy = args[0], kwargs["copy"]
+            return lambda slots: slots[slot].astype(dtype, copy=copy)
+
+    def make(slots):
+        source = slots[slot] if shape is None else slots[slot].reshape(shape)
+        converted = source.astype(*args, **kwargs)
+        return converted if result_shape is None else converted.reshape(result_shape)
+    return make
 
 
 class Recording:
@@ -331,20 +365,7 @@ def replay(recipe: Recipe, operands: tuple, data_ptr: Callable[[Any], int]) -> A
             slots.append(function(slots[slot] if shape is None else slots[slot].reshape(shape), *args, **kwargs))
         else:
             handle(grid, block, gather(slots))
-    results = []
-    for how in recipe.results:
-        kind = how[0]
-        if kind == "slot":
-            a = slots[how[1]]
-            results.append(a if how[2] is None else a.reshape(how[2]))
-        elif kind == "convert":
-            _, slot, shape, args, kwargs, result_shape = how
-            source = slots[slot] if shape is None else slots[slot].reshape(shape)
-            converted = source.astype(*args, **kwargs)
-            results.append(converted if result_shape is None else converted.reshape(result_shape))
-        else:
-            results.append(None)
-    return results[0] if recipe.single else tuple(results)
+    return recipe.finish(slots)
 
 
 class ReplayedCalls:

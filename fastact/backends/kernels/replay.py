@@ -9,18 +9,19 @@ pointer modulo :data:`ALIGNMENT`, plus which operands share memory.  So the
 first general call with a key is *recorded*: each launch made through
 ``KernelBackend.launch`` (kernel handle, grid, block, arguments), each array
 the call allocates through ``backend.xp.empty``/``zeros`` (workspace: partial
-sums, the result) and each ``astype`` of such an array (a float64 sum rounded
-to the parameter's dtype).  Each argument is then named by its data pointer:
-an operand of the call, a workspace array, or a value (NumPy scalars: packed
-functors, index values).  A later call with the same key *replays*: it
+sums, the result), each ``astype`` of such an array (a float64 sum rounded
+to the parameter's dtype) and each ``xp.ascontiguousarray`` that copies a whole
+operand (a 16-bit alpha or bias in the compute type).  Each argument is then
+named by its data pointer: an operand of the call, a workspace array, such a
+copy, or a value (NumPy scalars: packed functors, index values).  A later call with the same key *replays*: it
 allocates the workspace afresh, launches the recorded kernels with the new
 operands' arrays in their places, and converts what was converted.  Nothing is
 planned, named or looked up.
 
 A recording is refused (the key keeps the general path) when the call does
 anything else on the device that is not a launch, so that replaying it would
-miss work: an argument that is neither an operand nor workspace (a copy of an
-input made by ``ascontiguousarray``, a dtype conversion of alpha), any other
+miss work: an argument that is neither an operand, workspace nor such a copy
+(a transposed copy of x, a view at an offset), any other
 ``xp`` function than an allocation or a view (``matmul``, ...), a result that
 no launch wrote (a result copied into ``out`` after the launch), a launch
 argument of an unknown kind.  The general path itself is unchanged: it only
@@ -44,12 +45,12 @@ from . import plan
 
 # Data pointers enter the key modulo this: plan's vector decisions read 16-byte alignment.
 ALIGNMENT = plan.VECTOR_BYTES
-_DECLINED = object()
+_DECLINED = object()  # a key whose general call could not be recorded: it keeps the general path
 _DERIVE = object()  # in a recipe's launches: a copy of an operand (see _RecordingXp._derive)
 # Keys start with these tags (bias_act's add the kernel, params_key(params) and the normalized axis).
 PRELU, PRELU_BACKWARD = ("replay", "prelu"), ("replay", "prelu_backward")
 BIAS_ACT, BIAS_ACT_BACKWARD = ("replay", "bias_act"), ("replay", "bias_act_backward")
-EPILOGUE = ("replay", "epilogue")  # a key whose general call could not be recorded: it keeps the general path
+EPILOGUE = ("replay", "epilogue")  # dense/conv2d's bias_act over their GEMM output
 
 
 class Recipe:
@@ -228,7 +229,7 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
     for i, a in enumerate(operands):
         if a is not None:
             slots.setdefault(_pointer(a), i)
-    workspace, used, values = [], set(), []
+    used, values = set(), []
     first_workspace = len(operands)
     allocated = []
     for name, a in recording.allocated:
@@ -411,14 +412,15 @@ class ReplayedCalls:
                 result = replay(recipe, (z, bias, out), self.data_ptr)
                 if result is not None:
                     return result
-        return self._recorded(tag, (z, bias, out), lambda: super(ReplayedCalls, self)._epilogue(kernel, params, z, bias, axis, out))
+        return self._recorded(tag, (z, bias, out),
+                              lambda: super(ReplayedCalls, self)._epilogue(kernel, params, z, bias, axis, out))
 
     def _recorded(self, tag: tuple, operands: tuple, run: Callable[[], Any]) -> Any:
         if None in tag or _active() is not None:  # unhashable parameters; a call inside a recording
             return run()
         key = self._replay_key(tag, operands, None)
         entries = self._elementwise_entries
-        if key is None or key in entries:  # recorded (this call fell back: fresh workspace aligned otherwise), declined
+        if key is None or key in entries:  # declined, or recorded (this call fell back: workspace aligned otherwise)
             return run()
         result, recipe = record(self, run, operands)
         if recipe is not None:
@@ -429,8 +431,8 @@ class ReplayedCalls:
 
     def _replay_key(self, tag: tuple, operands: tuple, device: int | None, array_type: type | None = None) -> tuple | None:
         """The key of a call (one tuple, hashed on every fast call): tag; per operand None, or its shape,
-        dtype, True when C-contiguous or else its strides, its data pointer % ALIGNMENT and, when an earlier operand has the same pointer, ~(its
-        index); then the device.  None (no key: the general path) when the operands are on different
+        dtype, True when C-contiguous or else its strides, its data pointer % ALIGNMENT and, when an
+        earlier operand has the same pointer, ~(its index); then the device.  None (no key: the general path) when the operands are on different
         devices, or not on ``device`` when given, or not exactly of ``array_type`` when given."""
         key = [tag]
         append = key.append

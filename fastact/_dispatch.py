@@ -22,6 +22,7 @@ from ._arrays import (
     host_array,
 )
 from ._registry import ActivationSpec, normalize_axes
+from .backends.kernels.replay import PRELU, PRELU_BACKWARD
 
 _DEVICE_KINDS = ("cupy", "cuda")
 
@@ -199,7 +200,19 @@ def untyped_as_x_dtype(user_value: Any, value: Any, x: Any) -> Any:
     return value.astype(x.dtype)
 
 
+def replaying_backend(x: Any) -> Any:
+    """The loaded kernel backend x's call would run on, if it replays recorded calls
+    (fastact/backends/kernels/replay.py); else None (the general path)."""
+    fast = backends.host_fast_path() if type(x) is np.ndarray else backends.device_fast_path()
+    return fast if fast is not None and fast.replays else None
+
+
 def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
+    fast = replaying_backend(x)
+    if fast is not None:
+        y = fast.replayed(PRELU, (x, alpha, out), out)
+        if y is not None:
+            return y
     call = _Call("prelu", {"x": x, "alpha": alpha}, out, ("x", "alpha"))
     xn, an = call.native["x"], untyped_as_x_dtype(alpha, call.native["alpha"], call.native["x"])
     _check_alpha("prelu", an, xn.shape)
@@ -208,6 +221,11 @@ def prelu(x: Any, alpha: Any, out: Any = None) -> Any:
 
 
 def prelu_backward(dy: Any, x: Any, alpha: Any, out: Any = None) -> tuple[Any, Any]:
+    fast = backends.host_fast_path() if type(x) is np.ndarray else backends.device_fast_path()
+    if fast is not None and fast.replays:  # replaying_backend, written out
+        result = fast.replayed(PRELU_BACKWARD, (dy, x, alpha, out), out)
+        if result is not None:
+            return result
     function = "prelu_backward"
     call = _Call(function, {"dy": dy, "x": x, "alpha": alpha}, out, ("dy", "x", "alpha"))
     dyn, xn = call.native["dy"], call.native["x"]

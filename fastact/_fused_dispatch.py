@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from numpy import ndarray
+
 from ._conv_geometry import conv2d_geometry
-from ._dispatch import _Call, untyped_as_x_dtype
+from ._dispatch import _Call, replaying_backend, untyped_as_x_dtype
 from ._arrays import check_pair
 from ._registry import REGISTRY, get_spec, integer
+from .backends import device_fast_path, host_fast_path
+from .backends.kernels.replay import BIAS_ACT, BIAS_ACT_BACKWARD, params_key
 from .functions import Activation
 
 __all__ = [
@@ -30,6 +34,12 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 # Checks shared by the fused calls.
 # --------------------------------------------------------------------------- #
+# Activation name -> (kernel, kernel parameters as a key, Activation, (kernel, kernel parameters), and the
+# bias_act and bias_act_backward replay tags less the axis) for the fast paths,
+# filled by the general path once the name has been accepted (see _activation).
+_NAMED: dict[str, tuple] = {}
+
+
 def _activation(function: str, activation: Any) -> Activation:
     """A name or Activation, refused unless it is elementwise (PReLU's slope is an array, not a parameter)."""
     spec = get_spec(activation) if isinstance(activation, str) else getattr(activation, "spec", None)
@@ -39,7 +49,43 @@ def _activation(function: str, activation: Any) -> Activation:
             f"{function}: activation {spec.name!r} is not elementwise and cannot be fused; "
             f"accepted: {elementwise} (by name or as fastact.Activation)"
         )
+    if type(activation) is str:
+        named = _NAMED.get(activation)
+        if named is None:
+            act = Activation.coerce(activation)
+            params = act.kernel_params
+            key = params_key(params)
+            named = _NAMED[activation] = (act.kernel, key, act, (act.kernel, params),
+                                          (*BIAS_ACT, act.kernel, key), (*BIAS_ACT_BACKWARD, act.kernel, key))
+        return named[2]  # Activation is immutable: one per name
     return Activation.coerce(activation)
+
+
+# Calls of dense_bias_act / conv2d_bias_act the general path has checked, by key (the op, the activation's
+# name, the options, and per array its layout, dtype, alignment and device: what every check reads), with
+# what the checks produced (conv2d: the geometry).  A call with a known key on a kernel backend skips
+# the checks and goes straight to the backend; its epilogue is replayed there (kernels/replay.py).
+_CHECKED: dict = {}
+
+
+def _checked_key(tag: tuple, arrays: tuple) -> tuple[Any, Any]:
+    """(the replaying backend, the key of this call) or (None, None): not a call whose checks are remembered."""
+    fast = replaying_backend(arrays[0])
+    if fast is None or type(tag[1]) is not str or tag[1] not in _NAMED:
+        return None, None
+    try:
+        key = fast._replay_key(tag, arrays, fast.current_device(), fast.array_type)
+        hash(key)
+    except TypeError:  # an option given as a list
+        return None, None
+    return (fast, key) if key is not None else (None, None)
+
+
+def _remember_checked(key: Any, checked: Any) -> None:
+    if key is not None:
+        if len(_CHECKED) >= 4096:
+            _CHECKED.clear()
+        _CHECKED[key] = checked
 
 
 def _start(function: str, out: Any = None, **arrays: Any) -> _Call:
@@ -110,6 +156,13 @@ def bias_act(x: Any, bias: Any, activation: Any = "relu", *, axis: int = 1, out:
         >>> y[0, :, 0, 0]
         array([0. , 0.5, 6. ], dtype=float32)
     """
+    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
+    if fast is not None and fast.replays and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
+        named, ndim = _NAMED.get(activation), x.ndim
+        if named is not None and -ndim <= axis < ndim:
+            y = fast.replayed(named[4] + (axis % ndim,), (x, bias, out), out)
+            if y is not None:
+                return y
     act = _activation("bias_act", activation)
     call = _start("bias_act", out, x=x, bias=bias)
     xn = call.native["x"]
@@ -133,6 +186,13 @@ def bias_act_backward(dy: Any, x: Any, bias: Any, activation: Any = "relu", *, a
         >>> dbias
         array([0., 2., 2.])
     """
+    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
+    if fast is not None and fast.replays and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
+        named, ndim = _NAMED.get(activation), x.ndim
+        if named is not None and -ndim <= axis < ndim:
+            result = fast.replayed(named[5] + (axis % ndim,), (dy, x, bias), None)
+            if result is not None:
+                return result
     function = "bias_act_backward"
     act = _activation(function, activation)
     call = _start(function, dy=dy, x=x, bias=bias)
@@ -181,9 +241,15 @@ def dense_bias_act(x: Any, w: Any, b: Any = None, activation: Any = "relu") -> A
         array([[0., 0., 1., 2.],
                [0., 0., 1., 2.]])
     """
+    fast, key = _checked_key(("dense_bias_act", activation), (x, w, b))
+    if key is not None and key in _CHECKED:
+        kernel, params = _NAMED[activation][3]
+        return fast.dense_bias_act(kernel, params, x, w, b)
     act = _activation("dense_bias_act", activation)
     call, bn = _dense_call("dense_bias_act", x, w, b)
-    return call.export(call.backend.dense_bias_act(act.kernel, act.kernel_params, call.native["x"], call.native["w"], bn))
+    y = call.export(call.backend.dense_bias_act(act.kernel, act.kernel_params, call.native["x"], call.native["w"], bn))
+    _remember_checked(key or _checked_key(("dense_bias_act", activation), (x, w, b))[1], True)
+    return y
 
 
 def dense_bias_act_backward(dy: Any, x: Any, w: Any, b: Any = None, activation: Any = "relu") -> tuple[Any, Any, Any]:
@@ -257,11 +323,18 @@ def conv2d_bias_act(
         array([0., 8., 9.], dtype=float32)
     """
     function = "conv2d_bias_act"
+    fast, key = _checked_key((function, activation, stride, padding, dilation, groups, data_format), (x, w, b))
+    geometry = _CHECKED.get(key) if key is not None else None
+    if geometry is not None:
+        kernel, params = _NAMED[activation][3]
+        return fast.conv2d_bias_act(kernel, params, x, w, b, geometry)
     act = _activation(function, activation)
     call, bn, geometry = _conv_call(
         function, x, w, b, None, stride=stride, padding=padding, dilation=dilation, groups=groups, data_format=data_format
     )
     y = call.backend.conv2d_bias_act(act.kernel, act.kernel_params, call.native["x"], call.native["w"], bn, geometry)
+    _remember_checked(key or _checked_key((function, activation, stride, padding, dilation, groups, data_format),
+                                          (x, w, b))[1], geometry)
     return call.export(y)
 
 

@@ -277,3 +277,160 @@ def test_softmax_along_the_last_axis_reuses_its_launch(backend, monkeypatch):
     # Another axis is the general path, which plans (and here fails loudly).
     with pytest.raises(AssertionError, match="planned again"):
         fastact.softmax(x, axis=0)
+
+
+# --------------------------------------------------------------------------- #
+# Recorded and replayed calls (fastact/backends/kernels/replay.py): prelu, bias_act and their backwards.
+# --------------------------------------------------------------------------- #
+def _replay_keys(backend) -> list:
+    """The keys of recorded calls (not of dense/conv's epilogues, also recorded when a general bias_act
+    call with a known key runs again, e.g. with an Activation object)."""
+    return [k for k in backend._elementwise_entries if type(k[0]) is tuple and k[0][0] == "replay"
+            and k[0][1] != "epilogue"]
+
+
+def _launch_record(since: int = 0) -> list:
+    """(kernel, grid, block, each argument: its data pointer for arrays, its bytes for values) since ``since``."""
+    def arg(a):
+        return ("array", a.data.ptr) if isinstance(a, cupy.ndarray) else ("value", a.tobytes())
+    return [(name, grid, block, [arg(a) for a in args]) for name, grid, block, args in null_cuda.LAUNCHES[since:]]
+
+
+def _fail_planning(monkeypatch, backend):
+    from fastact.backends.kernels import replay
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a replayed call planned, recorded or looked a kernel up")
+
+    for name in dir(plan):
+        value = getattr(plan, name)
+        if callable(value) and getattr(value, "__module__", None) == plan.__name__ and not isinstance(value, type):
+            monkeypatch.setattr(plan, name, fail)
+    monkeypatch.setattr(backend, "kernel_handle", fail)
+    monkeypatch.setattr(replay, "record", fail)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_replay_launches_what_the_general_path_launched(backend, monkeypatch, dtype):
+    x, dy = null_cuda.array((4, 16, 8, 8), dtype), null_cuda.array((4, 16, 8, 8), dtype)
+    alpha, bias = null_cuda.array((16, 1, 1), dtype), null_cuda.array((16,), dtype)
+    calls = [lambda: fastact.prelu(x, alpha), lambda: fastact.prelu_backward(dy, x, alpha),
+             lambda: fastact.bias_act(x, bias, "leaky_relu"), lambda: fastact.bias_act_backward(dy, x, bias, "silu")]
+    general = []
+    for call in calls:
+        start = len(null_cuda.LAUNCHES)
+        call()  # the general path, recorded
+        general.append(_launch_record(start))
+    assert len(_replay_keys(backend)) == 4
+    _fail_planning(monkeypatch, backend)
+    for call, expected in zip(calls, general):
+        start = len(null_cuda.LAUNCHES)
+        call()
+        replayed = _launch_record(start)
+        assert [r[:3] for r in replayed] == [e[:3] for e in expected]  # kernels, grids, blocks
+        for r, e in zip(replayed, expected):
+            for got, was in zip(r[3], e[3]):
+                assert got[0] == was[0]
+                if got[0] == "value":
+                    assert got == was  # packed functors, index values
+                elif was[1] in (x.data.ptr, dy.data.ptr, alpha.data.ptr, bias.data.ptr):
+                    assert got == was  # an operand in the same place
+    assert len(_replay_keys(backend)) == 4
+
+
+def test_replay_keys_tell_apart_shapes_strides_dtypes_params_axes_alignment_and_aliasing(backend):
+    x = null_cuda.array((4, 16, 8, 8), "float32")
+    alpha, bias = null_cuda.array((16, 1, 1), "float32"), null_cuda.array((16,), "float32")
+    wide = null_cuda.array((4, 16, 8, 16), "float32")
+    half, half_alpha = null_cuda.array((4, 16, 8, 8), "float16"), null_cuda.array((16, 1, 1), "float16")
+    offset = null_cuda.array((4 * 16 * 8 * 8 + 1,), "float32")[1:].reshape(x.shape)  # 4 bytes past 16
+    out = null_cuda.array((4, 16, 8, 8), "float32")
+    seen = []
+
+    def new_keys(call, expected):
+        call()
+        call()  # the same key again: no new entry
+        keys = _replay_keys(backend)
+        assert len(keys) == len(seen) + expected, keys[len(seen):]
+        seen[:] = keys
+
+    new_keys(lambda: fastact.prelu(x, alpha), 1)
+    new_keys(lambda: fastact.prelu(wide, alpha), 1)  # shape
+    new_keys(lambda: fastact.prelu(wide[..., ::2], alpha), 1)  # strides (x's shape)
+    new_keys(lambda: fastact.prelu(half, half_alpha), 1)  # dtype
+    new_keys(lambda: fastact.prelu(offset, alpha), 1)  # alignment
+    new_keys(lambda: fastact.prelu(x, alpha, out=out), 1)  # an out
+    new_keys(lambda: fastact.prelu(x, alpha, out=x), 1)  # in place: out is x
+    new_keys(lambda: fastact.prelu_backward(x, x, alpha), 1)  # another op; dy is x
+    new_keys(lambda: fastact.prelu_backward(out, x, alpha), 1)  # dy is not x
+    new_keys(lambda: fastact.bias_act(x, bias, "relu"), 1)
+    new_keys(lambda: fastact.bias_act(x, bias, fastact.Activation("relu")), 0)  # the same params: the same key
+    new_keys(lambda: fastact.bias_act(x, bias, fastact.Activation("leaky_relu", alpha=0.2)), 1)  # params
+    new_keys(lambda: fastact.bias_act(x, bias, fastact.Activation("leaky_relu", alpha=0.3)), 1)
+    new_keys(lambda: fastact.bias_act(x, x[0, 0, 0, :], axis=3), 1)  # axis
+    new_keys(lambda: fastact.bias_act(x, x[0, 0, 0, :], axis=-1), 0)  # the same axis
+    new_keys(lambda: fastact.bias_act_backward(x, x, bias, "relu"), 1)
+    keys = _replay_keys(backend)
+    assert len(set(keys)) == len(keys)
+    params = {k[0][3] for k in keys if k[0][1] == "bias_act"}
+    assert len(params) == 3  # relu, leaky_relu 0.2 and 0.3
+
+
+def test_a_replay_allocates_its_workspace_per_call(backend, monkeypatch):
+    """Partial sums and results are new arrays each call (CuPy's pool keeps them in stream order)."""
+    x, dy, alpha = (null_cuda.array((4, 16, 8, 8), "float32"), null_cuda.array((4, 16, 8, 8), "float32"),
+                    null_cuda.array((16, 1, 1), "float32"))
+    fastact.prelu_backward(dy, x, alpha)
+    allocated = []
+
+    class Unpooled(dict):  # the null device's cupy.empty then hands out new memory each time
+        def __setitem__(self, key, value):
+            allocated.append(value)
+
+    monkeypatch.setattr(null_cuda, "_results", Unpooled())
+    first = fastact.prelu_backward(dy, x, alpha)
+    second = fastact.prelu_backward(dy, x, alpha)
+    assert first[0].data.ptr != second[0].data.ptr
+    assert len(allocated) == 6  # dx, the float64 sums and dalpha (their conversion), twice
+    launches = null_cuda.LAUNCHES[-2:]
+    pointers = [{a.data.ptr for a in args if isinstance(a, cupy.ndarray)} for _, _, _, args in launches]
+    operands = {x.data.ptr, dy.data.ptr, alpha.data.ptr}
+    assert pointers[0] - operands and not (pointers[0] - operands) & (pointers[1] - operands)
+
+
+def test_non_arrays_never_reach_a_replay(backend):
+    """Lists and scalars take the general path (which makes host arrays of them) while "cuda" is loaded."""
+    x = null_cuda.array((2, 3), "float32")
+    fastact.bias_act(x, null_cuda.array((3,), "float32"))
+    np.testing.assert_array_equal(fastact.bias_act([[1.0, -2.0, 0.5]], [0.5, 0.5, 0.5]), [[1.5, 0.0, 1.0]])
+    np.testing.assert_array_equal(fastact.prelu([1.0, -2.0], 0.5), [1.0, -1.0])
+    dx, dbias = fastact.bias_act_backward([[1.0, 1.0]], [[1.0, -2.0]], [0.0, 0.0])
+    np.testing.assert_array_equal(dbias, [1.0, 0.0])
+
+
+def test_threads_recording_at_once_leave_no_recorder_behind(backend):
+    """Recording swaps backend.xp for a proxy: one recording at a time; other threads' calls run unrecorded
+    meanwhile and get plain arrays.  (The null device: the CPU emulator's launcher is not thread-safe.)"""
+    import threading
+
+    real_xp = backend.xp
+    failures = []
+
+    def work(i):
+        try:
+            x = null_cuda.array((2, 3 + i, 4, 5), "float32")
+            alpha, bias = null_cuda.array((3 + i, 1, 1), "float32"), null_cuda.array((3 + i,), "float32")
+            for _ in range(20):
+                for result in (fastact.prelu(x, alpha), *fastact.bias_act_backward(x, x, bias, "gelu")):
+                    assert type(result) is null_cuda.NullDeviceArray, type(result)
+        except Exception as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    assert backend.xp is real_xp
+    assert len(_replay_keys(backend)) == 16  # every key recorded in the end

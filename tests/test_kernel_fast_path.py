@@ -78,3 +78,177 @@ def test_in_place_and_what_the_fast_path_declines(no_planning):
             fastact.relu(x, out=read_only)
         with pytest.raises(AssertionError, match="not the fast path"):
             fastact.relu(x.T)  # another layout: the general path, which plans
+
+
+# --------------------------------------------------------------------------- #
+# Recorded and replayed calls: prelu, prelu_backward, bias_act, bias_act_backward
+# (fastact/backends/kernels/replay.py).
+# --------------------------------------------------------------------------- #
+@pytest.fixture
+def nothing_planned(monkeypatch):
+    """Make every plan function and every kernel lookup fail: a call that still runs replayed a recording."""
+    def install():
+        def fail(*args, **kwargs):
+            raise AssertionError("planned a launch or looked a kernel up: not a replay")
+
+        for name in dir(plan):
+            value = getattr(plan, name)
+            if callable(value) and getattr(value, "__module__", None) == plan.__name__ and not isinstance(value, type):
+                monkeypatch.setattr(plan, name, fail)
+        monkeypatch.setattr(backends.load("cuda-emulator"), "kernel_handle", fail)
+    return install
+
+
+def _per_channel_calls(x, dy, alpha, bias, axis):
+    """(name, args, kwargs) of the four recorded ops for one layout."""
+    return [("prelu", (x, alpha), {}), ("prelu_backward", (dy, x, alpha), {}),
+            ("bias_act", (x, bias, "gelu"), {"axis": axis}),
+            ("bias_act_backward", (dy, x, bias, "leaky_relu"), {"axis": axis})]
+
+
+def _as_tuple(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+LAYOUTS = {
+    # name: (x shape, alpha shape, bias axis)
+    "nchw per-channel": ((3, 5, 4, 6), (5, 1, 1), 1),
+    "channels-last": ((3, 4, 6, 5), (5,), -1),
+    "scalar slope": ((7, 33), (1,), 0),
+    "full slope": ((4, 9), (4, 9), 1),
+    "one channel axis of a 2-d slope": ((2, 3, 4, 5), (3, 4, 1), 2),
+    "odd sizes (scalar tails)": ((3, 7, 5), (7, 1), 1),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_replayed_per_channel_calls_equal_the_general_path(layout, dtype, nothing_planned):
+    shape, alpha_shape, axis = LAYOUTS[layout]
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    alpha = rng.uniform(0.05, 0.5, alpha_shape).astype(dtype)
+    bias = rng.standard_normal(shape[axis]).astype(dtype)
+    calls = _per_channel_calls(x, dy, alpha, bias, axis)
+    with fastact.use_backend("cuda-emulator"):
+        general = [_as_tuple(getattr(fastact, name)(*args, **kw)) for name, args, kw in calls]  # recorded
+        nothing_planned()
+        replayed = [_as_tuple(getattr(fastact, name)(*args, **kw)) for name, args, kw in calls]
+        again = [_as_tuple(getattr(fastact, name)(*args, **kw)) for name, args, kw in calls]
+    for (name, args, kw), g, r, r2 in zip(calls, general, replayed, again):
+        expected = _as_tuple(numpy_call(name, *args, **kw))
+        for e, a, b, c in zip(expected, g, r, r2):
+            assert type(b) is np.ndarray and b.dtype == a.dtype and b.shape == a.shape, name
+            np.testing.assert_array_equal(b, a, err_msg=name)  # the replay computes what the general path did
+            np.testing.assert_array_equal(c, a, err_msg=name)
+            assert not np.shares_memory(b, c), f"{name}: a replay returned the previous call's memory"
+            tolerance = {"float16": 3e-2, "float32": 1e-4, "float64": 1e-10}[dtype]
+            np.testing.assert_allclose(b.astype(np.float64), e.astype(np.float64), rtol=tolerance, atol=tolerance,
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_replayed_calls_write_out_and_work_in_place(dtype, nothing_planned):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 6, 3, 4)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    alpha, bias = rng.uniform(0.1, 0.3, (6, 1, 1)).astype(dtype), rng.standard_normal(6).astype(dtype)
+    with fastact.use_backend("cuda-emulator"):
+        expected_prelu = fastact.prelu(x, alpha)
+        expected_bias = fastact.bias_act(x, bias, "relu6")
+        expected_dx, expected_dalpha = fastact.prelu_backward(dy, x, alpha)
+        for _ in range(2):  # record (general path), then replay
+            out = np.empty_like(x)
+            assert fastact.prelu(x, alpha, out=out) is out
+            y = x.copy()
+            assert fastact.bias_act(y, bias, "relu6", out=y) is y
+            dx = np.empty_like(x)
+            got_dx, got_dalpha = fastact.prelu_backward(dy, x, alpha, out=dx)
+            assert got_dx is dx
+        nothing_planned()
+        out, y, dx = np.empty_like(x), x.copy(), np.empty_like(x)
+        assert fastact.prelu(x, alpha, out=out) is out
+        assert fastact.bias_act(y, bias, "relu6", out=y) is y
+        got_dx, got_dalpha = fastact.prelu_backward(dy, x, alpha, out=dx)
+    np.testing.assert_array_equal(out, expected_prelu)
+    np.testing.assert_array_equal(y, expected_bias)
+    assert got_dx is dx
+    np.testing.assert_array_equal(dx, expected_dx)
+    np.testing.assert_array_equal(got_dalpha, expected_dalpha)
+
+
+def test_what_replays_decline_gets_the_general_paths_result_or_error(nothing_planned):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    alpha, bias = np.full((4, 1, 1), 0.25, np.float32), rng.standard_normal(4).astype(np.float32)
+    with fastact.use_backend("cuda-emulator"):
+        for _ in range(2):
+            fastact.prelu(x, alpha)
+            fastact.bias_act(x, bias)
+        expected = fastact.prelu(x, alpha)
+        nothing_planned()
+        base = np.zeros(2 * x.size, np.float32)
+        with pytest.raises(ValueError, match="overlaps"):
+            fastact.prelu(base[: x.size].reshape(x.shape), alpha, out=base[8 : 8 + x.size].reshape(x.shape))
+        read_only = np.empty_like(x)
+        read_only.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            fastact.prelu(x, alpha, out=read_only)
+        with pytest.raises(ValueError, match="axis"):
+            fastact.bias_act(x, bias, axis=4)
+        with pytest.raises(ValueError, match="bias"):
+            fastact.bias_act(x, bias[:3])
+        with pytest.raises(AssertionError, match="not a replay"):
+            fastact.prelu(x, [0.25, 0.25, 0.25, 0.25][0])  # a Python scalar alpha: the general path
+        with pytest.raises(AssertionError, match="not a replay"):
+            fastact.prelu(x[:, :, ::2], alpha)  # another layout: recorded afresh by the general path
+        np.testing.assert_array_equal(fastact.prelu(x, alpha), expected)  # the recorded key still replays
+
+
+def test_a_call_that_copies_its_operands_is_not_replayed_but_stays_right():
+    """A transposed x (copied to C order) or a float16 alpha for float32 x (converted) cannot be replayed
+    by pointers: the key keeps the general path, whose result each call is."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((5, 6, 7)).astype(np.float32).transpose(2, 1, 0)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    alpha = rng.uniform(0.1, 0.3, (6, 1)).astype(np.float16)
+    expected = numpy_call("prelu_backward", dy, x, alpha)
+    with fastact.use_backend("cuda-emulator"):
+        results = [fastact.prelu_backward(dy, x, alpha) for _ in range(3)]
+    for dx, dalpha in results:
+        np.testing.assert_allclose(dx, expected[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dalpha.astype(np.float64), expected[1].astype(np.float64), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_dense_and_conv2d_with_checked_keys_compute_the_same(dtype, monkeypatch):
+    """A dense/conv2d call whose key the general path has checked skips the checks (not the GEMMs);
+    its epilogue is replayed.  Results are those of the first (general) call; a changed shape is checked again."""
+    from fastact import _fused_dispatch
+
+    rng = np.random.default_rng(15)
+    x, w, b = (rng.standard_normal((6, 10)).astype(dtype), rng.standard_normal((10, 7)).astype(dtype),
+               rng.standard_normal(7).astype(dtype))
+    cx, cw, cb = (rng.standard_normal((2, 3, 6, 5)).astype(dtype), rng.standard_normal((4, 3, 3, 3)).astype(dtype),
+                  rng.standard_normal(4).astype(dtype))
+    with fastact.use_backend("cuda-emulator"):
+        dense = fastact.dense_bias_act(x, w, b, "gelu")
+        conv = fastact.conv2d_bias_act(cx, cw, cb, "silu", padding="same", stride=(1, 2))
+
+        def fail(*args, **kwargs):
+            raise AssertionError("checked again")
+
+        monkeypatch.setattr(_fused_dispatch, "_Call", fail)
+        np.testing.assert_array_equal(fastact.dense_bias_act(x, w, b, "gelu"), dense)
+        np.testing.assert_array_equal(fastact.conv2d_bias_act(cx, cw, cb, "silu", padding="same", stride=(1, 2)), conv)
+        with pytest.raises(AssertionError, match="checked again"):
+            fastact.dense_bias_act(x, w[:, :6], b, "gelu")  # another shape: the general path's checks
+        with pytest.raises(AssertionError, match="checked again"):
+            fastact.conv2d_bias_act(cx, cw, cb, "silu", padding="valid", stride=(1, 2))  # other options
+        monkeypatch.undo()
+        with pytest.raises(ValueError, match="b must be 1-d"):
+            fastact.dense_bias_act(x, w[:, :6], b, "gelu")
+    np.testing.assert_allclose(dense.astype(np.float64), numpy_call("dense_bias_act", x, w, b, "gelu").astype(np.float64),
+                               rtol=2e-2 if dtype == "float16" else 1e-4, atol=2e-2 if dtype == "float16" else 1e-4)
+

@@ -28,6 +28,8 @@ class Backend:
     # (host arrays of a supported dtype, nothing to convert): the dispatcher
     # tries them before its general checks, and they return None to decline.
     has_fast_path: bool = False
+    # Replays recorded per-channel and fused calls (fastact/backends/kernels/replay.py: ReplayedCalls).
+    replays: bool = False
 
     # ---- arrays -----------------------------------------------------------
     def to_native(self, a: Any, kind: str) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 from ..base import BackendUnavailableError
 from ..kernels import plan
 from ..kernels.backend import KernelBackend
+from ..kernels.replay import ReplayedCalls
 from .compile import arch_option, compile_kernels
 
 
@@ -36,7 +37,7 @@ def _import_cupy():
     return cupy
 
 
-class CudaBackend(KernelBackend):
+class CudaBackend(ReplayedCalls, KernelBackend):
     name = "cuda"
     native_kinds = ("cupy",)
 

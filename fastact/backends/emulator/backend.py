@@ -21,11 +21,12 @@ import numpy as np
 from ..base import BackendUnavailableError
 from ..kernels import plan
 from ..kernels.backend import KernelBackend
+from ..kernels.replay import ReplayedCalls
 from ..numpy.backend import NumpyBackend
 from . import build
 
 
-class EmulatorBackend(KernelBackend):
+class EmulatorBackend(ReplayedCalls, KernelBackend):
     name = "cuda-emulator"
     xp = np
     array_type = np.ndarray

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from ...activations import ROWWISE_KERNELS
 from ..base import Backend
-from . import plan
+from . import plan, replay
 from .fused import FusedKernelMethods
 
 VECTOR_BYTES = plan.VECTOR_BYTES
@@ -102,7 +102,11 @@ class KernelBackend(FusedKernelMethods, Backend):
         ``args``: native arrays (passed as pointers to their first element) and
         NumPy scalars (passed by value, structured scalars as C structs).
         """
-        self.kernel_handle(family, dtype, kernel)(grid, block, tuple(args))
+        handle, args = self.kernel_handle(family, dtype, kernel), tuple(args)
+        recording = replay._active()
+        if recording is not None:  # the general path is being recorded (replay.py)
+            recording.launches.append((handle, grid, block, args))
+        handle(grid, block, args)
 
     # ---- elementwise launch entries (shared by the general and the fast path) ----
     def _elementwise_entry(self, direction: str, kernel: str, params: dict, dtype: Any) -> _Elementwise:

@@ -183,6 +183,56 @@ def test_the_steady_loop_is_the_version_the_parameters_reach():
         assert function.instructions[loop.header].address == header
 
 
+# One 64-bit constant load brings a known parameter (a 4-byte functor at 0x210, e.g. Gelu::approximate)
+# together with an unknown one (the element count n at 0x214): the known word must stay known, and the
+# branch on it must pick the loop the parameters reach (issue 11: exact gelu was counted on the tanh loop).
+_SPLIT_LOAD = """
+.text.k:
+        /*0000*/                   {load} R14, c[0x0][0x210] ;
+        /*0010*/                   ISETP.NE.AND P0, PT, R14, RZ, PT ;
+        /*0020*/                   SHF.R.S32.HI R0, RZ, 0x1f, R15 ;
+        /*0030*/              @!P0 BRA `(.L_x_2) ;
+.L_x_1:
+        /*0040*/                   LDG.E.128 R8, desc[UR4][R2.64] ;
+        /*0050*/                   FMUL R8, R8, R8 ;
+        /*0060*/                   STG.E.128 desc[UR4][R2.64], R8 ;
+        /*0070*/                   ISETP.GE.AND P1, PT, R2, R15, PT ;
+        /*0080*/              @!P1 BRA `(.L_x_1) ;
+        /*0090*/                   EXIT ;
+.L_x_2:
+        /*00a0*/                   LDG.E.128 R8, desc[UR4][R2.64] ;
+        /*00b0*/                   FMUL R8, R8, R8 ;
+        /*00c0*/                   FFMA R8, R8, R8, R8 ;
+        /*00d0*/                   STG.E.128 desc[UR4][R2.64], R8 ;
+        /*00e0*/                   ISETP.GE.AND P1, PT, R2, R15, PT ;
+        /*00f0*/              @!P1 BRA `(.L_x_2) ;
+        /*0100*/                   EXIT ;
+"""
+
+
+@pytest.mark.parametrize("load", ["LDC.64", "LDC", "LDC.U8"])
+def test_a_parameter_loaded_with_an_unknown_neighbour_decides_the_loop(load):
+    from fastact.gpu_model.analyze import steady_loop
+
+    [function] = sass.parse(_SPLIT_LOAD.replace("{load}", load)).values()
+    loops = cfg.natural_loops(function)
+    for flag, header, length in ((1, 0x40, 5), (0, 0xa0, 6)):
+        loop = steady_loop(function, loops, flag.to_bytes(4, "little"))
+        assert function.instructions[loop.header].address == header
+        path = walk.walk(function, loop, flag.to_bytes(4, "little"))
+        assert path.complete and len(path.instructions) == length
+
+
+@needs_tools
+def test_exact_and_tanh_gelu_are_counted_on_their_own_loops(rows):
+    """The elementwise engine versions gelu's loop on ``approximate`` (read with n in one LDC.64)."""
+    for dtype in ("float16", "bfloat16", "float32"):
+        for direction in ("forward", "backward"):
+            exact, tanh = (rows[(label, dtype, direction)] for label in ("gelu", "gelu(approximate=True)"))
+            assert exact.case.name == tanh.case.name  # one kernel, two parameter sets
+            assert exact.measured.loop_address != tanh.measured.loop_address
+            assert exact.measured.instructions > tanh.measured.instructions
+
 _COUNTED = """
 .text.k:
         /*0000*/                   MOV R4, RZ ;

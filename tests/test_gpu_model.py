@@ -36,23 +36,28 @@ VECTOR_BYTES = 16
 
 _BIAS_ACT_VECTOR = ("bias_act_forward caps its vectors at 4 elements (plan.BIAS_ACT_MAX_VECTOR): "
                     "8-byte accesses in 16-bit (issue 11)")
-_REGISTERS = "above 32 registers: fewer than 8 resident blocks per SM, a tail wave (issue 11)"
-# (row label, dtype, direction, invariant) -> reason, as measured on main (bench/results/gpu-model-before-sm90.md).
+# float64 kernels are built without the 32-register cap (cuda/elementwise.cuh, ElementwiseOccupancy: capped,
+# the compiler spilled around the double slow paths); they are outside issue 11's targets, but the
+# invariant stays and each one is listed here with its count.
+_FLOAT64_REGISTERS = ("float64 is built without the 32-register cap (ElementwiseOccupancy: the cap spilled): "
+                      "fewer than 8 resident blocks per SM, a tail wave")
+_FLOAT64_OVER = {  # row label, direction -> registers on main after the elementwise rewrite (sm_90)
+    ("relu", "backward"): 40, ("leaky_relu", "backward"): 40, ("relu6", "backward"): 40,
+    ("thresholded_relu", "backward"): 40, ("gelu", "forward"): 46, ("gelu", "backward"): 78,
+    ("gelu(approximate=True)", "forward"): 46, ("gelu(approximate=True)", "backward"): 78,
+    ("silu", "backward"): 40, ("softplus", "forward"): 38, ("tanh", "backward"): 48,
+    ("hard_sigmoid", "forward"): 46, ("hard_sigmoid", "backward"): 38, ("hard_silu", "forward"): 46,
+    ("hard_silu", "backward"): 38, ("mish", "forward"): 34, ("mish", "backward"): 54,
+    ("bias_act[gelu]", "forward"): 34, ("bias_act[softplus]", "forward"): 36,
+    ("bias_act[hard_sigmoid]", "forward"): 40, ("bias_act[hard_silu]", "forward"): 40,
+    ("bias_act[mish]", "forward"): 38,
+}
+# (row label, dtype, direction, invariant) -> reason, as measured on main (bench/results/gpu-model-after-sm90.md).
 KNOWN = {
     **{(f"bias_act[{name}]", dtype, "forward", "vector"): _BIAS_ACT_VECTOR
        for name, spec in REGISTRY.items() if spec.form == "elementwise" for dtype in ("float16", "bfloat16")},
-    ("mish", "bfloat16", "backward", "registers"): _REGISTERS + ": 36",
-    ("mish", "float32", "backward", "registers"): _REGISTERS + ": 35",
-    ("mish", "float64", "forward", "registers"): _REGISTERS + ": 34",
-    ("mish", "float64", "backward", "registers"): _REGISTERS + ": 46",
-    ("gelu", "float64", "backward", "registers"): _REGISTERS + ": 44",
-    ("gelu(approximate=True)", "float64", "backward", "registers"): _REGISTERS + ": 44",
-    ("softplus", "float64", "forward", "registers"): _REGISTERS + ": 37",
-    ("tanh", "float64", "backward", "registers"): _REGISTERS + ": 42",
-    ("bias_act[softplus]", "float64", "forward", "registers"): _REGISTERS + ": 38",
-    ("bias_act[hard_sigmoid]", "float64", "forward", "registers"): _REGISTERS + ": 40",
-    ("bias_act[hard_silu]", "float64", "forward", "registers"): _REGISTERS + ": 40",
-    ("bias_act[mish]", "float64", "forward", "registers"): _REGISTERS + ": 38",
+    **{(label, "float64", direction, "registers"): f"{_FLOAT64_REGISTERS}: {count}"
+       for (label, direction), count in _FLOAT64_OVER.items()},
 }
 
 CASES = gpu_cases.all_cases()

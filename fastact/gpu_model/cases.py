@@ -98,6 +98,52 @@ def elementwise_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
     return cases
 
 
+# The launch plan of the per-channel and row-wise kernels is being rewritten (issue 11): the new plan
+# picks a memory layout per launch (plan.channel_layout), names the backward and row kernels from
+# their launch object (which carries the layout and vector width, so it takes the dtype and the
+# pointers) and sizes a row's chunk per vector (plan.row_items).  The four helpers below ask whichever
+# plan is present, the new one when it has ``channel_layout`` / ``row_items``, so the model runs on
+# both; the old branch of each can go once the new plan is on main.
+_LAYOUT_PLAN = hasattr(plan, "channel_layout")
+_ROW_VECTORS = hasattr(plan, "row_items")
+_ALIGNED = [0, 0, 0]  # 16-byte aligned pointers (and per-channel table)
+
+
+def _prelu_forward(p, dt, launch) -> tuple[str, bytes]:
+    """(kernel, leading parameters) of prelu_forward for ``launch``."""
+    if _LAYOUT_PLAN:
+        layout, vector = plan.channel_layout(p, launch.vector, launch.index, 0, one_channel=True)
+        return plan.prelu_forward_kernel(layout, dt, vector, launch.index), plan.channel_of(p, launch.index).tobytes()
+    vector = plan.prelu_forward_vector(p.scalar, launch.index, launch.vector)
+    return plan.prelu_forward_kernel(p.scalar, dt, vector, launch.index), b""  # first parameter: n
+
+
+def _bias_act_forward(kernel: str, p, dt, launch) -> str:
+    if _LAYOUT_PLAN:
+        layout, vector = plan.channel_layout(p, launch.vector, launch.index, 0, one_channel=False)
+        return plan.bias_act_forward_kernel(kernel, dt, layout, vector, launch.index)
+    return plan.bias_act_forward_kernel(kernel, dt, plan.bias_act_forward_vector(launch.index, launch.vector),
+                                        launch.index)
+
+
+def _channel_backward(p, dt):
+    """(launch, what prelu_backward_kernel / bias_act_backward_kernel take after the dtype)."""
+    if _LAYOUT_PLAN:
+        back = plan.prelu_backward_launch(p, SM_COUNT, dt, _ALIGNED)
+        return back, back
+    back = plan.prelu_backward_launch(p, SM_COUNT)
+    return back, back.index
+
+
+def _row_kernel(p, dt, direction: str, kernel: str):
+    """(launch, kernel, elements per lane per chunk) of a row-wise op."""
+    if _ROW_VECTORS:
+        launch = plan.rowwise_launch(p, SM_COUNT, dt, _ALIGNED)
+        return launch, plan.rowwise_kernel(direction, kernel, dt, launch), plan.row_items(p.lanes, launch.vector, dt)
+    launch = plan.rowwise_launch(p, SM_COUNT)
+    return launch, plan.rowwise_kernel(direction, kernel, dt, p.lanes, launch.index), plan.ROW_ITEMS
+
+
 def prelu_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
     """Forward with a scalar, a per-channel NCHW (C,1,1) and a channels-last (C,) alpha; backward per channel."""
     n = math.prod(SHAPE)
@@ -110,14 +156,13 @@ def prelu_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
         for layout, shape, alpha_shape in layouts:
             p = plan.prelu_plan(shape, alpha_shape)
             launch = plan.elementwise_launch(n, dt, [0, 0], SM_COUNT)
-            vector = plan.prelu_forward_vector(p.scalar, launch.index, launch.vector)
-            cases.append(Case("prelu", layout, dtype, "forward", "prelu",
-                              plan.prelu_forward_kernel(p.scalar, dt, vector, launch.index), b"",
+            name, leading = _prelu_forward(p, dt, launch)
+            cases.append(Case("prelu", layout, dtype, "forward", "prelu", name, leading,
                               2 * dt.itemsize, launch.block, launch.grid / SM_COUNT, True))
             if p.scalar:
                 continue
-            back = plan.prelu_backward_launch(p, SM_COUNT)
-            cases.append(Case("prelu", layout, dtype, "backward", "prelu", plan.prelu_backward_kernel(dt, back.index),
+            back, key = _channel_backward(p, dt)
+            cases.append(Case("prelu", layout, dtype, "backward", "prelu", plan.prelu_backward_kernel(dt, key),
                               _index_bytes(back.index, p.outer, p.channels, p.inner), 3 * dt.itemsize,
                               math.prod(back.block), math.prod(back.grid) / SM_COUNT, False))
     return cases
@@ -138,11 +183,10 @@ def bias_act_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
             dt = numpy_dtype(dtype)
             functor = plan.pack_functor(spec.kernel, params, dt)
             launch = plan.elementwise_launch(n, dt, [0, 0], SM_COUNT)
-            vector = plan.bias_act_forward_vector(launch.index, launch.vector)
             cases.append(Case(f"bias_act[{spec.name}]", "", dtype, "forward", spec.kernel,
-                              plan.bias_act_forward_kernel(spec.kernel, dt, vector, launch.index), functor.tobytes(),
+                              _bias_act_forward(spec.kernel, p, dt, launch), functor.tobytes(),
                               2 * dt.itemsize, launch.block, launch.grid / SM_COUNT, True))
-            back = plan.prelu_backward_launch(p, SM_COUNT)
+            back, key = _channel_backward(p, dt)
             # Parameters: the functor (its alignment), then outer, channels, inner.
             align = functor.dtype.alignment
             index_align = 4 if back.index == "int" else 8
@@ -150,7 +194,7 @@ def bias_act_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
             leading = functor.tobytes().ljust(offset, b"\0") + _index_bytes(back.index, p.outer, p.channels, p.inner)
             del align
             cases.append(Case(f"bias_act[{spec.name}]", "", dtype, "backward", spec.kernel,
-                              plan.bias_act_backward_kernel(spec.kernel, dt, back.index), leading, 3 * dt.itemsize,
+                              plan.bias_act_backward_kernel(spec.kernel, dt, key), leading, 3 * dt.itemsize,
                               math.prod(back.block), math.prod(back.grid) / SM_COUNT, False))
     return cases
 
@@ -165,15 +209,14 @@ def rowwise_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
             p = plan.rowwise_plan(shape, axis, SM_COUNT)
             if p.move_axis:
                 raise AssertionError(f"{label}: the plan moves the axis; a case must run its kernel in place")
-            launch = plan.rowwise_launch(p, SM_COUNT)
             for dtype in dtypes:
                 dt = numpy_dtype(dtype)
                 for direction, operands in (("forward", 2), ("backward", 3)):
-                    cases.append(Case(spec.name, label, dtype, direction, spec.kernel,
-                                      plan.rowwise_kernel(direction, spec.kernel, dt, p.lanes, launch.index),
+                    launch, name, items = _row_kernel(p, dt, direction, spec.kernel)
+                    cases.append(Case(spec.name, label, dtype, direction, spec.kernel, name,
                                       _index_bytes(launch.index, p.rows, p.length, p.inner), operands * dt.itemsize,
                                       launch.block, launch.grid / SM_COUNT, False,
-                                      {"length": p.length, "lanes": p.lanes, "items": plan.ROW_ITEMS}))
+                                      {"length": p.length, "lanes": p.lanes, "items": items}))
     return cases
 
 

@@ -55,10 +55,22 @@ class State:
         self.values: dict[str, object] = dict(known or {})
 
     def const(self, offset: int, words: int = 1):
+        """The 32-bit words at c[0x0][offset...], each None where it lies outside the known parameters.
+
+        Word by word: one ``LDC.64`` often loads a known parameter together with an unknown one (gelu's
+        ``approximate`` at 0x210 with the element count ``n`` at 0x214), and the known half must stay known.
+        """
         start = offset - PARAM_BASE
-        if start < 0 or start + 4 * words > len(self.params):
+        return [struct.unpack_from("<I", self.params, start + 4 * k)[0]
+                if 0 <= start + 4 * k and start + 4 * k + 4 <= len(self.params) else None
+                for k in range(words)]
+
+    def const_bytes(self, offset: int, size: int, signed: bool):
+        """A sub-word parameter (``LDC.U8`` of a bool), zero- or sign-extended; None outside the known bytes."""
+        start = offset - PARAM_BASE
+        if start < 0 or start + size > len(self.params):
             return None
-        return [struct.unpack_from("<I", self.params, start + 4 * k)[0] for k in range(words)]
+        return int.from_bytes(self.params[start:start + size], "little", signed=signed) & 0xFFFFFFFF
 
     def read(self, token: str, *, is_float: bool = False):
         """An operand's 32-bit value (None if unknown); |x| and -x applied for floats."""
@@ -68,8 +80,7 @@ class State:
         if token == "PT":
             return True
         if match := _CONST.match(token):
-            words = self.const(int(match.group(3), 16))
-            value = None if words is None else words[0]
+            value = self.const(int(match.group(3), 16))[0]
             if value is not None and is_float:
                 value = _float_mods(value, match.group(1), match.group(2))
             return value
@@ -190,13 +201,15 @@ def _evaluate(state: State, ins: Instruction) -> dict | None:
     op, mods, ops = ins.opcode, ins.modifiers, ins.operands
     try:
         if op in ("LDC", "ULDC") and ops and (m := _CONST.match(ops[1])):
-            words = 2 if "64" in mods else 1
-            values = state.const(int(m.group(3), 16), words)
-            if values is None or any(x in mods for x in ("U8", "S8", "U16", "S16")):
-                return None
+            offset = int(m.group(3), 16)
             reg = _REG.match(ops[0]).group(4)
+            narrow = {"U8": (1, False), "S8": (1, True), "U16": (2, False), "S16": (2, True)}
+            if sub := [narrow[x] for x in mods if x in narrow]:
+                return {reg: state.const_bytes(offset, *sub[0])}
+            values = state.const(offset, 2 if "64" in mods else 1)
             prefix = "UR" if reg.startswith("UR") else "R"
             base = int(reg[len(prefix):])
+            # Each register gets its own word: a known one stays known beside an unknown one.
             return {f"{prefix}{base + k}": v for k, v in enumerate(values)}
         if op in ("MOV", "UMOV", "MOV32I", "R2UR"):
             return {_REG.match(ops[0]).group(4): state.read(ops[1])}

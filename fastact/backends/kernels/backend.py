@@ -150,17 +150,18 @@ class KernelBackend(FusedKernelMethods, Backend):
         """Launch a per-channel backward kernel (reduce_over_channels in cuda/prelu.cuh) into ``target``.
 
         kernel(*leading, outer, channels, inner, dx, *inputs, values, partial) with
-        ``kernel_name(index type)``; returns the per-channel sums in float64, added
+        ``kernel_name(launch)`` (a :class:`plan.PreluBackwardLaunch`); returns the per-channel sums in float64, added
         up deterministically.  ``target`` may be one of the inputs (in place).
         """
         inputs, destination, work, per_channel = self._channel_operands(p, target, inputs, values)
-        launch = plan.prelu_backward_launch(p, self.sm_count())
+        pointers = [self.data_ptr(a) for a in (work, *inputs)]
+        launch = plan.prelu_backward_launch(p, self.sm_count(), target.dtype, pointers)
         index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
         partial = self.xp.empty(launch.chunks * p.channels, dtype="float64")
         args = (*leading, index(p.outer), index(p.channels), index(p.inner), work.reshape(-1),
                 *[a.reshape(-1) for a in inputs], per_channel, partial)
         dtype = target.dtype
-        self.launch(family, dtype, kernel_name(launch.index), launch.grid, launch.block, args)
+        self.launch(family, dtype, kernel_name(launch), launch.grid, launch.block, args)
         if work is not destination:
             destination[...] = work
         return partial if launch.chunks == 1 else self._sum_partials(family, dtype, partial, p.channels, launch)
@@ -184,10 +185,10 @@ class KernelBackend(FusedKernelMethods, Backend):
             (xc,), destination, work, slopes = self._channel_operands(p, target, [x], alpha)
             n = xc.size
             launch = plan.elementwise_launch(n, x.dtype, [self.data_ptr(xc), self.data_ptr(work)], self.sm_count())
-            vector = plan.prelu_forward_vector(p.scalar, launch.index, launch.vector)
-            name = plan.prelu_forward_kernel(p.scalar, x.dtype, vector, launch.index)
-            index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
-            args = (index(n), work.reshape(-1), xc.reshape(-1), slopes, index(p.inner), index(p.channels))
+            layout, vector = plan.channel_layout(p, launch.vector, launch.index, self.data_ptr(slopes), one_channel=True)
+            name = plan.prelu_forward_kernel(layout, x.dtype, vector, launch.index)
+            args = (plan.channel_of(p, launch.index), plan.index_scalar(launch.index, n), work.reshape(-1),
+                    xc.reshape(-1), slopes)
             self.launch("prelu", x.dtype, name, (launch.grid,), (launch.block,), args)
             if work is not destination:
                 destination[...] = work
@@ -201,5 +202,5 @@ class KernelBackend(FusedKernelMethods, Backend):
                 return target, xp.zeros(alpha.shape, alpha.dtype)
             p = plan.prelu_plan(x.shape, alpha.shape)
             dalpha = self._reduce_channels("prelu", p, target, [dy, x], alpha,
-                                           lambda index: plan.prelu_backward_kernel(x.dtype, index))
+                                           lambda launch: plan.prelu_backward_kernel(x.dtype, launch))
             return target, dalpha.reshape(alpha.shape).astype(alpha.dtype, copy=False)

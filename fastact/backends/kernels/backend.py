@@ -117,11 +117,12 @@ class KernelBackend(FusedKernelMethods, Backend):
             operands = [xp.ascontiguousarray(arranged(a)) for a in inputs]
             destination = arranged(target)
             work = destination if destination.flags.c_contiguous else xp.empty(destination.shape, destination.dtype)
-            launch = plan.rowwise_launch(p, self.sm_count())
+            pointers = [self.data_ptr(a) for a in (work, *operands)]
+            launch = plan.rowwise_launch(p, self.sm_count(), x.dtype, pointers)
             index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
             x_flat, dy_flat = operands[-1].reshape(-1), operands[0].reshape(-1)  # forward: x in dy's place, never read
             args = (index(p.rows), index(p.length), index(p.inner), work.reshape(-1), x_flat, dy_flat)
-            name = plan.rowwise_kernel(direction, kernel, x.dtype, p.lanes, launch.index)
+            name = plan.rowwise_kernel(direction, kernel, x.dtype, launch)
             self.launch(kernel, x.dtype, name, (launch.grid,), (launch.block,), args)
             if work is not destination:
                 destination[...] = work

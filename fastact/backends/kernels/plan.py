@@ -232,8 +232,9 @@ def prelu_sum_kernel(index: str) -> str:
 def module_kernels(family: str, dtype) -> list[str]:
     """Every instantiation of one compiled module: an activation kernel name or 'prelu', one dtype."""
     if family in ROWWISE_KERNELS:
-        return [rowwise_kernel(d, family, dtype, lanes, index)
-                for index in INDEX_TYPES for lanes in ROW_LANES for d in ("forward", "backward")]
+        return [rowwise_kernel(d, family, dtype, RowwiseLaunch(1, index, lanes, vector))
+                for index in INDEX_TYPES for lanes in ROW_LANES for vector in row_vectors(dtype, lanes)
+                for d in ("forward", "backward")]
     names = []
     for index in INDEX_TYPES:
         if family == "prelu":
@@ -259,9 +260,10 @@ ROWWISE_OPS = {
 }
 # Threads sharing a row: one (strided rows, and rows of one chunk), a warp, a block.
 ROW_LANES = (1, 32, THREADS)
-# Elements each thread holds in registers per chunk (kRowItems in cuda/rowwise_ops.cuh).
+# Elements each thread holds in registers per chunk on the scalar path
+# (row_slots in cuda/rowwise.cuh; row_items gives every path's).
 ROW_ITEMS = 8
-# The longest row a warp takes (4 chunks per lane); longer rows take a block.
+# The longest row a warp takes; longer rows take a block.
 WARP_ROW_MAX = 1024
 # The strided kernel (a thread per row, rows inner elements apart) reads
 # coalesced when a warp's 32 threads read consecutive addresses: inner >= 32.
@@ -311,29 +313,57 @@ def rowwise_plan(shape: tuple, axis: int, sm_count: int) -> RowwisePlan:
     return RowwisePlan(outer * inner, length, 1, contiguous_row_lanes(length), True)
 
 
+def row_vectors(dtype, lanes: int) -> tuple[int, ...]:
+    """The access widths of the row kernels with ``lanes`` lanes: scalar, and 16-byte for a warp or a block per row."""
+    return (1,) if lanes == 1 else vector_widths(dtype)
+
+
+def row_items(lanes: int, vector: int) -> int:
+    """Elements per lane per chunk (row_slots in cuda/rowwise.cuh): a row of at most lanes * row_items
+    elements is read once and its exps computed once."""
+    slots = ROW_ITEMS if vector == 1 else (2 if lanes > 32 else 4)
+    return slots * vector
+
+
 @dataclass(frozen=True)
 class RowwiseLaunch:
     grid: int
     index: str
+    lanes: int = 1
+    vector: int = 1
 
     @property
     def block(self) -> int:
         return THREADS
 
 
-def rowwise_launch(p: RowwisePlan, sm_count: int) -> RowwiseLaunch:
-    """Grid (a grid-stride loop over rows) and index type of a row-wise kernel."""
-    grid = grid_size(p.rows * p.lanes, sm_count)  # THREADS // lanes rows per block
-    # Indices reach n plus one grid stride of rows, and a row's last chunk
-    # may start up to lanes * ROW_ITEMS past its end.
-    n = p.rows * p.length + p.lanes * ROW_ITEMS
-    return RowwiseLaunch(grid, index_type(n, grid * THREADS))
+def rowwise_launch(p: RowwisePlan, sm_count: int, dtype=None, pointers=()) -> RowwiseLaunch:
+    """Grid, index type and access width of a row-wise kernel.
+
+    16-byte vectors for contiguous rows (a warp or a block per row) whose
+    length is a multiple of the width, when every pointer is 16-byte aligned
+    (without ``dtype``: the scalar path).  The grid covers every row once:
+    the vector kernels hold a chunk of the row in registers, so fewer than 8
+    blocks fit on an SM, and a grid sized for 8 would leave a partial wave.
+    """
+    vector = 1
+    if dtype is not None and p.inner == 1 and p.lanes > 1:
+        full = VECTOR_BYTES // itemsize(dtype)
+        if p.length % full == 0 and all(q % VECTOR_BYTES == 0 for q in pointers):
+            vector = full
+    rows_per_block = THREADS // p.lanes
+    grid = max(1, math.ceil(p.rows / rows_per_block))
+    # Indices reach the rows plus one grid step of rows, and n plus a chunk
+    # past a row's end (its last chunk's padding).
+    bound = max(p.rows + grid * rows_per_block, p.rows * p.length + p.lanes * row_items(p.lanes, vector))
+    return RowwiseLaunch(grid, index_type(bound, 0), p.lanes, vector)
 
 
-def rowwise_kernel(direction: str, kernel: str, dtype, lanes: int, index: str) -> str:
+def rowwise_kernel(direction: str, kernel: str, dtype, launch: RowwiseLaunch) -> str:
     """Name expression of fastact::rowwise for one op, direction and instantiation."""
     op = ROWWISE_OPS[kernel][0 if direction == "forward" else 1]
-    return f"fastact::rowwise<{op}<{compute_type(dtype)}>, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {lanes}>"
+    return (f"fastact::rowwise<{op}<{compute_type(dtype)}>, {STORAGE_TYPES[dtype_name(dtype)]}, {launch.index}, "
+            f"{launch.vector}, {launch.lanes}>")
 
 
 MODULE_FAMILIES = (*ELEMENTWISE_KERNELS, *ROWWISE_KERNELS, "prelu", "conv")

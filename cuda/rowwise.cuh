@@ -113,24 +113,22 @@ struct RowChunk {
   C e[kItems];  // exp(x - max), from pass 1
 
   // Accesses `first`, first + LANES, ... of the row (`accesses` in all); padding is x = -inf, dy = 0.
+  // A slot past the row's end reads the row's last access again (cached)
+  // and replaces the values: a select per element, no predicated loads.
   __device__ __forceinline__ void load(const T* xs, const T* dys, Index base, Index inner, Index accesses,
                                        Index first) {
-    Access no_x, no_dy;
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) {
-      no_x.value[j] = from_compute<T>(negative_infinity(C()));
-      no_dy.value[j] = from_compute<T>(C(0));
-    }
 #pragma unroll
     for (int s = 0; s < kSlots; ++s) {
       const Index a = first + s * LANES;
       const bool inside = a < accesses;
-      const Access xv = inside ? *reinterpret_cast<const Access*>(xs + base + a * VEC * inner) : no_x;
-      const Access gv = (Op::kReadsDy && inside) ? *reinterpret_cast<const Access*>(dys + base + a * VEC * inner) : no_dy;
+      const Index at = base + (inside ? a : accesses - 1) * VEC * inner;
+      const Access xv = *reinterpret_cast<const Access*>(xs + at);
+      Access gv;
+      if (Op::kReadsDy) gv = *reinterpret_cast<const Access*>(dys + at);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
-        x[s * VEC + j] = to_compute(xv.value[j]);
-        dy[s * VEC + j] = to_compute(gv.value[j]);
+        x[s * VEC + j] = inside ? to_compute(xv.value[j]) : negative_infinity(C());
+        dy[s * VEC + j] = Op::kReadsDy && inside ? to_compute(gv.value[j]) : C(0);
       }
     }
   }
@@ -171,7 +169,7 @@ rowwise(Index rows, Index length, Index inner, T* out, const T* x, const T* dy) 
   // Every thread of a row runs the same iterations: the shuffles and barriers
   // inside are reached by all of them.
   for (Index row = static_cast<Index>(blockIdx.x) * kRowsPerBlock + threadIdx.x / LANES; row < rows; row += step) {
-    const Index base = (row / inner) * length * inner + row % inner;
+    const Index base = VEC > 1 ? row * length : (row / inner) * length * inner + row % inner;  // VEC > 1: inner == 1
     Chunk chunk;
     auto stats = Op::Stats::empty();
     const bool single = accesses <= kChunk;

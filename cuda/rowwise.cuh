@@ -95,18 +95,25 @@ __device__ __forceinline__ Stats reduce_sums(Stats stats) {
 }
 
 // Accesses per lane per chunk: 8 single elements on the scalar path (8 loads
-// in flight per thread); with 16-byte vectors, 4 for a warp per row (a row of
-// 1024 float16 in registers) and 2 for a block per row (4096).
+// in flight per thread); with 16-byte vectors, 4 for a warp per row (a row
+// of 1024 float16 in registers) and 2 for a block per row (4096).  float64:
+// 2 single elements or 1 vector (its exp has a called slow path, and more
+// values kept across the calls spilled on sm_90).
 // plan.py: row_items mirrors this.
-template <int VEC, int LANES>
-__device__ constexpr int row_slots() { return VEC == 1 ? 8 : (LANES > 32 ? 2 : 4); }
+template <int VEC, int LANES, typename C>
+__device__ constexpr int row_slots() {
+  return sizeof(C) == 8 ? (VEC == 1 ? 2 : 1) : (VEC == 1 ? 8 : (LANES > 32 ? 2 : 4));
+}
 
 // One chunk of a row in registers: this lane's accesses start + s * LANES + lane, s < SLOTS.
 template <typename Op, typename T, typename Index, int VEC, int LANES>
 struct RowChunk {
   using C = ComputeType<T>;
   using Access = Vector<T, VEC>;
-  static constexpr int kSlots = row_slots<VEC, LANES>();
+  static constexpr int kSlots = row_slots<VEC, LANES, C>();
+  // e kept from pass 1 for the output (float vectors); the scalar path and
+  // float64 compute their exps again (keeping them spilled on sm_90).
+  static constexpr bool kKeepsE = sizeof(C) == 4 && VEC > 1;
   static constexpr int kItems = kSlots * VEC;
   C x[kItems];
   C dy[kItems];
@@ -145,7 +152,7 @@ struct RowChunk {
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         const int i = s * VEC + j;
-        const C ei = fresh ? row_exp(x[i], shift) : e[i];
+        const C ei = fresh ? row_exp<Op::kFlushExp>(x[i], shift) : e[i];
         result.value[j] = from_compute<T>(Op::output_e(row, x[i], dy[i], ei));
       }
       if (a < accesses) *reinterpret_cast<Access*>(out + base + a * VEC * inner) = result;
@@ -157,7 +164,7 @@ struct RowChunk {
 // out may be x or dy itself: each element is read (pass 1 and 2) by the
 // thread that writes it, before it writes it.
 template <typename Op, typename T, typename Index, int VEC, int LANES>
-__global__ void __launch_bounds__(kElementwiseThreads)
+__global__ void __launch_bounds__(kElementwiseThreads, 1)
 rowwise(Index rows, Index length, Index inner, T* out, const T* x, const T* dy) {
   using Chunk = RowChunk<Op, T, Index, VEC, LANES>;
   using C = ComputeType<T>;
@@ -172,7 +179,8 @@ rowwise(Index rows, Index length, Index inner, T* out, const T* x, const T* dy) 
     const Index base = VEC > 1 ? row * length : (row / inner) * length * inner + row % inner;  // VEC > 1: inner == 1
     Chunk chunk;
     auto stats = Op::Stats::empty();
-    const bool single = accesses <= kChunk;
+    // float64 always reads a row twice (keeping its rows in registers spilled on sm_90).
+    const bool single = sizeof(C) == 4 && accesses <= kChunk;
     if (single) {
       // The row is read once: its max first, then e = exp(x - max) relative
       // to it, kept in registers for the output.
@@ -181,17 +189,17 @@ rowwise(Index rows, Index length, Index inner, T* out, const T* x, const T* dy) 
 #pragma unroll
       for (int i = 0; i < Chunk::kItems; ++i) top = row_max(top, chunk.x[i]);
       stats.max = reduce_max<LANES>(top);
-      stats.add_at_max(chunk.x, chunk.dy, chunk.e);
+      stats.template add_at_max<Op::kFlushExp>(chunk.x, chunk.dy, chunk.e);
     } else {
       for (Index start = 0; start < accesses; start += kChunk) {
         chunk.load(x, dy, base, inner, accesses, start + lane);
-        stats.add(chunk.x, chunk.dy, chunk.e);
+        stats.template add<Op::kFlushExp>(chunk.x, chunk.dy, chunk.e);
       }
       stats.move_to(reduce_max<LANES>(stats.max));  // each lane's sums relative to the row's max
     }
     const auto finished = Op::finish(reduce_sums<LANES>(stats));
     if (single) {
-      chunk.store(finished, false, out, base, inner, accesses, lane);
+      chunk.store(finished, !Chunk::kKeepsE, out, base, inner, accesses, lane);
       continue;
     }
     for (Index start = 0; start < accesses; start += kChunk) {

@@ -28,8 +28,49 @@ __device__ __forceinline__ C exp_shift(C max) { return max == negative_infinity(
 // float32, below 1e-6 absolute where it is below 0.1, inside the README's
 // bounds, and a few instructions instead of expf's range reduction.  double:
 // exp itself (the bounds there are 1e-13).
-__device__ __forceinline__ float row_exp(float x, float shift) { return exp2f((x - shift) * 1.44269504088896341f); }
+//
+// FLUSH: results below 2^-126 may come out as 0 (one MUFU.EX2, without the
+// rescaling around it that keeps subnormal results), for exps that only
+// enter a sum of at least 1, or an output held to an absolute bound (every
+// op but softmax forward, whose bfloat16 outputs keep float32's subnormal
+// range).  Host builds (the emulator) never flush.
+template <bool FLUSH>
+__device__ __forceinline__ float row_exp(float x, float shift) {
+  const float t = (x - shift) * 1.44269504088896341f;
+#ifndef FASTACT_HOST_COMPILER
+  if (FLUSH) {
+    float e;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(t));
+    return e;
+  }
+#endif
+  return exp2f(t);
+}
+template <bool FLUSH>
 __device__ __forceinline__ double row_exp(double x, double shift) { return exp(x - shift); }
+
+// 1 / sum and log(sum) of a row's double sum (>= 1 unless the row is all
+// -inf), in the compute type.  float: an IEEE division, and log1p of sum - 1
+// taken in double (for the row's max element log_softmax is -log(1 + rest),
+// which would round to 0 with the sum rounded to float when rest < 6e-8; a
+// double log is a called routine that made the kernels spill on sm_90).
+// double: no called routine either (the double division's and log1p's slow
+// paths made the float64 kernels spill on sm_90): the reciprocal by two
+// Newton steps from a float estimate (within 1 ulp; 0 and NaN give NaN, so an
+// all -inf row still gives NaN), and log itself (sum - 1 below 1e-16 is
+// lost, far inside the float64 bound of 1e-15 absolute).
+__device__ __forceinline__ float row_reciprocal(float, double sum) { return 1.0f / static_cast<float>(sum); }
+__device__ __forceinline__ double row_reciprocal(double, double sum) {
+#ifdef FASTACT_HOST_COMPILER
+  return 1.0 / sum;
+#else
+  double r = static_cast<double>(__fdividef(1.0f, static_cast<float>(sum)));
+  r = fma(r, fma(-sum, r, 1.0), r);
+  return fma(r, fma(-sum, r, 1.0), r);
+#endif
+}
+__device__ __forceinline__ float row_log_sum(float, double sum) { return log1p(static_cast<float>(sum - 1.0)); }
+__device__ __forceinline__ double row_log_sum(double, double sum) { return log(sum); }
 
 // How a row's second sum is formed.
 enum class Dot { kNone, kWeighted /* sum of dy exp(x - max) */, kPlain /* sum of dy */ };
@@ -75,23 +116,23 @@ struct RowStats {
 
   // Adds one chunk of N elements (padding is x = -inf, dy = 0): one rescale
   // per chunk.  Leaves e = exp(x - max) in `e` for the output.
-  template <int N>
+  template <bool FLUSH, int N>
   __device__ __forceinline__ void add(const C (&x)[N], const C (&dy)[N], C (&e)[N]) {
     C top = max;
 #pragma unroll
     for (int j = 0; j < N; ++j) top = row_max(top, x[j]);
     move_to(top);
-    add_at_max(x, dy, e);
+    add_at_max<FLUSH>(x, dy, e);
   }
 
   // The same when max is already at least every x of the chunk (no rescale).
-  template <int N>
+  template <bool FLUSH, int N>
   __device__ __forceinline__ void add_at_max(const C (&x)[N], const C (&dy)[N], C (&e)[N]) {
     const C shift = exp_shift(max);
     C terms[N];
 #pragma unroll
     for (int j = 0; j < N; ++j) {
-      e[j] = row_exp(x[j], shift);
+      e[j] = row_exp<FLUSH>(x[j], shift);
       sum += static_cast<double>(e[j]);
     }
     if (D == Dot::kWeighted) {
@@ -128,6 +169,7 @@ template <typename C, Dot D>
 struct RowOp {
   using Stats = RowStats<C, D>;
   static constexpr bool kReadsDy = D != Dot::kNone;
+  static constexpr bool kFlushExp = true;  // row_exp's FLUSH
 };
 
 // Each op's Row holds the per-row constants, reciprocals included, so that an
@@ -138,24 +180,22 @@ struct RowOp {
 template <typename C>
 struct SoftmaxForward : RowOp<C, Dot::kNone> {
   using typename RowOp<C, Dot::kNone>::Stats;
+  static constexpr bool kFlushExp = false;
   struct Row {
     C max, inverse;
   };
-  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(1) / C(s.sum)}; }
+  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, row_reciprocal(C(), s.sum)}; }
   __device__ __forceinline__ static C output_e(const Row& row, C, C, C e) { return e * row.inverse; }
 };
 
-// log(sum) as log1p(sum - 1), sum - 1 taken in double: for the row's max
-// element y = -log(1 + rest), which would round to 0 with the sum rounded to
-// float when rest < 6e-8.  (log1p of C, not log of double: a double log is a
-// called routine that made the kernel spill on sm_90.)
+// log_softmax: log(sum) by row_log_sum.
 template <typename C>
 struct LogSoftmaxForward : RowOp<C, Dot::kNone> {
   using typename RowOp<C, Dot::kNone>::Stats;
   struct Row {
     C max, log_sum;
   };
-  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, log1p(C(s.sum - 1.0))}; }
+  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, row_log_sum(C(), s.sum)}; }
   __device__ __forceinline__ static C output_e(const Row& row, C x, C, C) { return (x - row.max) - row.log_sum; }
 };
 
@@ -165,7 +205,10 @@ struct SoftmaxBackward : RowOp<C, Dot::kWeighted> {
   struct Row {
     C max, inverse, weighted;
   };
-  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(1) / C(s.sum), C(s.dot / s.sum)}; }
+  __device__ __forceinline__ static Row finish(const Stats& s) {
+    const double inverse = row_reciprocal(double(), s.sum);
+    return {s.max, C(inverse), C(s.dot * inverse)};
+  }
   __device__ __forceinline__ static C output_e(const Row& row, C, C dy, C e) { return e * row.inverse * (dy - row.weighted); }
 };
 
@@ -175,7 +218,7 @@ struct LogSoftmaxBackward : RowOp<C, Dot::kPlain> {
   struct Row {
     C max, scale;  // scale = sum(dy) / sum
   };
-  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(s.dot / s.sum)}; }
+  __device__ __forceinline__ static Row finish(const Stats& s) { return {s.max, C(s.dot * row_reciprocal(double(), s.sum))}; }
   __device__ __forceinline__ static C output_e(const Row& row, C, C dy, C e) { return dy - e * row.scale; }
 };
 

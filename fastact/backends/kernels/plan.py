@@ -318,11 +318,14 @@ def row_vectors(dtype, lanes: int) -> tuple[int, ...]:
     return (1,) if lanes == 1 else vector_widths(dtype)
 
 
-def row_items(lanes: int, vector: int) -> int:
+def row_items(lanes: int, vector: int, dtype=None) -> int:
     """Elements per lane per chunk (row_slots in cuda/rowwise.cuh): a row of at most lanes * row_items
-    elements is read once and its exps computed once."""
-    slots = ROW_ITEMS if vector == 1 else (2 if lanes > 32 else 4)
-    return slots * vector
+    elements is read once (and, but for float64, its exps computed once)."""
+    if dtype is not None and compute_dtype(dtype) == np.float64:
+        return 2 if vector == 1 else vector
+    if vector == 1:
+        return ROW_ITEMS
+    return (2 if lanes > 32 else 4) * vector
 
 
 @dataclass(frozen=True)
@@ -355,7 +358,7 @@ def rowwise_launch(p: RowwisePlan, sm_count: int, dtype=None, pointers=()) -> Ro
     grid = max(1, math.ceil(p.rows / rows_per_block))
     # Indices reach the rows plus one grid step of rows, and n plus a chunk
     # past a row's end (its last chunk's padding).
-    bound = max(p.rows + grid * rows_per_block, p.rows * p.length + p.lanes * row_items(p.lanes, vector))
+    bound = max(p.rows + grid * rows_per_block, p.rows * p.length + p.lanes * row_items(p.lanes, vector, dtype))
     return RowwiseLaunch(grid, index_type(bound, 0), p.lanes, vector)
 
 

@@ -411,3 +411,52 @@ def test_prelu_misaligned_views_take_the_scalar_paths(emulator, monkeypatch):
     support.assert_same(dx, expected_dx)
     np.testing.assert_allclose(dalpha, expected_dalpha, rtol=1e-6)
     assert {w for _, w in _layouts(recorder, "prelu_forward") | _layouts(recorder, "prelu_backward")} == {1}
+
+
+# --------------------------------------------------------------------------- #
+# Row kernels' 16-byte vector paths (cuda/rowwise.cuh: VEC, row_slots).
+# --------------------------------------------------------------------------- #
+ROW_VECTOR_CASES = [  # (shape, lanes, vector) for float16: rows in registers or read twice, vectors or the scalar path
+    ((5, 64), 32, 8),  # a warp, one chunk of one vector per lane (most lanes padding)
+    ((3, 1024), 32, 8),  # a warp, one full chunk: the row read once
+    ((2, 1032), 256, 8),  # a block, one chunk
+    ((2, 8192), 256, 8),  # a block, two chunks: read twice
+    ((3, 1028), 256, 1),  # length not a multiple of 8: the scalar path
+]
+
+
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,lanes,vector", ROW_VECTOR_CASES, ids=[str(c[0]) for c in ROW_VECTOR_CASES])
+def test_rowwise_vector_paths_match_the_oracle(emulator, monkeypatch, kernel, shape, lanes, vector):
+    dtype = np.dtype(np.float16)
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    x = _logits(shape, dtype)
+    dy = support.draw_values(shape, dtype, {}, seed=16, finite=True)
+    forward, backward = reference.ORACLE[kernel]
+    support.assert_close(_emulated_rowwise(emulator, kernel, 1, x), forward(x, 1), dtype, kernel, kernel)
+    dx = _emulated_rowwise(emulator, kernel, 1, x, dy)
+    support.assert_close(dx, backward(dy, x, 1), dtype, kernel, f"{kernel}_backward", support.rowwise_dy_scale(dy, 1))
+    launched = {tuple(int(v) for v in k.rsplit(">", 1)[0].rsplit(",", 2)[1:]) for k in recorder.kernels}
+    assert launched == {(vector, lanes)}
+
+
+def test_rowwise_misaligned_rows_take_the_scalar_path(emulator, monkeypatch):
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    base = _logits((3 * 1024 + 1,), np.dtype(np.float32))
+    x = base[1:].reshape(3, 1024)  # 4 bytes past an aligned address
+    expected = reference.ORACLE["softmax"][0](x, 1)
+    support.assert_close(_emulated_rowwise(emulator, "softmax", 1, x), expected, x.dtype, "softmax")
+    assert {int(k.rsplit(",", 2)[1]) for k in recorder.kernels} == {1}
+
+
+def test_softmax_keeps_bfloat16_subnormal_outputs(emulator):
+    """exp(x - max) below float32's normal range is a bfloat16 subnormal: softmax forward must not flush it."""
+    import ml_dtypes
+
+    dtype = np.dtype(ml_dtypes.bfloat16)
+    x = np.zeros((2, 64), np.float32)
+    x[:, 1:] = np.linspace(-87.0, -92.0, 63)  # exp from 1.6e-38 (float32 normal) down to 1.1e-40 (bfloat16 subnormal)
+    x = x.astype(dtype)
+    y = _emulated_rowwise(emulator, "softmax", 1, x)
+    support.assert_close(y, reference.ORACLE["softmax"][0](x, 1), dtype, "softmax", "softmax")
+    assert (y.astype(np.float32)[:, 1:] > 0).all()

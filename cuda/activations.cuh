@@ -11,9 +11,27 @@
 // (its comments derive them), so that no finite x overflows or gives NaN.
 // Relu agrees with it bit for bit; the smooth kernels agree to the accuracy
 // of the math library (CUDA's expf, erfcf, tanhf, ... are within 1 to 4 ulp;
-// no fast-math intrinsics such as __expf, whose error grows with |x|).
-// NaN x never reaches a functor: every kernel applies it through forward_of /
-// backward_of (elementwise.cuh), which map it to NaN.
+// for float32 and float64 results no fast-math intrinsics such as __expf,
+// whose error grows with |x|; 16-bit results: see Accuracy below).
+// NaN x never reaches a functor's result: every kernel applies it through
+// forward_of / backward_of (elementwise.cuh), which select NaN over it.
+//
+// Accuracy: forward<T> and derivative<T> take the storage type T the result
+// is rounded to (the compute type C by default, as the cpu backend and the
+// fused epilogues call them).  For float32 and float64 they compute the
+// forms below with the math library, as the NumPy backend does.  For float16
+// and bfloat16 (NarrowStorage, common.cuh) the CUDA kernels compute the same
+// stable forms with the hardware's approximate exp2 and reciprocal and short
+// polynomials, to a relative 2^-16.5 or better, which rounds to the same
+// 2 ulps of the result (README.md, Conventions); where a derivative crosses
+// zero (silu, gelu, mish near x = -1), the 16-bit form is factored so that
+// the approximations reach the cancelling factor scaled down (by 0.2 or
+// less) or not at all (gelu's Mills ratio is a polynomial), leaving mostly
+// rounding errors there (tests/test_narrow_math.py checks every float16 and
+// bfloat16 value).  The divisions and reciprocals of the float32 forms are
+// CUDA's own IEEE sequences without their slow-path checks (common.cuh:
+// reciprocal_from_one, divide_in_range), used only where those checks
+// cannot fire, so the bits are unchanged.
 // Selections are written as comparisons: fmaxf/fminf would drop a NaN.
 #pragma once
 
@@ -35,18 +53,44 @@ struct Relu {
   C threshold;
   int has_max;  // max_value is used only when has_max != 0 (None in Python)
 
+  // Both sides are computed and one selected: no branch per element.
+  template <typename T = C>
   __device__ __forceinline__ C forward(C x) const {
-    if (x <= threshold) return alpha == C(0) ? C(0) : alpha * (x - threshold);
-    if (!has_max) return x;
-    return x < C(0) ? C(0) : (x > max_value ? max_value : x);
+    const C below = alpha == C(0) ? C(0) : alpha * (x - threshold);
+    const C upper = x > max_value ? max_value : x;
+    const C capped = x < C(0) ? C(0) : upper;
+    return x <= threshold ? below : (has_max ? capped : x);
   }
 
+  template <typename T = C>
   __device__ __forceinline__ C derivative(C x) const {
-    if (x <= threshold) return alpha;
-    if (!has_max) return C(1);
-    return (x > C(0) && x < max_value) ? C(1) : C(0);
+    const C inside = (x > C(0) && x < max_value) ? C(1) : C(0);
+    return x <= threshold ? alpha : (has_max ? inside : C(1));
+  }
+};
+
+// One of Relu's four formulas with the choice (alpha == 0, max_value given)
+// fixed at compile time, the same expressions (elementwise.cuh: with_form):
+// the compiler otherwise versions the loop body on both inside the loop.
+template <typename C, bool AlphaZero, bool HasMax>
+struct ReluForm {
+  C alpha;
+  C max_value;
+  C threshold;
+
+  template <typename T = C>
+  __device__ __forceinline__ C forward(C x) const {
+    const C below = AlphaZero ? C(0) : alpha * (x - threshold);
+    const C upper = x > max_value ? max_value : x;
+    const C capped = x < C(0) ? C(0) : upper;
+    return x <= threshold ? below : (HasMax ? capped : x);
   }
 
+  template <typename T = C>
+  __device__ __forceinline__ C derivative(C x) const {
+    const C inside = (x > C(0) && x < max_value) ? C(1) : C(0);
+    return x <= threshold ? alpha : (HasMax ? inside : C(1));
+  }
 };
 
 // A functor is forward(x) and derivative(x); backward_of forms every
@@ -88,15 +132,64 @@ __device__ __forceinline__ C product_error(const Halves<C>& x, const Halves<C>& 
   return ((x.hi * y.hi - p) + x.hi * y.lo + x.lo * y.hi) + x.lo * y.lo;
 }
 
+// x y - p exactly, for p = rounded_product(x, y) (the same conditions): one
+// FMA on the GPU, Dekker's product of halves in host builds (which never
+// contract, and whose baseline build has no FMA instruction).  Both are exact,
+// so both give the same bits.
+template <typename C>
+__device__ __forceinline__ C exact_product_error(C x, C y, C p) {
+#ifdef FASTACT_HOST_COMPILER
+  return product_error(Halves<C>(x), Halves<C>(y), p);
+#else
+  return fma(x, y, -p);
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// The 16-bit paths' building blocks (see "Accuracy" above).
+constexpr double kLog2e = 1.4426950408889634074;
+// 2^-64: exp(t) is taken as ex2(t log2(e) + 64) 2^-64, so that the
+// instruction's result stays normal (it flushes results below 2^-126) for
+// every t above -131 ln 2 - 64 ln 2 = -135; the product by 2^-64 then
+// rounds once, to a subnormal where the exact value is one (bfloat16 has
+// float's exponent range, so its results can be float subnormals).
+constexpr double kTwoToMinus64 = 5.421010862427522e-20;
+
+// exp(t) 2^64, for t <= 64 ln 2 (44.3).
+__device__ __forceinline__ float exp_scaled_narrow(float t) { return ex2_approx(fmaf(t, float(kLog2e), 64.0f)); }
+
+// exp(-|z|) in [0, 1]: the math library's, or the scaled approximation for 16-bit results.
+template <typename T, typename C>
+__device__ __forceinline__ C exp_minus_abs(C z) {
+  if constexpr (NarrowStorage<T>::value) {
+    return exp_scaled_narrow(-fabs(z)) * C(kTwoToMinus64);
+  } else {
+    return exp(-fabs(z));
+  }
+}
+
+// 1 / d for d in [1, 2^126): exact in float32/float64 (reciprocal_from_one),
+// the approximate instruction for 16-bit results.
+template <typename T, typename C>
+__device__ __forceinline__ C reciprocal(C d) {
+  if constexpr (NarrowStorage<T>::value) {
+    return rcp_approx(d);
+  } else {
+    return reciprocal_from_one(d);
+  }
+}
+
 // The logistic function without overflow for any z: e = exp(-|z|) and
 // r = 1 / (1 + e) are both in (0, 1], and exactly, symmetrically in z,
 //   sigmoid(z) = z >= 0 ? r : e r,   sigmoid'(z) = sigmoid(z) sigmoid(-z) = e r r
 // (e r r has no cancellation in the tails, unlike s (1 - s)).
-template <typename C>
+// complement() = 1 - sigmoid(z) = sigmoid(-z) = z >= 0 ? e r : r, also without cancellation.
+template <typename C, typename T = C>
 struct Logistic {
   C z, e, r;
-  __device__ __forceinline__ explicit Logistic(C z_) : z(z_), e(exp(-fabs(z_))), r(C(1) / (C(1) + e)) {}
+  __device__ __forceinline__ explicit Logistic(C z_) : z(z_), e(exp_minus_abs<T>(z_)), r(reciprocal<T>(C(1) + e)) {}
   __device__ __forceinline__ C sigmoid() const { return z >= C(0) ? r : e * r; }
+  __device__ __forceinline__ C complement() const { return z >= C(0) ? e * r : r; }
   __device__ __forceinline__ C slope() const { return e * r * r; }
 };
 
@@ -104,13 +197,33 @@ struct Logistic {
 // with poscoef = scale and negcoef = scale * alpha:
 //   forward   x > 0: scale x;  x <= 0: negcoef expm1(x)  (expm1: no cancellation near 0)
 //   derivative x > 0: scale;   x <= 0: negcoef exp(x)    (selu'(0) = scale alpha, PyTorch)
+// 16-bit results: expm1(x) for x <= 0 as x P(x) on [-1/4, 0] (P a cubic,
+// relative error 2^-21.7) and exp(x) - 1 below (exact subtraction, exp(x) >= 1/2
+// excepted: |expm1| > 0.22 there, so exp's relative 2^-22 stays below 2^-19).
 template <typename C>
 struct Elu {
   C alpha;
   C scale;
 
-  __device__ __forceinline__ C forward(C x) const { return x > C(0) ? scale * x : scale * alpha * expm1(x); }
-  __device__ __forceinline__ C derivative(C x) const { return x > C(0) ? scale : scale * alpha * exp(x); }
+  template <typename T = C>
+  __device__ __forceinline__ C forward(C x) const {
+    if constexpr (NarrowStorage<T>::value) {
+      const C near = x * fmaf(fmaf(fmaf(0.03773385286331177f, x, 0.1660640984773636f), x, 0.4999701678752899f), x,
+                              0.9999997615814209f);
+      const C far = ex2_approx(x * C(kLog2e)) - C(1);
+      return x > C(0) ? scale * x : scale * alpha * (x < C(-0.25) ? far : near);
+    } else {
+      return x > C(0) ? scale * x : scale * alpha * expm1(x);
+    }
+  }
+  template <typename T = C>
+  __device__ __forceinline__ C derivative(C x) const {
+    if constexpr (NarrowStorage<T>::value) {
+      return x > C(0) ? scale : scale * alpha * (exp_scaled_narrow(x) * C(kTwoToMinus64));
+    } else {
+      return x > C(0) ? scale : scale * alpha * exp(x);
+    }
+  }
 };
 
 // gelu(x, approximate).
@@ -130,6 +243,16 @@ struct Elu {
 // u2 = 2u = x (k1 + k3 x^2):
 //   forward    max(x, -kTail) sigmoid(u2)
 //   derivative sigmoid(u2) + xc sigmoid'(u2) (k1 + 3 k3 xc^2),  xc = clamp(x, +-kTail)
+// 16-bit results (a few float operations, no erfc):
+//   exact forward: Phi(-a) = t 2^(P(t) - a^2 log2(e) / 2), t = 1 / (1 + 0.3 a),
+//     P a degree-6 fit in t (relative error 2^-16.6 over a in [0, 14.5], in float);
+//   exact derivative: with M(a) = Phi(-a) / phi(a) (Mills' ratio) = t R(u),
+//     t = 1 / (1 + a/2), u = 2t - 1, R a degree-10 fit (2^-21.6, float):
+//       x < 0:  phi(a) (M(a) - a);   x >= 0:  1 - phi(a) (M(a) - a)
+//     where the derivative crosses zero (x = -0.75), M - a cancels but phi's
+//     approximation only scales the difference;
+//   tanh-form derivative: sigmoid(u2) (1 + xc sigmoid(-u2) u2'(xc)), the
+//     factor crossing zero computed from r alone where x < 0 (Logistic::complement).
 template <typename C>
 struct Gelu {
   int approximate;  // 0: exact (erf), 1: the tanh form
@@ -140,27 +263,79 @@ struct Gelu {
   static constexpr double kInvSqrt2PiE2 = 0.05399096651318805;  // e^-2 / sqrt(2 pi)
   static constexpr double kK1 = 2 * 0.79788456080286535588;  // 2 sqrt(2 / pi)
   static constexpr double kK3 = kK1 * 0.044715;
+  static constexpr double kLog2InvSqrt2PiShifted = 62.674251935263839;  // 64 + log2(1 / sqrt(2 pi))
 
-  __device__ __forceinline__ C forward(C x) const {
-    if (approximate) return (x < C(-kTail) ? C(-kTail) : x) * Logistic<C>(u2(x)).sigmoid();
-    const C a = fabs(x) < C(kTail) ? fabs(x) : C(kTail);
-    return (x > C(0) ? x : C(0)) - a * C(0.5) * erfc_over_sqrt2(a, Halves<C>(a));
+  template <typename T = C>
+  __device__ __forceinline__ C forward(C x) const { return approximate ? tanh_forward<T>(x) : exact_forward<T>(x); }
+  template <typename T = C>
+  __device__ __forceinline__ C derivative(C x) const { return approximate ? tanh_derivative<T>(x) : exact_derivative<T>(x); }
+
+  template <typename T>
+  __device__ __forceinline__ static C tanh_forward(C x) {
+    return (x < C(-kTail) ? C(-kTail) : x) * Logistic<C, T>(u2(x)).sigmoid();
   }
 
-  __device__ __forceinline__ C derivative(C x) const {
-    if (approximate) {
-      const C xc = clamp(x, C(-kTail), C(kTail));
-      const Logistic<C> gate(u2(xc));
-      return gate.sigmoid() + gate.slope() * (xc * (C(kK1) + C(3 * kK3) * xc * xc));
+  template <typename T>
+  __device__ __forceinline__ static C tanh_derivative(C x) {
+    const C xc = clamp(x, C(-kTail), C(kTail));
+    const C slope = C(kK1) + C(3 * kK3) * xc * xc;  // u2'(xc)
+    if constexpr (NarrowStorage<T>::value) {
+      const Logistic<C, T> gate(u2(xc));
+      return gate.sigmoid() * fmaf(xc * gate.complement(), slope, C(1));
+    } else {
+      const Logistic<C, T> gate(u2(xc));
+      return gate.sigmoid() + gate.slope() * (xc * slope);
     }
+  }
+
+  template <typename T>
+  __device__ __forceinline__ static C exact_forward(C x) {
     const C a = fabs(x) < C(kTail) ? fabs(x) : C(kTail);
-    const Halves<C> halves(a);
-    const C cdf = (signbit(x) ? C(0) : C(1)) + copysign(erfc_over_sqrt2(a, halves) * C(0.5), -x);
-    const C p = rounded_product(a, a);
-    const C g = C(2) - p * C(0.5);
-    const C g_low = (C(2) - g) - p * C(0.5);
-    const C density = copysign(a, x) * exp(g) * C(kInvSqrt2PiE2);  // x phi(x) but for the correction
-    return cdf + (density + density * (g_low - product_error(halves, halves, p) * C(0.5)));
+    if constexpr (NarrowStorage<T>::value) {
+      const C t = rcp_approx(fmaf(a, 0.3f, 1.0f));
+      C p = 0.29304603113623423f;
+      p = fmaf(p, t, -0.8077955216752357f);
+      p = fmaf(p, t, 0.4389999123299627f);
+      p = fmaf(p, t, 0.08444008872090769f);
+      p = fmaf(p, t, 0.6128057776600693f);
+      p = fmaf(p, t, 1.4411898977454287f);
+      p = fmaf(p, t, 60.93732325685175f);  // P(t) + 64
+      const C tail = ex2_approx(fmaf(a, a * C(-0.5 * kLog2e), p)) * (t * C(kTwoToMinus64));  // Phi(-a)
+      return (x > C(0) ? x : C(0)) - a * tail;
+    } else {
+      return (x > C(0) ? x : C(0)) - a * C(0.5) * erfc_over_sqrt2(a);
+    }
+  }
+
+  template <typename T>
+  __device__ __forceinline__ static C exact_derivative(C x) {
+    const C a = fabs(x) < C(kTail) ? fabs(x) : C(kTail);
+    if constexpr (NarrowStorage<T>::value) {
+      const C t = reciprocal_from_one(fmaf(a, 0.5f, 1.0f));
+      const C u = fmaf(t, 2.0f, -1.0f);
+      C p = -0.00017911090062263852f;
+      p = fmaf(p, u, 5.609803560981025e-05f);
+      p = fmaf(p, u, 0.0010292985619812548f);
+      p = fmaf(p, u, -0.001250191766200942f);
+      p = fmaf(p, u, -0.002430890465766634f);
+      p = fmaf(p, u, 0.008533587411712139f);
+      p = fmaf(p, u, -0.0005933086195762016f);
+      p = fmaf(p, u, -0.04603719402748768f);
+      p = fmaf(p, u, 0.036092618686918904f);
+      p = fmaf(p, u, 0.41535470951420866f);
+      p = fmaf(p, u, 0.8427384512390488f);
+      const C mills = t * p;
+      const C density = ex2_approx(fmaf(a, a * C(-0.5 * kLog2e), C(kLog2InvSqrt2PiShifted))) * C(kTwoToMinus64);
+      const C part = density * (mills - a);  // Phi(-a) - a phi(a)
+      return x < C(0) ? part : C(1) - part;
+    } else {
+      const C cdf = (signbit(x) ? C(0) : C(1)) + copysign(erfc_over_sqrt2(a) * C(0.5), -x);
+      const C p = rounded_product(a, a);
+      const C g = C(2) - p * C(0.5);
+      const C g_low = (C(2) - g) - p * C(0.5);
+      const C density = copysign(a, x) * exp(g) * C(kInvSqrt2PiE2);  // x phi(x) but for the correction
+      return cdf + (density + density * (g_low - exact_product_error(a, a, p) * C(0.5)));
+    }
   }
 
   // erfc(a / sqrt2) for 0 <= a <= kTail, to erfc's own accuracy: z is
@@ -168,9 +343,9 @@ struct Gelu {
   // plus a times the constant's), and to first order in dz
   //   erfc(z + dz) = erfc(z) (1 - 2 z dz)
   // (the rest of the relative slope, below 1/z, leaves |dz| / z <= 2^-24 (2^-53)).
-  __device__ __forceinline__ static C erfc_over_sqrt2(C a, const Halves<C>& halves) {
+  __device__ __forceinline__ static C erfc_over_sqrt2(C a) {
     const C z = rounded_product(a, C(kSqrtHalf));
-    const C dz = product_error(halves, Halves<C>(C(kSqrtHalf)), z) + a * C((kSqrtHalf - double(C(kSqrtHalf))) + kSqrtHalfLow);
+    const C dz = exact_product_error(a, C(kSqrtHalf), z) + a * C((kSqrtHalf - double(C(kSqrtHalf))) + kSqrtHalfLow);
     const C tail = erfc(z);
     return tail - tail * (C(2) * z * dz);
   }
@@ -179,31 +354,74 @@ struct Gelu {
   __device__ __forceinline__ static C u2(C x) { return x * (C(kK1) + C(kK3) * x * x); }
 };
 
+// One GELU form with the choice fixed at compile time (elementwise.cuh: with_form).
+template <typename C, int Approximate>
+struct GeluForm {
+  template <typename T = C>
+  __device__ __forceinline__ C forward(C x) const {
+    if constexpr (Approximate) return Gelu<C>::template tanh_forward<T>(x);
+    else return Gelu<C>::template exact_forward<T>(x);
+  }
+  template <typename T = C>
+  __device__ __forceinline__ C derivative(C x) const {
+    if constexpr (Approximate) return Gelu<C>::template tanh_derivative<T>(x);
+    else return Gelu<C>::template exact_derivative<T>(x);
+  }
+};
+
 // sigmoid: forward sigmoid(x); derivative e r r (see Logistic).
 template <typename C>
 struct Sigmoid {
-  __device__ __forceinline__ C forward(C x) const { return Logistic<C>(x).sigmoid(); }
-  __device__ __forceinline__ C derivative(C x) const { return Logistic<C>(x).slope(); }
+  template <typename T = C>
+  __device__ __forceinline__ C forward(C x) const { return Logistic<C, T>(x).sigmoid(); }
+  template <typename T = C>
+  __device__ __forceinline__ C derivative(C x) const { return Logistic<C, T>(x).slope(); }
 };
 
 // silu (swish): forward max(x, -kTail) sigmoid(x);
 // derivative sigmoid(xc) + xc e r r, xc = clamp(x, +-kTail) (PyTorch's
 // s (1 + x (1 - s)), the same function without the cancellation).
+// 16-bit results: s (1 + xc sigmoid(-xc)), the factor that crosses zero
+// (x = -1.28) from r alone where x < 0 (Logistic::complement).
 template <typename C>
 struct Silu {
-  __device__ __forceinline__ C forward(C x) const { return (x < C(-kTail) ? C(-kTail) : x) * Logistic<C>(x).sigmoid(); }
+  template <typename T = C>
+  __device__ __forceinline__ C forward(C x) const { return (x < C(-kTail) ? C(-kTail) : x) * Logistic<C, T>(x).sigmoid(); }
+  template <typename T = C>
   __device__ __forceinline__ C derivative(C x) const {
     const C xc = clamp(x, C(-kTail), C(kTail));
-    const Logistic<C> gate(xc);
-    return gate.sigmoid() + xc * gate.slope();
+    const Logistic<C, T> gate(xc);
+    if constexpr (NarrowStorage<T>::value) {
+      return gate.sigmoid() * fmaf(xc, gate.complement(), C(1));
+    } else {
+      return gate.sigmoid() + xc * gate.slope();
+    }
   }
 };
 
 // softplus: forward max(x, 0) + log1p(exp(-|x|)) (no overflow); derivative sigmoid(x).
+// 16-bit results: log1p(e) = e L(e) on e in [0, 1], L a degree-6 fit
+// (relative error 2^-19.5, in float).
 template <typename C>
 struct Softplus {
-  __device__ __forceinline__ C forward(C x) const { return (x > C(0) ? x : C(0)) + log1p(Logistic<C>(x).e); }
-  __device__ __forceinline__ C derivative(C x) const { return Logistic<C>(x).sigmoid(); }
+  template <typename T = C>
+  __device__ __forceinline__ C forward(C x) const {
+    const C e = exp_minus_abs<T>(x);
+    if constexpr (NarrowStorage<T>::value) {
+      C p = 0.014202993363142014f;
+      p = fmaf(p, e, -0.06658882647752762f);
+      p = fmaf(p, e, 0.1494358479976654f);
+      p = fmaf(p, e, -0.2351495623588562f);
+      p = fmaf(p, e, 0.3311208486557007f);
+      p = fmaf(p, e, -0.49987196922302246f);
+      p = fmaf(p, e, 0.9999987483024597f);
+      return fmaf(e, p, x > C(0) ? x : C(0));
+    } else {
+      return (x > C(0) ? x : C(0)) + log1p(e);
+    }
+  }
+  template <typename T = C>
+  __device__ __forceinline__ C derivative(C x) const { return Logistic<C, T>(x).sigmoid(); }
 };
 
 // tanh: derivative sech(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|) in [0, 1]:
@@ -216,21 +434,30 @@ struct Softplus {
 // For |x| >= kFar = 40, where (1 + e)^2 is 1: 4 exp(64 - 2|x|) e^-64, so
 // that the result is a subnormal where it should be (e itself is
 // subnormal from |x| = 43.7 in float, and 0 before 4 e is).
+// 16-bit results: 4 e r r with r = 1 / (1 + e) and e scaled by 2^64 (which
+// serves the far tail too).
 template <typename C>
 struct Tanh {
   static constexpr double kFar = 40.0;
 
+  template <typename T = C>
   __device__ __forceinline__ C forward(C x) const { return tanh(x); }
+  template <typename T = C>
   __device__ __forceinline__ C derivative(C x) const {
-    const bool far = fabs(x) >= C(kFar);
-    const C e = exp(far ? C(64) - C(2) * fabs(x) : C(-2) * fabs(x));  // e^64 e^-2|x| where far
-    const C d = C(1) + e;
-    const C d_low = e - (d - C(1));
-    const Halves<C> halves(d);
-    const C p = rounded_product(d, d);
-    const C low = product_error(halves, halves, p) + C(2) * d * d_low;  // (1 + e)^2 - p, but for d_low^2
-    const C y = C(4) * e / p;
-    return far ? C(4) * e * C(kExpMinus64) : y - y * (low / p);
+    if constexpr (NarrowStorage<T>::value) {
+      const C e_scaled = exp_scaled_narrow(C(-2) * fabs(x));  // e 2^64
+      const C r = rcp_approx(fmaf(e_scaled, C(kTwoToMinus64), C(1)));
+      return e_scaled * C(4 * kTwoToMinus64) * r * r;
+    } else {
+      const bool far = fabs(x) >= C(kFar);
+      const C e = exp(far ? C(64) - C(2) * fabs(x) : C(-2) * fabs(x));  // e^64 e^-2|x| where far
+      const C d = C(1) + e;
+      const C d_low = e - (d - C(1));
+      const C p = rounded_product(d, d);
+      const C low = exact_product_error(d, d, p) + C(2) * d * d_low;  // (1 + e)^2 - p, but for d_low^2
+      const C y = divide_in_range(C(4) * e, p);
+      return far ? C(4) * e * C(kExpMinus64) : y - y * divide_in_range(low, p);
+    }
   }
 };
 
@@ -238,7 +465,9 @@ struct Tanh {
 //   forward min(max(x + 3, 0), 6) / 6;  derivative 1/6 on (-3, 3), else 0.
 template <typename C>
 struct HardSigmoid {
-  __device__ __forceinline__ C forward(C x) const { return clamp(x + C(3), C(0), C(6)) / C(6); }
+  template <typename T = C>
+  __device__ __forceinline__ C forward(C x) const { return divide_in_range(clamp(x + C(3), C(0), C(6)), C(6)); }
+  template <typename T = C>
   __device__ __forceinline__ C derivative(C x) const { return fabs(x) < C(3) ? C(1.0 / 6.0) : C(0); }
 };
 
@@ -250,13 +479,15 @@ struct HardSigmoid {
 //   path is a called routine that gave this kernel a stack frame on sm_90.
 template <typename C>
 struct HardSilu {
+  template <typename T = C>
   __device__ __forceinline__ C forward(C x) const {
     const C xc = x < C(-3) ? C(-3) : x;
-    return xc * (xc + C(3) < C(6) ? xc + C(3) : C(6)) / C(6);
+    return xc * (xc + C(3) < C(6) ? xc + C(3) : C(6)) / C(6);  // IEEE: x = inf must give inf
   }
+  template <typename T = C>
   __device__ __forceinline__ C derivative(C x) const {
-    if (x <= C(-3)) return C(0);
-    return x < C(3) ? rounded_product(x, C(1.0 / 3.0)) + C(0.5) : C(1);
+    const C inside = rounded_product(x, C(1.0 / 3.0)) + C(0.5);
+    return x <= C(-3) ? C(0) : (x < C(3) ? inside : C(1));
   }
 };
 
@@ -274,27 +505,54 @@ struct HardSilu {
 //              where (1 + x) e^x is not yet 0: the general form lost precision
 //              and returned 0 there (and the NumPy backend's w / d / d, rounding
 //              the slope to 0 before the product with x, the wrong sign).
+// 16-bit results: ex scaled by 2^64 (exp_scaled_narrow), and the derivative
+// as tsp (1 + xc g), g = 4 w / (n d) = 4 (1 + ex) / ((2 + ex) d): the factor
+// that crosses zero (x = -1.19) takes ex's approximation only through g's
+// relative slope (0.2), and the far left is tsp (1 + xc) with no special
+// case (ex rounds once, to float's subnormal grid, 2^-149, far below
+// bfloat16's 2^-133).  xc <= 12 there: beyond, mish' is 1 within 2^-30.
 template <typename C>
 struct Mish {
   static constexpr double kCap = 40.0;
   static constexpr double kFar = -64.0;
+  static constexpr double kNarrowCap = 12.0;
 
+  template <typename T = C>
   __device__ __forceinline__ C forward(C x) const {
     C w, d;
-    return (x < C(-kTail) ? C(-kTail) : x) * gate(exp(x < C(kCap) ? x : C(kCap)), w, d);
+    const C xc = x < C(kCap) ? x : C(kCap);
+    if constexpr (NarrowStorage<T>::value) {
+      const C ex = exp_scaled_narrow(xc) * C(kTwoToMinus64);
+      const C n = ex * (ex + C(2));
+      return (x < C(-kTail) ? C(-kTail) : x) * (n * rcp_approx(n + C(2)));
+    } else {
+      return (x < C(-kTail) ? C(-kTail) : x) * gate(exp(xc), w, d);
+    }
   }
+  template <typename T = C>
   __device__ __forceinline__ C derivative(C x) const {
-    const C xc = clamp(x, C(-kTail), C(kCap));
-    const bool far_left = xc < C(kFar);
-    // The shift as arithmetic, not exp(far_left ? a : b): on the host, g++ made
-    // the selection two vector exps, one of them out of range for most lanes,
-    // and libmvec takes its scalar fallback for such lanes (measured: mish'
-    // 20 -> 14 ns per element; still slow, see CONTRIBUTING.md, "The cpu backend").
-    const C ex = exp(xc - C(kFar) * C(far_left));  // e^(x + 64) where far left
-    C w, d;
-    const C tsp = gate(ex, w, d);
-    const C inv_d = C(1) / d;  // one division, not two: on sm_90 each double one is a call, and they spilled
-    return far_left ? (C(1) + xc) * ex * C(kExpMinus64) : tsp + xc * (C(4) * w * inv_d * inv_d);
+    if constexpr (NarrowStorage<T>::value) {
+      const C xc = clamp(x, C(-kTail), C(kNarrowCap));
+      const C ex = exp_scaled_narrow(xc) * C(kTwoToMinus64);
+      const C two_ex = ex + C(2);
+      const C n = ex * two_ex;
+      const C d = n + C(2);
+      const C tsp = n * rcp_approx(d);
+      const C g = fmaf(ex, C(4), C(4)) * rcp_approx(two_ex * d);
+      return tsp * fmaf(xc, g, C(1));
+    } else {
+      const C xc = clamp(x, C(-kTail), C(kCap));
+      const bool far_left = xc < C(kFar);
+      // The shift as arithmetic, not exp(far_left ? a : b): on the host, g++ made
+      // the selection two vector exps, one of them out of range for most lanes,
+      // and libmvec takes its scalar fallback for such lanes (measured: mish'
+      // 20 -> 14 ns per element; still slow, see CONTRIBUTING.md, "The cpu backend").
+      const C ex = exp(xc - C(kFar) * C(far_left));  // e^(x + 64) where far left
+      C w, d;
+      const C tsp = gate(ex, w, d);
+      const C inv_d = reciprocal_from_one(d);  // one division, not two: on sm_90 each double one is a call, and they spilled
+      return far_left ? (C(1) + xc) * ex * C(kExpMinus64) : tsp + xc * (C(4) * w * inv_d * inv_d);
+    }
   }
 
   // n / d from ex, and w and d for the derivative.
@@ -309,7 +567,9 @@ struct Mish {
 // linear: the identity (Keras' activation of a layer without one).
 template <typename C>
 struct Linear {
+  template <typename T = C>
   __device__ __forceinline__ C forward(C x) const { return x; }
+  template <typename T = C>
   __device__ __forceinline__ C derivative(C) const { return C(1); }
 };
 

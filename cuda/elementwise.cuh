@@ -15,11 +15,25 @@
 #pragma once
 
 #include "common.cuh"
+#include "activations.cuh"
 
 namespace fastact {
 
 // Threads per block of every elementwise launch (the host uses the same number).
 constexpr int kElementwiseThreads = 256;
+// Resident blocks per SM the launches are sized for (plan.py: BLOCKS_PER_SM).
+constexpr int kElementwiseBlocksPerSM = 8;
+
+// The occupancy an activation kernel is built for: 8 blocks per SM (at most
+// 32 registers a thread) for 16- and 32-bit data with 32-bit indices, the
+// kernels the static model (python -m fastact gpu-model) holds to the copy
+// roofline; without a cap for float64 and 64-bit indices, where the cap made
+// the compiler spill around the double slow paths and the 64-bit address
+// arithmetic (python -m fastact.cuda_check).
+template <typename T, typename Index>
+struct ElementwiseOccupancy {
+  static constexpr int kBlocks = (sizeof(T) <= 4 && sizeof(Index) == 4) ? kElementwiseBlocksPerSM : 1;
+};
 
 template <typename T, int N>
 struct alignas(sizeof(T) * N) Vector {
@@ -73,46 +87,96 @@ __device__ __forceinline__ void elementwise_loop(const Op& op, Index n, T* out, 
 // activation (README.md, Conventions: NaN in, NaN out): the rule is applied here, once, explicitly, rather
 // than left to each functor's math (a clamp or a selection can turn a NaN
 // into a number).  The backward is dy * derivative(x), an IEEE product.
-template <typename Activation, typename C>
+// The functor's value is computed for every x and NaN selected over it, as
+// the cpu backend does: `isnan(x) ? x : f(x)` compiled to a branch around
+// f per element, which kept the compiler from interleaving the elements of
+// a vector.  T is the storage type the result is rounded to (the functors
+// use cheaper math for 16-bit storage, see common.cuh); the fused epilogues
+// call these with its default, the compute type.
+template <typename T = void, typename Activation, typename C>
 __device__ __forceinline__ C forward_of(const Activation& activation, C x) {
-  return isnan(x) ? x : activation.forward(x);
+  const C y = activation.template forward<StorageOr<T, C>>(x);
+  return isnan(x) ? x : y;
 }
 
-template <typename Activation, typename C>
+template <typename T = void, typename Activation, typename C>
 __device__ __forceinline__ C backward_of(const Activation& activation, C dy, C x) {
-  return isnan(x) ? x : dy * activation.derivative(x);
+  const C dx = dy * activation.template derivative<StorageOr<T, C>>(x);
+  return isnan(x) ? x : dx;
 }
 
-// Forward and backward of an activation functor as engine operations.
-template <typename Activation>
+// Forward and backward of an activation functor as engine operations, on
+// results stored as T.
+template <typename Activation, typename T>
 struct ForwardOp {
   Activation activation;
   template <typename Index, typename C>
-  __device__ __forceinline__ C operator()(Index, C x) const { return forward_of(activation, x); }
+  __device__ __forceinline__ C operator()(Index, C x) const { return forward_of<T>(activation, x); }
 };
 
-template <typename Activation>
+template <typename Activation, typename T>
 struct BackwardOp {
   Activation activation;
   template <typename Index, typename C>
-  __device__ __forceinline__ C operator()(Index, C dy, C x) const { return backward_of(activation, dy, x); }
+  __device__ __forceinline__ C operator()(Index, C dy, C x) const { return backward_of<T>(activation, dy, x); }
 };
 
+template <typename T, typename Activation>
+__device__ __forceinline__ ForwardOp<Activation, T> forward_op(const Activation& activation) { return {activation}; }
+template <typename T, typename Activation>
+__device__ __forceinline__ BackwardOp<Activation, T> backward_op(const Activation& activation) { return {activation}; }
+
+// with_form(activation, run) calls run(activation), or, for a functor whose
+// parameters choose between whole formulas (Gelu's `approximate`, Relu's
+// alpha == 0 and has_max),
+// run(that form with the choice fixed at compile time), so that each loop
+// holds one formula, not both behind a branch per element
+// (cuda/host/elementwise.h does the same for the cpu backend's vector loops).
+template <typename Activation, typename Run>
+__device__ __forceinline__ void with_form(const Activation& activation, const Run& run) {
+  run(activation);
+}
+
+template <typename C, typename Run>
+__device__ __forceinline__ void with_form(const Relu<C>& relu, const Run& run) {
+  const C a = relu.alpha, m = relu.max_value, t = relu.threshold;
+  if (relu.alpha == C(0)) {
+    if (relu.has_max) run(ReluForm<C, true, true>{a, m, t});
+    else run(ReluForm<C, true, false>{a, m, t});
+  } else {
+    if (relu.has_max) run(ReluForm<C, false, true>{a, m, t});
+    else run(ReluForm<C, false, false>{a, m, t});
+  }
+}
+
+template <typename C, typename Run>
+__device__ __forceinline__ void with_form(const Gelu<C>& gelu, const Run& run) {
+  if (gelu.approximate)
+    run(GeluForm<C, 1>());
+  else
+    run(GeluForm<C, 0>());
+}
+
 // y = activation.forward(x).  The functor is passed by value: it is the
-// activation's parameter struct (see activations.cuh).
+// activation's parameter struct (see activations.cuh).  Built for 8 blocks
+// per SM where ElementwiseOccupancy says so (plan.py's grid assumes 8).
 template <typename Activation, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads)
+__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
 activation_forward(Activation activation, Index n, T* y, const T* x) {
   const T* const in[1] = {x};
-  elementwise_loop<VEC>(ForwardOp<Activation>{activation}, n, y, in);
+  with_form(activation, [&](const auto& form) {
+    elementwise_loop<VEC>(forward_op<T>(form), n, y, in);
+  });
 }
 
 // dx = dy * activation.derivative(x).
 template <typename Activation, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads)
+__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
 activation_backward(Activation activation, Index n, T* dx, const T* dy, const T* x) {
   const T* const in[2] = {dy, x};
-  elementwise_loop<VEC>(BackwardOp<Activation>{activation}, n, dx, in);
+  with_form(activation, [&](const auto& form) {
+    elementwise_loop<VEC>(backward_op<T>(form), n, dx, in);
+  });
 }
 
 }  // namespace fastact

@@ -14,6 +14,8 @@ import sys
 COMMANDS = {
     "info": ("fastact._info", "versions, the backends available here (and why one is not), the device"),
     "bench": ("fastact.benchmark.cli", "time every activation forward and backward against the baselines"),
+    "gpu-model": ("fastact.gpu_model.cli", "static model of the CUDA kernels on H100/H200 (SASS per element, predicted share of copy)"),
+    "study": ("fastact.study.cli", "when is Leaky ReLU better than ReLU? train small networks with each activation and compare"),
 }
 
 

@@ -25,11 +25,19 @@ def array_kind(a: Any) -> str:
     """
     if isinstance(a, np.ndarray):
         return "numpy"
+    if type(a) in _CUPY_TYPES:
+        return "cupy"
     module = type(a).__module__
     if module.startswith("cupy") and hasattr(a, "__cuda_array_interface__"):
+        # Remembered per type: every CuPy array is a CUDA array, and building
+        # its __cuda_array_interface__ (which hasattr does) costs microseconds.
+        _CUPY_TYPES.add(type(a))
         return "cupy"
-    if hasattr(a, "__cuda_array_interface__"):
-        return "cuda"
+    try:
+        if hasattr(a, "__cuda_array_interface__"):
+            return "cuda"
+    except Exception:  # PyTorch raises RuntimeError for tensors that require grad: ask DLPack below
+        pass
     dlpack_device = getattr(a, "__dlpack_device__", None)
     if dlpack_device is not None:
         try:
@@ -39,6 +47,9 @@ def array_kind(a: Any) -> str:
         if device_type in _DLPACK_CUDA_DEVICES:
             return "cuda"
     return "host"
+
+
+_CUPY_TYPES: set = set()
 
 
 def host_array(a: Any) -> np.ndarray:

@@ -6,7 +6,9 @@ every input as they were.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import math
+from typing import Any, Callable
 
 import numpy as np
 
@@ -19,7 +21,7 @@ from ._arrays import (
     check_pair,
     host_array,
 )
-from ._registry import ActivationSpec, normalize_axis
+from ._registry import ActivationSpec, normalize_axes
 
 _DEVICE_KINDS = ("cupy", "cuda")
 
@@ -68,6 +70,10 @@ class _Call:
         out = self.out
         if out is None:
             return
+        if self.kind == "cuda" and array_kind(out) == "cuda":
+            # A foreign CUDA array (a PyTorch tensor, ...): checked and written through its
+            # zero-copy native view (its own dtype object, e.g. torch.float16, is not NumPy's).
+            out = self.backend.to_native(out, "cuda")
         check_out(self.function, out, shape, dtype, self.kind)
         if array_kind(out) in self.backend.native_kinds:
             self.native_out = out
@@ -81,18 +87,61 @@ class _Call:
 
 
 def _params_for(spec: ActivationSpec, function: str, params: dict, ndim: int) -> dict:
-    """Row-wise activations get their axis checked against x (before any write) and made non-negative."""
+    """Row-wise activations get their axis (or axes) checked against x (before any write) and made non-negative."""
     if spec.form != "rowwise":
         return params
-    return {**params, "axis": normalize_axis(function, params["axis"], ndim)}
+    return {**params, "axis": normalize_axes(function, params["axis"], ndim)}
+
+
+def _rows_over_axes(call: _Call, axes: tuple, inputs: list, run: Callable[[list, int, Any], Any]) -> Any:
+    """A row-wise kernel over several axes (sorted, distinct), on any backend: the axes become one.
+
+    Backends compute rows along one axis.  Adjacent axes are merged into one by
+    a reshape (a view for C-contiguous arrays, so a C-contiguous ``out``, x
+    itself included, is written in place); other axes are first moved last,
+    the inputs copied, and the result copied back into x's shape.
+    ``run(inputs, axis, out)`` calls the backend on the merged arrays.
+    """
+    device_of = getattr(call.backend, "device_of", None)  # CUDA: allocate on x's device
+    with device_of(inputs[-1]) if device_of is not None else contextlib.nullcontext():
+        return _merged_rows(call, axes, inputs, run)
+
+
+def _merged_rows(call: _Call, axes: tuple, inputs: list, run: Callable[[list, int, Any], Any]) -> Any:
+    xp, x, target = call.backend.xp, inputs[-1], call.native_out
+    first, count = axes[0], len(axes)
+    adjacent = axes == tuple(range(first, first + count))
+    last = tuple(range(x.ndim - count, x.ndim))
+    if not adjacent:
+        inputs = [xp.moveaxis(a, axes, last) for a in inputs]
+        first = last[0]
+    shape = inputs[-1].shape
+    merged = (*shape[:first], math.prod(shape[first : first + count]), *shape[first + count :])
+    rows = [a.reshape(merged) for a in inputs]
+    if adjacent and (target is None or target.flags.c_contiguous):
+        target = call.backend.empty(x.shape, x.dtype) if target is None else target
+        run(rows, first, target.reshape(merged))
+        return target
+    result = run(rows, first, None).reshape(shape)
+    if not adjacent:
+        result = xp.moveaxis(result, last, axes)
+    target = call.backend.empty(x.shape, x.dtype) if target is None else target
+    target[...] = result
+    return target
 
 
 def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
-    if type(x) is np.ndarray and spec.form != "prelu":
-        # The common host call, checked in a few attribute reads (anything
-        # unusual returns None and takes the general path below, which raises
-        # the proper error): small calls cost about a microsecond here, not ten.
-        fast = backends.host_fast_path()
+    if spec.form != "prelu":
+        # The common call (a NumPy or CuPy array), checked in a few attribute
+        # reads (anything unusual returns None and takes the general path
+        # below, which raises the proper error): small host calls cost about a
+        # microsecond here, not ten; CuPy calls a few (bench/host_overhead.py).
+        if type(x) is np.ndarray:
+            fast = backends.host_fast_path()
+        else:
+            fast = backends.device_fast_path()
+            if fast is not None and type(x) is not fast.array_type:
+                fast = None
         if fast is not None and fast.has_fast_path:
             y = fast.fast_forward(spec.kernel, params, x, out)
             if y is not None:
@@ -101,12 +150,20 @@ def forward(spec: ActivationSpec, params: dict, x: Any, out: Any = None) -> Any:
     xn = call.native["x"]
     params = _params_for(spec, spec.name, params, xn.ndim)
     call.set_out(xn.shape, xn.dtype)
+    if type(params.get("axis")) is tuple:
+        run = lambda rows, axis, out: call.backend.forward(spec.kernel, {**params, "axis": axis}, *rows, out)  # noqa: E731
+        return call.export(_rows_over_axes(call, params["axis"], [xn], run))
     return call.export(call.backend.forward(spec.kernel, params, xn, call.native_out))
 
 
 def backward(spec: ActivationSpec, params: dict, dy: Any, x: Any, out: Any = None) -> Any:
-    if type(x) is np.ndarray and type(dy) is np.ndarray and spec.form != "prelu":
-        fast = backends.host_fast_path()
+    if spec.form != "prelu" and type(dy) is type(x):
+        if type(x) is np.ndarray:
+            fast = backends.host_fast_path()
+        else:
+            fast = backends.device_fast_path()
+            if fast is not None and type(x) is not fast.array_type:
+                fast = None
         if fast is not None and fast.has_fast_path:
             dx = fast.fast_backward(spec.kernel, params, dy, x, out)
             if dx is not None:
@@ -117,6 +174,9 @@ def backward(spec: ActivationSpec, params: dict, dy: Any, x: Any, out: Any = Non
     check_pair(function, dyn, xn)
     params = _params_for(spec, function, params, xn.ndim)
     call.set_out(xn.shape, xn.dtype)
+    if type(params.get("axis")) is tuple:
+        run = lambda rows, axis, out: call.backend.backward(spec.kernel, {**params, "axis": axis}, *rows, out)  # noqa: E731
+        return call.export(_rows_over_axes(call, params["axis"], [dyn, xn], run))
     return call.export(call.backend.backward(spec.kernel, params, dyn, xn, call.native_out))
 
 

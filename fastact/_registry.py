@@ -77,6 +77,18 @@ def integer(activation: str, name: str, value: Any) -> int:
     return int(value)
 
 
+def axis_or_axes(activation: str, name: str, value: Any) -> int | tuple[int, ...]:
+    """An int, or a non-empty tuple (or list) of ints whose axes together form one row (softmax)."""
+    several = isinstance(value, (tuple, list))
+    items = tuple(value) if several else (value,)
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
+        raise TypeError(f"{activation}: {name} must be an int or a tuple of ints, got {type(value).__name__} {value!r}")
+    if not items:
+        raise ValueError(f"{activation}: {name} must be an int or a non-empty tuple of ints, got {value!r}")
+    axes = tuple(int(v) for v in items)
+    return axes if several else axes[0]
+
+
 def normalize_axis(activation: str, axis: int, ndim: int) -> int:
     """``axis`` as a non-negative axis of an array with ``ndim`` dims (a 0-d array counts as one element)."""
     size = max(ndim, 1)
@@ -85,6 +97,23 @@ def normalize_axis(activation: str, axis: int, ndim: int) -> int:
             f"{activation}: axis {axis} is out of range for x with ndim {ndim}; accepted: {-size} to {size - 1}"
         )
     return axis % size
+
+
+def normalize_axes(activation: str, axis: int | tuple[int, ...], ndim: int) -> int | tuple[int, ...]:
+    """An axis as :func:`normalize_axis`; a tuple of axes as sorted non-negative axes, each named once.
+
+    A tuple of one axis becomes that axis (an int), so the backends only ever
+    see an int or a tuple of at least two axes.
+    """
+    if type(axis) is not tuple:
+        return normalize_axis(activation, axis, ndim)
+    axes = [normalize_axis(activation, a, ndim) for a in axis]
+    if len(set(axes)) != len(axes):
+        raise ValueError(
+            f"{activation}: axis {axis} names the same axis of x (ndim {ndim}) more than once; "
+            f"each axis may appear once"
+        )
+    return axes[0] if len(axes) == 1 else tuple(sorted(axes))
 
 
 def array(activation: str, name: str, value: Any) -> Any:
@@ -166,7 +195,9 @@ class ActivationSpec:
         except TypeError:  # an unhashable value (a list): the validator says what is wrong
             return self.kernel_params(**self.validate(*values))
         result = self.kernel_params(**self.validate(*values))
-        if len(cache) < _KERNEL_PARAMS_CACHE_SIZE:
+        # Tuples (softmax's axes) are not remembered: (True, 2) == (1, 2), and the key holds
+        # only the tuple's own type, so a remembered (1, 2) would let the refused True through.
+        if len(cache) < _KERNEL_PARAMS_CACHE_SIZE and tuple not in key[1]:
             cache[key] = result
         return result
 

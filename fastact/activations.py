@@ -16,7 +16,7 @@ that every backend and the oracle implement each of them.
 from __future__ import annotations
 
 from ._registry import (
-    ActivationSpec, Param, array, boolean, integer, kernel_names, optional_nonnegative, real, register, required,
+    ActivationSpec, Param, array, axis_or_axes, boolean, kernel_names, optional_nonnegative, real, register, required,
 )
 
 # --------------------------------------------------------------------------- #
@@ -341,11 +341,17 @@ MISH = register(
     )
 )
 
-_ROWWISE_NOTES = """Works on whole rows along ``axis`` (any axis; a 0-d x is one element).  Stable
+_ROWWISE_NOTES = """Works on whole rows along ``axis`` (any axis; a 0-d x is one element); with a
+tuple of axes, the elements along all of them form one row (``axis=(1, 2)`` of
+an (N, H, W) array: one row of H * W per sample).  Stable
 for logits of any finite size.  As in PyTorch, a row holding NaN or +inf, or
 only -inf, gives NaN for the whole row; -inf alone gives 0 (log: -inf)."""
 
-_AXIS = Param("axis", -1, integer, "the axis along which the rows run (negative counts from the end).")
+_AXIS = Param(
+    "axis", -1, axis_or_axes,
+    "the axis along which the rows run (negative counts from the end), or a tuple of axes\n"
+    "          that together form one row (as Keras: axis=(1, 2) normalizes over both).",
+)
 
 SOFTMAX = register(
     _rowwise(

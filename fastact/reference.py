@@ -206,14 +206,26 @@ def linear_derivative(x):
     return np.where(np.isnan(x), np.nan, 1.0)
 
 
+def _row_axes(axis) -> tuple:
+    """The row's axes as a tuple (softmax takes an int or a tuple of axes)."""
+    return tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+
+
 def _rows(x, axis):
-    """x in float64 with the row axis last (a 0-d x is one element)."""
+    """x in float64 with the row's axes moved last and made one (a 0-d x is one element)."""
     x = _f64(x)
-    return np.moveaxis(x.reshape(1) if x.ndim == 0 else x, axis, -1)
+    x = x.reshape(1) if x.ndim == 0 else x
+    axes = _row_axes(axis)
+    moved = np.moveaxis(x, axes, tuple(range(-len(axes), 0)))
+    lead = moved.shape[: moved.ndim - len(axes)]
+    return moved.reshape(*lead, math.prod(moved.shape[len(lead):]))
 
 
 def _from_rows(y, x_shape, axis):
-    return np.moveaxis(y, -1, axis if x_shape else 0).reshape(x_shape)
+    axes = _row_axes(axis)
+    shape = x_shape or (1,)
+    moved_shape = np.moveaxis(np.empty(shape, np.bool_), axes, tuple(range(-len(axes), 0))).shape
+    return np.moveaxis(y.reshape(moved_shape), tuple(range(-len(axes), 0)), axes).reshape(x_shape)
 
 
 def softmax(x, axis=-1):

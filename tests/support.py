@@ -54,7 +54,7 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
 
 def as_param(value: Any, dtype: np.dtype) -> Any:
     """A parameter as the compute type holds it (the kernels see float32 for 16/32-bit data)."""
-    if value is None or isinstance(value, (bool, int, np.ndarray)):  # flags and axes stay as they are
+    if value is None or isinstance(value, (bool, int, tuple, np.ndarray)):  # flags and axes stay as they are
         return value
     return float(compute_dtype(dtype).type(value))
 

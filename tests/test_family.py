@@ -65,11 +65,13 @@ def _logit_rows(shape: tuple, dtype: np.dtype, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("backend", backend_params)
 @pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
-@pytest.mark.parametrize("axis", [0, 1, 2, -1, -2])
+# Tuples of axes (Keras' axis=(1, 2)) form one row: adjacent ones (merged in place) and apart
+# ones (moved last), in any order.
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, -2, (1, 2), (0, 1), (0, 2), (2, -3), (0, 1, 2), (-1,)], ids=str)
 @pytest.mark.parametrize("name", ROWWISE)
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "reversed"])
 def test_rowwise_along_every_axis(backend, dtype_name, axis, name, layout):
-    """softmax/log_softmax along each axis of a 3-d array, contiguous or not, rows of large logits."""
+    """softmax/log_softmax along each axis (or tuple of axes) of a 3-d array, contiguous or not, rows of large logits."""
     dtype = dtype_of(dtype_name)
     build = {
         "contiguous": lambda v, xp: xp.array(v),
@@ -81,6 +83,45 @@ def test_rowwise_along_every_axis(backend, dtype_name, axis, name, layout):
     xp = support.xp_for(backend)
     support.check_forward(backend, name, {"axis": axis}, lambda: build(x, xp))
     support.check_backward(backend, name, {"axis": axis}, lambda: build(dy, xp), lambda: build(x, xp))
+
+
+@pytest.mark.parametrize("name", ROWWISE)
+def test_several_axes_match_one_merged_axis(name):
+    """Over axes (1, 2) of (N, H, W, C) is the single-axis call on (N, H*W, C), bit for bit."""
+    x = _logit_rows((3, 4, 5, 6), np.dtype(np.float32), seed=10)
+    dy = support.draw_values((3, 4, 5, 6), np.dtype(np.float32), {}, seed=11, finite=True)
+    forward, backward = getattr(fastact, name), getattr(fastact, f"{name}_backward")
+    merged = lambda a: a.reshape(3, 20, 6)  # noqa: E731
+    support.assert_same(forward(x, (1, 2)), forward(merged(x), 1).reshape(x.shape))
+    support.assert_same(backward(dy, x, (2, 1)), backward(merged(dy), merged(x), 1).reshape(x.shape))
+    support.assert_same(fastact.Activation(name, axis=[1, 2])(x), forward(x, axis=(1, 2)))
+
+
+@pytest.mark.parametrize("name", ROWWISE)
+def test_axes_are_checked(name):
+    """A bad tuple of axes is refused, saying why, before anything is written."""
+    x = np.zeros((2, 3, 4), np.float32)
+    before = x.copy()
+    forward, backward = getattr(fastact, name), getattr(fastact, f"{name}_backward")
+    for axes in ((1, 1), (0, -3), (2, -1, 0)):
+        with pytest.raises(ValueError, match="more than once"):
+            forward(x, axes, out=x)
+        with pytest.raises(ValueError, match="more than once"):
+            backward(x, x, axis=axes, out=x)
+    for axes in ((1, 3), (-4, 0)):
+        with pytest.raises(ValueError, match="out of range for x with ndim 3"):
+            forward(x, axes, out=x)
+        with pytest.raises(ValueError, match="out of range for x with ndim 3"):
+            backward(x, x, axis=axes)
+    with pytest.raises(ValueError, match="non-empty tuple"):
+        forward(x, ())
+    for axes in ((1, 2.0), (True, 2), (1, None), {1, 2}):
+        with pytest.raises(TypeError, match="int or a tuple of ints"):
+            forward(x, axes)
+    np.testing.assert_array_equal(x, before)
+    forward(x, (1, 2))  # (1, 2) remembered by the parameter cache must not let (True, 2) through
+    with pytest.raises(TypeError, match="int or a tuple of ints"):
+        forward(x, (True, 2))
 
 
 def test_rowwise_long_rows_and_many_blocks():

@@ -74,6 +74,8 @@ using std::erfc;
 using std::exp;
 using std::expm1;
 using std::fabs;
+using std::fma;
+using std::fmaf;
 using std::isnan;
 using std::log;
 using std::log1p;
@@ -98,6 +100,31 @@ inline double __longlong_as_double(long long bits) {
   double d;
   std::memcpy(&d, &bits, sizeof d);
   return d;
+}
+
+// Models of the GPU's approximate instructions (../common.cuh: ex2_approx,
+// rcp_approx), for the emulator: the exact result (double, rounded to float)
+// times 1 + s 2^-21, s = +1 or -1 from a hash of the argument's bits, so
+// that tests see errors of both signs, each at least as large as the
+// instruction's documented bound (2 ulps for ex2, 1 for rcp, <= 2^-22);
+// subnormal arguments and results flush to zero as with .ftz.
+namespace fastact_host {
+inline bool subnormal(float f) { return f != 0.0f && std::fabs(f) < 0x1p-126f; }
+inline float flush(float f) { return subnormal(f) ? std::copysign(0.0f, f) : f; }
+inline float with_approximation_error(float exact, float argument) {
+  const std::uint32_t hash = float_bits(argument) * 0x9e3779b1u;
+  const double sign = (hash >> 31) ? -1.0 : 1.0;
+  return flush(static_cast<float>(static_cast<double>(exact) * (1.0 + sign * 0x1p-21)));
+}
+}  // namespace fastact_host
+
+inline float ex2_approx(float t) {
+  t = fastact_host::flush(t);
+  return fastact_host::with_approximation_error(static_cast<float>(std::exp2(static_cast<double>(t))), t);
+}
+inline float rcp_approx(float d) {
+  d = fastact_host::flush(d);
+  return fastact_host::with_approximation_error(static_cast<float>(1.0 / static_cast<double>(d)), d);
 }
 
 // Host builds never contract a * b + c into an FMA (-ffp-contract=off), so

@@ -133,7 +133,13 @@ def host_fast_path() -> Backend | None:
     name = _context.get() or _default
     if name == "auto":
         return _auto_host
-    return _loaded.get(name) if name in ("cpu", "numpy") else None
+    return _loaded.get(name) if name in ("cpu", "numpy", "cuda-emulator") else None
+
+
+def device_fast_path() -> Backend | None:
+    """The backend a CuPy array runs on now, if it is already loaded (else None: the general path loads it)."""
+    name = _context.get() or _default
+    return _loaded.get("cuda") if name == "auto" or name == "cuda" else None
 
 
 def host_backend() -> Backend:

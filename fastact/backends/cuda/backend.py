@@ -11,8 +11,10 @@ NumPy and an explicit ``"cuda"`` raise.
 """
 from __future__ import annotations
 
+import contextlib
+import operator
 import threading
-from typing import Any, Sequence
+from typing import Any
 
 from ..base import BackendUnavailableError
 from ..kernels import plan
@@ -40,7 +42,17 @@ class CudaBackend(KernelBackend):
 
     def __init__(self) -> None:
         self.xp = _import_cupy()
+        self.array_type = self.xp.ndarray  # the fast path's arrays (fastact/_dispatch.py)
+        # cudaGetDevice: the current device, one C call (constructing a cupy.cuda.Device costs more).
+        self.current_device = self.xp.cuda.runtime.getDevice
+        # The fast path's attribute reads as C-level getters (no Python frame per read).
+        # _c_contiguous is what a.flags.c_contiguous reads, without building a flags object.
+        contiguous = "_c_contiguous" if hasattr(self.xp.ndarray, "_c_contiguous") else "flags.c_contiguous"
+        self.c_contiguous = operator.attrgetter(contiguous)
+        self.array_device = operator.attrgetter("data.device_id")
+        self.data_ptr = operator.attrgetter("data.ptr")
         self._functions: dict[tuple, Any] = {}
+        self._elementwise_entries: dict = {}
         self._modules: dict[tuple, Any] = {}
         self._sm_counts: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -55,9 +67,11 @@ class CudaBackend(KernelBackend):
             return a
         if kind == "cuda":  # zero-copy views of other CUDA arrays (PyTorch, JAX, ...)
             self._foreign.module = type(a).__module__.split(".")[0]
-            if hasattr(a, "__cuda_array_interface__"):
-                return cupy.asarray(a)
-            return cupy.from_dlpack(a)
+            # DLPack first: it names bfloat16 (the CUDA array interface gives PyTorch's
+            # bfloat16 as raw 2-byte voids) and orders the producer's stream before ours.
+            if hasattr(a, "__dlpack__"):
+                return cupy.from_dlpack(a)
+            return cupy.asarray(a)
         import numpy as np
 
         return cupy.asarray(np.asarray(a))  # host input with "cuda" forced: copy to the device
@@ -68,7 +82,7 @@ class CudaBackend(KernelBackend):
             return result if out is None or out is result else _copy_into(cupy.asarray(out), result, out)
         if kind == "cuda":
             if out is not None:
-                return _copy_into(cupy.asarray(out), result, out)
+                return _copy_into(self.to_native(out, "cuda"), result, out)
             return self._as_foreign(result)
         # NumPy input with "cuda" forced: back to the host.
         if out is not None:
@@ -83,23 +97,22 @@ class CudaBackend(KernelBackend):
             return torch.from_dlpack(result)
         return result  # no known framework: a CuPy array (itself a CUDA array)
 
-    def data_ptr(self, a: Any) -> int:
-        return a.data.ptr
-
     # ---- device primitives ------------------------------------------------
     def device_of(self, a: Any):
-        return a.device  # a cupy.cuda.Device: a context manager making it current
+        # a.device, a cupy.cuda.Device, is a context manager making it current; entering
+        # it costs two driver calls and a Python object, for nothing when it already is.
+        return _ALREADY_CURRENT if a.data.device_id == self.current_device() else a.device
 
     def sm_count(self) -> int:
-        device = self.xp.cuda.Device()
-        count = self._sm_counts.get(device.id)
+        device = self.current_device()
+        count = self._sm_counts.get(device)
         if count is None:
-            count = self._sm_counts[device.id] = device.attributes["MultiProcessorCount"]
+            count = self._sm_counts[device] = self.xp.cuda.Device(device).attributes["MultiProcessorCount"]
         return count
 
-    def launch(self, family: str, dtype: Any, kernel: str, grid: tuple, block: tuple, args: Sequence) -> None:
-        # Function.__call__ launches on CuPy's current stream.
-        self._function(family, dtype, kernel)(grid, block, tuple(args))
+    def kernel_handle(self, family: str, dtype: Any, kernel: str) -> Any:
+        # A cupy.cuda.Function: calling it launches on CuPy's current stream.
+        return self._function(family, dtype, kernel)
 
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         # cuBLAS through CuPy: 16-bit products accumulate in float32.  CuPy's
@@ -110,11 +123,11 @@ class CudaBackend(KernelBackend):
         return out
 
     def _function(self, family: str, dtype: Any, kernel: str) -> Any:
-        device = self.xp.cuda.Device()
-        key = (device.id, kernel)
+        """The loaded kernel on the current device, by (device, name expression): compiled and loaded once."""
+        key = (self.current_device(), kernel)
         function = self._functions.get(key)
         if function is None:
-            module, lowered = self._module(device, family, dtype)
+            module, lowered = self._module(self.xp.cuda.Device(key[0]), family, dtype)
             function = self._functions[key] = module.get_function(lowered[kernel])
         return function
 
@@ -137,6 +150,9 @@ class CudaBackend(KernelBackend):
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         return {"name": self.name, "cupy": self.xp.__version__, "device": name,
                 "compute_capability": device.compute_capability, "sm_count": self.sm_count()}
+
+
+_ALREADY_CURRENT = contextlib.nullcontext()  # reusable: it holds no state
 
 
 def _copy_into(native_out: Any, result: Any, out: Any) -> Any:

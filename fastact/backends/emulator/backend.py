@@ -13,6 +13,7 @@ still run several blocks and their grid-stride loops.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from . import build
 class EmulatorBackend(KernelBackend):
     name = "cuda-emulator"
     xp = np
+    array_type = np.ndarray
     native_kinds = ("numpy",)
     # Host arrays in, host arrays out: the same conversions as the NumPy backend.
     to_native = NumpyBackend.to_native
@@ -41,6 +43,7 @@ class EmulatorBackend(KernelBackend):
             raise BackendUnavailableError("backend 'cuda-emulator' is not available: no C++ compiler (g++) found")
         self.defines = tuple(defines)
         self._modules: dict[tuple[str, str], build.EmulatedModule] = {}
+        self._elementwise_entries: dict = {}
 
     def sm_count(self) -> int:
         return self.SM_COUNT
@@ -53,8 +56,11 @@ class EmulatorBackend(KernelBackend):
             self._modules[key] = module
         return module
 
-    def launch(self, family: str, dtype: Any, kernel: str, grid: tuple, block: tuple, args: Sequence) -> None:
-        self.module(family, dtype).launch(kernel, grid, block, args)
+    def kernel_handle(self, family: str, dtype: Any, kernel: str):
+        return functools.partial(self.module(family, dtype).launch, kernel)
+
+    def writable(self, a: Any) -> bool:
+        return a.flags.writeable
 
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         """What cuBLAS computes: the product in the compute type (float32 for 16-bit data), rounded once to out's dtype."""

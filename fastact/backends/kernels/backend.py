@@ -17,6 +17,7 @@ it is left for when a benchmark asks for it.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Sequence
 
 from ...activations import ROWWISE_KERNELS
@@ -24,18 +25,75 @@ from ..base import Backend
 from . import plan
 from .fused import FusedKernelMethods
 
+VECTOR_BYTES = plan.VECTOR_BYTES
+# Elementwise launch entries kept per backend before the cache is emptied
+# (entries keyed by a params dict's identity keep that dict alive).
+_MAX_ENTRIES = 4096
+
+
+class _Elementwise:
+    """What one elementwise activation launch needs, per (direction, kernel, params, dtype, device).
+
+    Built once (see :meth:`KernelBackend._elementwise_entry`): the functor is
+    packed once.  For the fast path, ``launches`` maps (n, each pointer's
+    offset from a 16-byte boundary) to (kernel handle, grid, block, index
+    scalar), the plan of :func:`plan.elementwise_launch` for those operands, so
+    that a fast call neither plans, formats a kernel name nor looks a kernel up.
+    """
+
+    __slots__ = ("direction", "kernel", "params", "dtype", "functor", "launches")
+
+    def __init__(self, direction: str, kernel: str, params: dict, dtype: Any) -> None:
+        self.direction, self.kernel, self.params, self.dtype = direction, kernel, params, dtype
+        self.functor = plan.pack_functor(kernel, params, dtype)
+        self.launches: dict = {}
+
 
 class KernelBackend(FusedKernelMethods, Backend):
-    """forward/backward/prelu_* on top of three device primitives (below); the fused calls
-    (:mod:`~fastact.backends.kernels.fused`) add a fourth, ``gemm``."""
+    """forward/backward/prelu_* on top of a few device primitives (below); the fused calls
+    (:mod:`~fastact.backends.kernels.fused`) add ``gemm``.
+
+    Elementwise activations also have a fast path (``fast_forward``,
+    ``fast_backward``, tried by the dispatcher before its general checks):
+    C-contiguous native arrays on the current device whose launch entry the
+    general path has already built, and softmax/log_softmax along the last
+    axis of C-contiguous arrays; anything else declines (returns None) and
+    takes the general path.
+    """
+
+    has_fast_path = True
+    # The native array type the fast path takes (exactly this type).
+    array_type: type = type(None)
+    # Launch entries of elementwise activations (see _elementwise_entry) and the row-wise
+    # fast path's launches (keys starting "rows"); subclasses' __init__ make each instance its own.
+    _elementwise_entries: dict
 
     # ---- device primitives (subclasses) -------------------------------------
     def device_of(self, a: Any) -> contextlib.AbstractContextManager:
         """Context in which ``a``'s device is current (allocations and launches go there)."""
         return contextlib.nullcontext()
 
+    def current_device(self) -> int:
+        """The id of the current device (kernel handles and launch entries are per device)."""
+        return 0
+
+    def array_device(self, a: Any) -> int:
+        """The id of the device holding native array ``a``."""
+        return 0
+
+    def c_contiguous(self, a: Any) -> bool:
+        return a.flags.c_contiguous
+
+    def writable(self, a: Any) -> bool:
+        return True
+
     def sm_count(self) -> int:
         """Streaming multiprocessors of the current device (sizes the grids)."""
+        raise NotImplementedError
+
+    def kernel_handle(self, family: str, dtype: Any, kernel: str):
+        """Instantiation ``kernel`` of module (family, dtype) on the current device, as a callable
+        ``handle(grid, block, args)`` that launches it on the current stream (see :meth:`launch`)."""
         raise NotImplementedError
 
     def launch(self, family: str, dtype: Any, kernel: str, grid: tuple, block: tuple, args: Sequence) -> None:
@@ -44,7 +102,175 @@ class KernelBackend(FusedKernelMethods, Backend):
         ``args``: native arrays (passed as pointers to their first element) and
         NumPy scalars (passed by value, structured scalars as C structs).
         """
-        raise NotImplementedError
+        self.kernel_handle(family, dtype, kernel)(grid, block, tuple(args))
+
+    # ---- elementwise launch entries (shared by the general and the fast path) ----
+    def _elementwise_entry(self, direction: str, kernel: str, params: dict, dtype: Any) -> _Elementwise:
+        """The launch entry of (direction, kernel, params, dtype) on the current device.
+
+        Found by the params dict's identity first (the public functions pass the
+        registry's remembered dicts: ActivationSpec.kernel_params_of), then by
+        its items; the entry keeps the dict, so an id is not reused while it lives.
+        """
+        entries = self._elementwise_entries
+        device = self.current_device()
+        entry = entries.get((direction, kernel, id(params), dtype, device))
+        if entry is not None and entry.params is params:
+            return entry
+        try:
+            key = (direction, kernel, tuple(params.items()), tuple(map(type, params.values())), dtype, device)
+            entry = entries.get(key)
+        except TypeError:  # an unhashable parameter: not remembered
+            return _Elementwise(direction, kernel, params, dtype)
+        if entry is None:
+            entry = _Elementwise(direction, kernel, params, dtype)
+            if len(entries) >= _MAX_ENTRIES:
+                entries.clear()
+            entries[key] = entry
+        entries[(direction, kernel, id(params), dtype, device)] = entry
+        return entry
+
+    def _launch_elementwise(self, entry: _Elementwise, out: Any, inputs: Sequence[Any]) -> None:
+        """The general path's launch of ``entry`` over C-contiguous ``out`` and ``inputs`` (out.size > 0 each).
+
+        Planned afresh each time (plan.elementwise_launch) and launched through
+        :meth:`launch`; only the fast path remembers launches.
+        """
+        n = out.size
+        name, grid, block, index = self._plan_elementwise(entry, n, [self.data_ptr(a) for a in (out, *inputs)])
+        self.launch(entry.kernel, entry.dtype, name, grid, block, (entry.functor, index, out, *inputs))
+
+    def _plan_elementwise(self, entry: _Elementwise, n: int, pointers: Sequence[int]) -> tuple:
+        """(kernel name, grid, block, index scalar) of ``entry`` over n elements at ``pointers`` (out first)."""
+        launch = plan.elementwise_launch(n, entry.dtype, pointers, self.sm_count())
+        name = plan.activation_kernel(entry.direction, entry.kernel, entry.dtype, launch.vector, launch.index)
+        return name, (launch.grid,), (launch.block,), plan.index_scalar(launch.index, n)
+
+    def _new_launch(self, entry: _Elementwise, n: int, pointers: Sequence[int]) -> tuple:
+        """(kernel handle, grid, block, index scalar) for the fast path, remembered in entry.launches
+        by n and each pointer's offset from a 16-byte boundary (what plan.elementwise_launch reads)."""
+        name, grid, block, index = self._plan_elementwise(entry, n, pointers)
+        launch = (self.kernel_handle(entry.kernel, entry.dtype, name), grid, block, index)
+        if len(entry.launches) >= _MAX_ENTRIES:
+            entry.launches.clear()
+        entry.launches[(n, *[p % VECTOR_BYTES for p in pointers])] = launch
+        return launch
+
+    # ---- the fast path (fastact/_dispatch.py) ---------------------------------
+    # Written out for speed (it is the whole cost of a small call): the same
+    # launches as the general path, through the same entries.
+    def fast_forward(self, kernel: str, params: dict, x: Any, out: Any) -> Any:
+        """forward() for a non-empty C-contiguous native x on the current device whose entry the general
+        path has built, and no ``out`` or a simple one (see :meth:`_fast_out`); None: take the general path."""
+        device = self.current_device()
+        entry = self._elementwise_entries.get(("forward", kernel, id(params), x.dtype, device))
+        if entry is None and kernel in ROWWISE_KERNELS:
+            return self._fast_rowwise("forward", kernel, params, x, None, out, device)
+        if (entry is None or entry.params is not params or not self.c_contiguous(x)
+                or self.array_device(x) != device):
+            return None
+        n = x.size
+        if n == 0:
+            return None
+        source = self.data_ptr(x)
+        if out is None:
+            out = self.xp.empty(x.shape, x.dtype)
+            pointer = self.data_ptr(out)
+        else:
+            pointer = self._fast_out(out, x, device, (source,))
+            if pointer is None:
+                return None
+        launch = entry.launches.get((n, pointer % VECTOR_BYTES, source % VECTOR_BYTES))
+        if launch is None:
+            launch = self._new_launch(entry, n, (pointer, source))
+        handle, grid, block, index = launch
+        handle(grid, block, (entry.functor, index, out, x))
+        return out
+
+    def fast_backward(self, kernel: str, params: dict, dy: Any, x: Any, out: Any) -> Any:
+        """backward() likewise, dy a native array exactly like x (shape, dtype, C order, device)."""
+        device = self.current_device()
+        entry = self._elementwise_entries.get(("backward", kernel, id(params), x.dtype, device))
+        if entry is None and kernel in ROWWISE_KERNELS:
+            return self._fast_rowwise("backward", kernel, params, x, dy, out, device)
+        if (entry is None or entry.params is not params or not self.c_contiguous(x)
+                or self.array_device(x) != device or not self._fast_like(dy, x, device)):
+            return None
+        n = x.size
+        if n == 0:
+            return None
+        gradient, source = self.data_ptr(dy), self.data_ptr(x)
+        if out is None:
+            out = self.xp.empty(x.shape, x.dtype)
+            pointer = self.data_ptr(out)
+        else:
+            pointer = self._fast_out(out, x, device, (gradient, source))
+            if pointer is None:
+                return None
+        launch = entry.launches.get((n, pointer % VECTOR_BYTES, gradient % VECTOR_BYTES, source % VECTOR_BYTES))
+        if launch is None:
+            launch = self._new_launch(entry, n, (pointer, gradient, source))
+        handle, grid, block, index = launch
+        handle(grid, block, (entry.functor, index, out, dy, x))
+        return out
+
+    def _fast_rowwise(self, direction: str, kernel: str, params: dict, x: Any, dy: Any, out: Any, device: int) -> Any:
+        """softmax/log_softmax along the last axis of C-contiguous arrays: the launch :meth:`_rowwise`
+        makes for them (contiguous rows, nothing moved or copied), remembered per (direction, kernel,
+        shape, dtype, device); None (the general path) for any other axis, layout or ``out``."""
+        axis = params["axis"]
+        ndim = len(x.shape)
+        if (type(axis) is not int or ndim == 0 or (axis != -1 and axis != ndim - 1)
+                or not self.c_contiguous(x) or self.array_device(x) != device
+                or (dy is not None and not self._fast_like(dy, x, device))):
+            return None
+        recipes = self._elementwise_entries
+        key = ("rows", direction, kernel, x.shape, x.dtype, device)
+        recipe = recipes.get(key)
+        if recipe is None:
+            recipe = self._rowwise_recipe(direction, kernel, x.shape, x.dtype)
+            if recipe is None:
+                return None
+            if len(recipes) >= _MAX_ENTRIES:
+                recipes.clear()
+            recipes[key] = recipe
+        inputs = (self.data_ptr(x),) if dy is None else (self.data_ptr(dy), self.data_ptr(x))
+        if out is None:
+            out = self.xp.empty(x.shape, x.dtype)
+        elif self._fast_out(out, x, device, inputs) is None:
+            return None
+        handle, grid, block, leading = recipe
+        handle(grid, block, (*leading, out, x, x if dy is None else dy))  # forward: x in dy's place, never read
+        return out
+
+    def _rowwise_recipe(self, direction: str, kernel: str, shape: tuple, dtype: Any) -> tuple | None:
+        """(kernel handle, grid, block, (rows, length, inner) index scalars) of :meth:`_rowwise` for rows
+        along the last axis of a C-contiguous array; None where that is not one plain launch."""
+        if plan.STORAGE_TYPES.get(plan.dtype_name(dtype)) is None or math.prod(shape) == 0:
+            return None  # an unsupported dtype or an empty array: the general path says or does it
+        p = plan.rowwise_plan(shape, len(shape) - 1, self.sm_count())
+        if p.move_axis or p.inner != 1:
+            return None
+        launch = plan.rowwise_launch(p, self.sm_count())
+        name = plan.rowwise_kernel(direction, kernel, dtype, p.lanes, launch.index)
+        leading = tuple(plan.index_scalar(launch.index, v) for v in (p.rows, p.length, p.inner))
+        return self.kernel_handle(kernel, dtype, name), (launch.grid,), (launch.block,), leading
+
+    def _fast_like(self, a: Any, x: Any, device: int) -> bool:
+        """``a`` is a C-contiguous native array of x's shape and dtype on ``device``."""
+        return (type(a) is self.array_type and a.shape == x.shape and a.dtype == x.dtype
+                and self.c_contiguous(a) and self.array_device(a) == device)
+
+    def _fast_out(self, out: Any, x: Any, device: int, inputs: tuple) -> int | None:
+        """``out``'s data pointer when a fast call may write there: a writable array like x that is either
+        exactly an input's memory or disjoint from each (``inputs``: their pointers); else None."""
+        if not self._fast_like(out, x, device) or not self.writable(out):
+            return None
+        pointer, nbytes = self.data_ptr(out), x.nbytes
+        for other in inputs:
+            if pointer != other and pointer < other + nbytes and other < pointer + nbytes:
+                return None  # a partial overlap: the general path says what is wrong
+        return pointer
 
     # ---- layouts ------------------------------------------------------------
     def _dense_order(self, arrays: Sequence[Any]) -> str | None:
@@ -86,19 +312,10 @@ class KernelBackend(FusedKernelMethods, Backend):
     def _activation(self, direction: str, kernel: str, params: dict, inputs: list, out: Any) -> Any:
         if kernel in ROWWISE_KERNELS:
             return self._rowwise(direction, kernel, params["axis"], inputs, out)
-        dtype = inputs[-1].dtype
-        functor = plan.pack_functor(kernel, params, dtype)
-
-        def run(flat_out, flat_inputs):
-            n = flat_out.size
-            pointers = [self.data_ptr(a) for a in (flat_out, *flat_inputs)]
-            launch = plan.elementwise_launch(n, dtype, pointers, self.sm_count())
-            name = plan.activation_kernel(direction, kernel, dtype, launch.vector, launch.index)
-            args = (functor, plan.index_scalar(launch.index, n), flat_out, *flat_inputs)
-            self.launch(kernel, dtype, name, (launch.grid,), (launch.block,), args)
-
         with self.device_of(inputs[-1]):
-            return self._run_flat(self._result(out, inputs[-1]), inputs, run)
+            entry = self._elementwise_entry(direction, kernel, params, inputs[-1].dtype)
+            return self._run_flat(self._result(out, inputs[-1]), inputs,
+                                  lambda flat_out, flat_inputs: self._launch_elementwise(entry, flat_out, flat_inputs))
 
     # ---- softmax, log_softmax ------------------------------------------------
     def _rowwise(self, direction: str, kernel: str, axis: int, inputs: list, out: Any) -> Any:

@@ -31,9 +31,29 @@ STORAGE_TYPES = {"float16": "__half", "bfloat16": "__nv_bfloat16", "float32": "f
 INDEX_TYPES = ("int", "long long")
 
 
+# Per-dtype facts, remembered: dtype.name alone costs microseconds (a Python
+# property), and these run on every launch (bench/host_overhead.py).
+_DTYPE_FACTS: dict = {}
+
+
+def _dtype_facts(dtype) -> tuple[np.dtype, str, int]:
+    """(compute dtype, name, itemsize) of an array dtype (or anything np.dtype takes)."""
+    try:
+        return _DTYPE_FACTS[dtype]
+    except (KeyError, TypeError):  # new, or unhashable
+        pass
+    d = np.dtype(dtype)
+    facts = (np.dtype(np.float64) if d == np.float64 else np.dtype(np.float32), d.name, d.itemsize)
+    try:
+        _DTYPE_FACTS[dtype] = facts
+    except TypeError:
+        pass
+    return facts
+
+
 def compute_dtype(dtype) -> np.dtype:
     """float64 computes in float64; float32, float16 and bfloat16 in float32 (README.md, Conventions: dtypes)."""
-    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+    return _dtype_facts(dtype)[0]
 
 
 def compute_type(dtype) -> str:
@@ -41,7 +61,7 @@ def compute_type(dtype) -> str:
 
 
 def dtype_name(dtype) -> str:
-    return np.dtype(dtype).name
+    return _dtype_facts(dtype)[1]
 
 
 # --------------------------------------------------------------------------- #
@@ -57,9 +77,19 @@ class Functor:
     values: Callable[..., dict]  # kernel_params -> field values
 
     def struct_dtype(self, dtype) -> np.dtype:
-        fields = [(name, compute_dtype(dtype) if kind == "compute" else np.dtype(kind)) for name, kind in self.fields]
+        compute = compute_dtype(dtype)
+        cached = _STRUCT_DTYPES.get((self.template, compute))
+        if cached is not None:
+            return cached
+        fields = [(name, compute if kind == "compute" else np.dtype(kind)) for name, kind in self.fields]
         # An empty C++ struct still has size 1: a parameterless functor is passed as one byte.
-        return np.dtype(fields or [("empty", np.uint8)], align=True)  # the C layout of the struct
+        struct = np.dtype(fields or [("empty", np.uint8)], align=True)  # the C layout of the struct
+        _STRUCT_DTYPES[(self.template, compute)] = struct
+        return struct
+
+
+# (functor template, compute dtype) -> its struct dtype: built once, not per call.
+_STRUCT_DTYPES: dict = {}
 
 
 def _relu_fields(alpha: float, max_value: float | None, threshold: float) -> dict:
@@ -99,7 +129,16 @@ def pack_functor(kernel: str, params: dict, dtype) -> np.void:
 
     Values are rounded to the compute type here, once, as the NumPy backend
     rounds its parameters: both backends then compute on the same values.
+    Packed once per (kernel, parameter values with their types, compute
+    dtype); the scalar returned is shared: callers must not change it.
     """
+    try:
+        key = (kernel, tuple(params.items()), tuple(map(type, params.values())), compute_dtype(dtype))
+        packed = _PACKED.get(key)
+    except TypeError:  # an unhashable parameter value: packed, not remembered
+        key, packed = None, None
+    if packed is not None:
+        return packed
     functor = FUNCTORS.get(kernel)
     if functor is None:
         raise NotImplementedError(f"the CUDA kernels do not implement {kernel!r} yet; use the 'numpy' backend")
@@ -107,7 +146,17 @@ def pack_functor(kernel: str, params: dict, dtype) -> np.void:
     struct = np.zeros((), functor.struct_dtype(dtype))
     for name, _ in functor.fields:
         struct[name] = values[name]
-    return struct[()]
+    packed = struct[()]
+    if key is not None:
+        if len(_PACKED) >= _MAX_PACKED:
+            _PACKED.clear()
+        _PACKED[key] = packed
+    return packed
+
+
+# (kernel, params, their types, compute dtype) -> packed functor; cleared when full.
+_PACKED: dict = {}
+_MAX_PACKED = 4096
 
 
 # --------------------------------------------------------------------------- #
@@ -126,7 +175,7 @@ def vector_widths(dtype) -> tuple[int, int]:
 
 
 def itemsize(dtype) -> int:
-    return np.dtype(dtype).itemsize
+    return _dtype_facts(dtype)[2]
 
 
 def index_type(n: int, threads_in_grid: int) -> str:

@@ -1,0 +1,279 @@
+"""The cuda backend's host path without a GPU: its caches are keyed right, and the CUBIN is whole.
+
+Runs fastact's real CudaBackend on the null device of ``bench/null_cuda.py``
+(CuPy arrays over host memory, launches recorded, nothing computed), which
+needs CuPy but no GPU; ``bench/host_overhead.py`` times the same path.  What
+is checked is which kernel and which packed parameters each call launches:
+
+* the same op, parameters, dtype and device reuse one entry (packed functor,
+  kernel handle, launch plan): a repeated call plans nothing and looks
+  nothing up;
+* different parameters, dtypes or devices get their own entries, functors and
+  kernels.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact.backends.kernels import plan
+
+cupy = pytest.importorskip("cupy", reason="the null CUDA device is made of CuPy arrays")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import null_cuda  # noqa: E402
+
+
+@pytest.fixture
+def backend():
+    with null_cuda.installed() as b, null_cuda.recording():
+        yield b
+
+
+def launched(since: int = 0) -> list[tuple[str, bytes]]:
+    """(kernel name, packed functor bytes) of each launch recorded since index ``since``."""
+    return [(name, args[0].tobytes()) for name, _, _, args in null_cuda.LAUNCHES[since:]]
+
+
+def test_a_repeated_call_reuses_its_entry_and_plans_nothing(backend, monkeypatch):
+    x = null_cuda.array((16, 64), "float32")
+    expected = plan.activation_kernel("forward", "relu", x.dtype, 4, "int")  # 16-byte vectors, 32-bit indices
+    first = fastact.leaky_relu(x, 0.1)  # the general path: builds the entry
+    assert type(first) is null_cuda.NullDeviceArray and first.shape == x.shape
+    fastact.leaky_relu(x, 0.1)  # the first fast call: plans this launch once
+    entries = dict(backend._elementwise_entries)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a repeated call planned or looked up a kernel again")
+
+    # The fast path: no launch plan, no kernel name, no kernel lookup, no functor packing.
+    monkeypatch.setattr(plan, "elementwise_launch", fail)
+    monkeypatch.setattr(plan, "activation_kernel", fail)
+    monkeypatch.setattr(plan, "pack_functor", fail)
+    monkeypatch.setattr(backend, "kernel_handle", fail)
+    for _ in range(3):
+        fastact.leaky_relu(x, 0.1)
+        fastact.leaky_relu(x, 0.1, out=first)
+    assert backend._elementwise_entries == entries
+    calls = launched()
+    assert len(calls) == 8 and len(set(calls)) == 1 and calls[0][0] == expected
+
+
+def test_different_parameters_get_different_functors(backend):
+    x = null_cuda.array((8, 32), "float32")
+    fastact.leaky_relu(x, 0.1)
+    fastact.leaky_relu(x, 0.25)
+    fastact.leaky_relu(x, 0.1)
+    (name_a, functor_a), (name_b, functor_b), (name_c, functor_c) = launched()
+    assert name_a == name_b == name_c  # one kernel (the Relu functor), three launches
+    assert functor_a != functor_b and functor_a == functor_c
+    assert np.frombuffer(functor_a[:4], np.float32)[0] == np.float32(0.1)
+    assert np.frombuffer(functor_b[:4], np.float32)[0] == np.float32(0.25)
+    # gelu's approximate flag: same kernel template, a different functor.
+    fastact.gelu(x, approximate=True)
+    fastact.gelu(x, approximate=False)
+    (_, exact_tanh), (_, exact_erf) = launched(3)
+    assert exact_tanh != exact_erf
+
+
+def test_different_dtypes_and_directions_get_different_kernels(backend):
+    names = set()
+    for dtype in ("float16", "float32", "float64"):
+        x = null_cuda.array((8, 32), dtype)
+        fastact.silu(x)
+        fastact.silu_backward(x, x)
+    for name, _ in launched():
+        names.add(name)
+    assert len(names) == 6
+    assert sum("__half" in n for n in names) == 2 and sum("double" in n for n in names) == 2
+    assert sum("activation_backward" in n for n in names) == 3
+    # float64 computes in double: its functor is the double instantiation.
+    assert all(("<double>" in n) == ("double," in n) for n in names)
+
+
+def test_the_launch_plan_follows_the_pointers_alignment(backend):
+    base = null_cuda.array((4 * 64 + 1,), "float32")
+    aligned, shifted = base[:256], base[1:257]
+    fastact.relu(aligned)
+    fastact.relu(shifted)
+    fastact.relu(aligned)
+    (aligned_name, _), (shifted_name, _), (again, _) = launched()
+    assert aligned_name.endswith(", int, 4>") and again == aligned_name
+    # A view one element in is not 16-byte aligned: the scalar path, not the cached vector one.
+    assert shifted_name.endswith(", int, 1>")
+
+
+def test_each_device_gets_its_own_entries_and_kernels(backend):
+    x0 = null_cuda.array((8, 32), "float32", device=0)
+    x1 = null_cuda.array((8, 32), "float32", device=1)
+    fastact.relu(x0)
+    with null_cuda.NullDevice(1):
+        fastact.relu(x1)
+        fastact.relu(x1)
+    fastact.relu(x0)
+    devices = {key[-1] for key in backend._elementwise_entries}
+    assert devices == {0, 1}
+    assert {key[0] for key in backend._functions} == {0, 1}  # a kernel handle loaded per device
+    names = [name for name, _ in launched()]
+    assert len(names) == 4 and len(set(names)) == 1
+
+
+def test_an_array_on_another_device_takes_the_general_path_there(backend):
+    x1 = null_cuda.array((8, 32), "float32", device=1)
+    y = fastact.relu(x1)  # the current device is 0: the general path enters device 1
+    assert y.data.device_id == 1
+    assert {key[-1] for key in backend._elementwise_entries} == {1}
+
+
+def test_out_that_overlaps_an_input_in_part_is_refused(backend):
+    base = null_cuda.array((300,), "float32")
+    x, out = base[:256], base[4:260]
+    fastact.relu(x)  # builds the entry
+    before = len(null_cuda.LAUNCHES)
+    with pytest.raises(ValueError, match="overlaps x in part"):
+        fastact.relu(x, out=out)
+    assert len(null_cuda.LAUNCHES) == before
+    fastact.relu(x, out=x)  # in place is fine
+    assert len(null_cuda.LAUNCHES) == before + 1
+
+
+def test_pack_functor_is_cached_per_values_and_compute_dtype():
+    a = plan.pack_functor("relu", {"alpha": 0.1, "max_value": None, "threshold": 0.0}, np.float32)
+    b = plan.pack_functor("relu", {"alpha": 0.1, "max_value": None, "threshold": 0.0}, np.float16)
+    c = plan.pack_functor("relu", {"alpha": 0.1, "max_value": None, "threshold": 0.0}, np.float64)
+    d = plan.pack_functor("relu", {"alpha": 0.2, "max_value": None, "threshold": 0.0}, np.float32)
+    assert a is b  # float16 computes in float32: the same struct
+    assert c is not a and c.dtype["alpha"] == np.float64 and a.dtype["alpha"] == np.float32
+    assert d is not a and d["alpha"] == np.float32(0.2)
+    assert plan.FUNCTORS["relu"].struct_dtype(np.float32) is plan.FUNCTORS["relu"].struct_dtype(np.float16)
+    # A bool and a number that compare equal are kept apart (gelu's flag is an int32 field either way).
+    assert plan.pack_functor("gelu", {"approximate": True}, np.float32)["approximate"] == 1
+
+
+# --------------------------------------------------------------------------- #
+# The CUBIN as NVRTC sizes it (CuPy's nvrtc.getCUBIN drops its last byte).
+# --------------------------------------------------------------------------- #
+def _tiny_program():
+    from cupy.cuda import nvrtc
+
+    program = nvrtc.createProgram('extern "C" __global__ void k(float* p) { p[threadIdx.x] = 1.0f; }',
+                                  "k.cu", [], [])
+    nvrtc.compileProgram(program, ["-arch=sm_90"])
+    return program
+
+
+def _nvrtc_or_skip():
+    try:
+        from cupy.cuda import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as error:
+        pytest.skip(f"NVRTC unavailable: {error}")
+
+
+def test_the_cubin_is_a_whole_elf_file():
+    from cupy.cuda import nvrtc
+
+    from fastact.backends.cuda import compile as cuda_compile
+
+    _nvrtc_or_skip()
+    program = _tiny_program()
+    try:
+        binary = cuda_compile.cubin(program)
+        cupys = bytes(nvrtc.getCUBIN(program))
+    finally:
+        nvrtc.destroyProgram(program)
+    assert binary[:4] == b"\x7fELF"
+    assert len(binary) == cuda_compile.elf_size(binary)  # every header and section inside the file
+    assert binary.startswith(cupys) and len(binary) >= len(cupys)
+
+
+def test_the_cubin_fallback_pads_cupys_bytes_to_the_elf_size(monkeypatch):
+    from cupy.cuda import nvrtc
+
+    from fastact.backends.cuda import compile as cuda_compile
+
+    _nvrtc_or_skip()
+    program = _tiny_program()
+    try:
+        whole = cuda_compile.cubin(program)
+        monkeypatch.setattr(cuda_compile, "_nvrtc_library", lambda: None)
+        fallback = cuda_compile.cubin(program)
+    finally:
+        nvrtc.destroyProgram(program)
+    assert fallback == whole
+    assert cuda_compile.elf_size(whole[:-1]) == len(whole)  # a cut file says how long it should be
+
+
+# --------------------------------------------------------------------------- #
+# The disk cache of compiled modules.
+# --------------------------------------------------------------------------- #
+def test_compiled_modules_are_kept_on_disk_and_keyed_by_what_they_are_made_of(tmp_path, monkeypatch):
+    from fastact.backends.cuda import compile as cuda_compile
+
+    _nvrtc_or_skip()
+    compiled = []
+
+    def fake_compile(kernels, options, kind):
+        compiled.append((tuple(kernels), tuple(options)))
+        return cuda_compile.CompiledModule(b"\x7fELF" + bytes(len(compiled)), kind,
+                                           {k: f"_Z{len(k)}" for k in kernels}, "")
+
+    monkeypatch.setattr(cuda_compile, "_compile", fake_compile)
+    monkeypatch.setenv("FASTACT_CUDA_CACHE", str(tmp_path))
+    first = cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin")
+    again = cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin")
+    assert len(compiled) == 1 and again == first  # read back, names and all
+    cuda_compile.compile_kernels(["fastact::a<double>"], "-arch=sm_90", "cubin")  # other instantiations
+    cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_80", "cubin")  # another architecture
+    cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin", ["-lineinfo"])  # never cached
+    cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin", ["-lineinfo"])
+    assert len(compiled) == 5
+    assert len(list(tmp_path.glob("*.cubin"))) == 3 and len(list(tmp_path.glob("*.json"))) == 3
+    monkeypatch.setenv("FASTACT_CUDA_CACHE", "")  # set but empty: no disk cache
+    cuda_compile.compile_kernels(["fastact::a<float>"], "-arch=sm_90", "cubin")
+    assert len(compiled) == 6
+
+
+def test_a_source_change_compiles_afresh(tmp_path, monkeypatch):
+    import shutil
+
+    from fastact import cuda_sources
+    from fastact.backends.cuda import compile as cuda_compile
+
+    _nvrtc_or_skip()
+    sources = tmp_path / "cuda"
+    shutil.copytree(cuda_sources.source_dir(), sources, ignore=shutil.ignore_patterns("emulator", "host"))
+    monkeypatch.setattr(cuda_compile, "source_dir", lambda: sources)
+    monkeypatch.setenv("FASTACT_CUDA_CACHE", str(tmp_path / "cache"))
+    before = cuda_compile._cache_path(["k"], ["-arch=sm_90"], "cubin")
+    header = next(sources.glob("*.cuh"))
+    header.write_text(header.read_text() + "\n// changed\n")
+    assert cuda_compile._cache_path(["k"], ["-arch=sm_90"], "cubin") != before
+
+
+def test_softmax_along_the_last_axis_reuses_its_launch(backend, monkeypatch):
+    x = null_cuda.array((16, 300), "float32")
+    other = null_cuda.array((16, 5), "float32")
+    fastact.softmax(x)
+    fastact.log_softmax_backward(x, x)
+    fastact.softmax(other)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a repeated row-wise call planned again")
+
+    monkeypatch.setattr(plan, "rowwise_plan", fail)
+    monkeypatch.setattr(plan, "rowwise_kernel", fail)
+    fastact.softmax(x, axis=1)
+    fastact.log_softmax_backward(x, x, axis=-1)
+    fastact.softmax(other)
+    calls = [(name, args[:3]) for name, _, _, args in null_cuda.LAUNCHES]
+    assert calls[3:] == calls[:3]
+    names = [name for name, _ in calls[:3]]
+    assert "Softmax" in names[0] and "LogSoftmaxBackward" in names[1] and names[2] != names[0]  # a warp vs a thread per row
+    # Another axis is the general path, which plans (and here fails loudly).
+    with pytest.raises(AssertionError, match="planned again"):
+        fastact.softmax(x, axis=0)

@@ -16,11 +16,14 @@
 
 namespace fastact {
 
-template <typename Activation>
+// T: the storage type the result is rounded to, which picks the functor's
+// math (its cheaper 16-bit forms for float16 and bfloat16, as the
+// elementwise kernels use; common.cuh).
+template <typename Activation, typename T>
 struct BiasActForwardOp {
   Activation activation;
   template <typename C>
-  __device__ __forceinline__ C operator()(C x, C bias) const { return forward_of(activation, x + bias); }
+  __device__ __forceinline__ C operator()(C x, C bias) const { return forward_of<T>(activation, x + bias); }
 };
 
 // One read and one write per element, 16-byte vectors when x and y are
@@ -29,17 +32,17 @@ template <int LAYOUT, typename Activation, typename T, typename Index, int VEC>
 __global__ void __launch_bounds__(kElementwiseThreads)
 bias_act_forward(Activation activation, ChannelOf<Index> where, Index n, T* y, const T* x,
                  const ComputeType<T>* bias) {
-  channel_loop<LAYOUT, VEC>(BiasActForwardOp<Activation>{activation}, where, n, y, x, bias);
+  channel_loop<LAYOUT, VEC>(BiasActForwardOp<Activation, T>{activation}, where, n, y, x, bias);
 }
 
 // dx = dy * activation'(x + bias); the element's term of dbias is dx itself
 // (in the compute type, before the rounding to T).
-template <typename Activation>
+template <typename Activation, typename T>
 struct BiasActBackwardOp {
   Activation activation;
   template <typename C>
   __device__ __forceinline__ C operator()(C x, C g, C bias, C& term) const {
-    term = backward_of(activation, g, x + bias);
+    term = backward_of<T>(activation, g, x + bias);
     return term;
   }
 };
@@ -51,7 +54,7 @@ template <int LAYOUT, typename Activation, typename T, typename Index, int VEC>
 __global__ void __launch_bounds__(kElementwiseThreads)
 bias_act_backward(Activation activation, Index outer, Index channels, Index inner, T* dx, const T* dy, const T* x,
                   const ComputeType<T>* bias, double* partial) {
-  reduce_over_channels<LAYOUT, VEC>(BiasActBackwardOp<Activation>{activation}, outer, channels, inner, dx, dy, x,
+  reduce_over_channels<LAYOUT, VEC>(BiasActBackwardOp<Activation, T>{activation}, outer, channels, inner, dx, dy, x,
                                     bias, partial);
 }
 

@@ -44,9 +44,11 @@ struct ChannelOf {
 //   kRows        inner == 1 and channels % VEC == 0 and the table 16-byte
 //                aligned: the vector's channels are VEC consecutive values,
 //                loaded as vectors;
+//   kWholePlanes inner a multiple of VEC: a vector lies in one plane, one
+//                value per vector;
 //   kAnyLayout   everything else, and the scalar path (VEC == 1): the
 //                channel of each element by two fast divisions.
-enum ChannelLayout : int { kOneChannel = 0, kPlanes = 1, kRows = 2, kAnyLayout = 3 };
+enum ChannelLayout : int { kOneChannel = 0, kPlanes = 1, kRows = 2, kAnyLayout = 3, kWholePlanes = 4 };
 
 template <int LAYOUT, int VEC, typename Index, typename C>
 __device__ __forceinline__ void channel_values(const ChannelOf<Index>& where, const C* table, C only, Index first,
@@ -64,6 +66,11 @@ __device__ __forceinline__ void channel_values(const ChannelOf<Index>& where, co
     const C there = room < VEC ? table[next] : here;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) values[j] = j < room ? here : there;
+  } else if constexpr (LAYOUT == kWholePlanes) {
+    Index rest = where.inner.div(first);
+    const C value = table[where.channels.take(rest)];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) values[j] = value;
   } else if constexpr (LAYOUT == kRows) {
     constexpr int kPerLoad = 16 / sizeof(C) < VEC ? 16 / sizeof(C) : VEC;
     using Load = Vector<C, kPerLoad>;

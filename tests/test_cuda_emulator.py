@@ -362,7 +362,7 @@ def _layouts(recorder, kernel):
 
 
 PRELU_LAYOUT_CASES = [  # (x shape, alpha shape, forward (layout, width), backward (layout, width)) for float16
-    ((3, 4, 16), (4, 1), ("kPlanes", 8), ("kPlanes", 8)),  # planes of whole vectors
+    ((3, 4, 16), (4, 1), ("kWholePlanes", 8), ("kPlanes", 8)),  # planes of whole vectors
     ((3, 5, 13), (5, 1), ("kPlanes", 8), ("kPlanes", 1)),  # vectors straddle planes and wrap to channel 0
     ((2, 7, 9), (7, 1), ("kPlanes", 8), ("kPlanes", 1)),  # odd channel count
     ((3, 2, 3), (2, 1), ("kAnyLayout", 1), ("kPlanes", 1)),  # planes shorter than a vector
@@ -370,7 +370,7 @@ PRELU_LAYOUT_CASES = [  # (x shape, alpha shape, forward (layout, width), backwa
     ((9, 12), (12,), ("kAnyLayout", 1), ("kRows", 4)),  # channels-last, 12 channels: not a multiple of 8
     ((9, 10), (10,), ("kAnyLayout", 1), ("kRows", 1)),  # channels-last, odd vectors
     ((5000,), (), ("kOneChannel", 8), ("kPlanes", 8)),  # scalar alpha
-    ((2, 3, 40000), (3, 1), ("kPlanes", 8), ("kPlanes", 8)),  # many chunks per channel
+    ((2, 3, 40000), (3, 1), ("kWholePlanes", 8), ("kPlanes", 8)),  # many chunks per channel
 ]
 
 

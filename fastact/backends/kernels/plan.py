@@ -218,6 +218,7 @@ def activation_kernel(direction: str, kernel: str, dtype, vector: int, index: st
 
 # Channel layouts of the per-channel kernels (ChannelLayout in cuda/prelu.cuh).
 ONE_CHANNEL, PLANES, ROWS, ANY_LAYOUT = "fastact::kOneChannel", "fastact::kPlanes", "fastact::kRows", "fastact::kAnyLayout"
+WHOLE_PLANES = "fastact::kWholePlanes"
 
 
 def channel_layout(p: "PreluPlan", vector: int, index: str, table_pointer: int, one_channel: bool) -> tuple[str, int]:
@@ -226,7 +227,8 @@ def channel_layout(p: "PreluPlan", vector: int, index: str, table_pointer: int, 
     ``vector``: the engine's width for x and y (1 when either is misaligned);
     ``table_pointer``: the address of the per-channel values.  The channel
     values of a vector are found once per vector: one value (``one_channel``
-    kernels only), two planes (inner >= vector), or a vector of consecutive
+    kernels only, or inner a multiple of the width: a vector in one plane),
+    two planes (inner >= vector), or a vector of consecutive
     channels (inner == 1, channels a multiple of the width, the values
     16-byte aligned).  Anything else, and 64-bit indices (a 64-bit division
     is a called routine), takes the scalar path with a channel per element.
@@ -234,6 +236,8 @@ def channel_layout(p: "PreluPlan", vector: int, index: str, table_pointer: int, 
     if one_channel and p.channels == 1:
         return ONE_CHANNEL, vector
     if vector > 1 and index == "int":
+        if p.inner % vector == 0:
+            return WHOLE_PLANES, vector
         if p.inner >= vector:
             return PLANES, vector
         if p.inner == 1 and p.channels % vector == 0 and table_pointer % VECTOR_BYTES == 0:
@@ -248,7 +252,7 @@ def forward_layouts(dtype, index: str, one_channel: bool) -> list[tuple[str, int
     if one_channel:
         variants += [(ONE_CHANNEL, 1), (ONE_CHANNEL, vector)]
     if index == "int":
-        variants += [(PLANES, vector), (ROWS, vector)]
+        variants += [(WHOLE_PLANES, vector), (PLANES, vector), (ROWS, vector)]
     return variants
 
 
@@ -461,6 +465,13 @@ def prelu_plan(x_shape: tuple, alpha_shape: tuple) -> PreluPlan:
     return PreluPlan(math.prod(x_shape[d] for d in broadcast), math.prod(x_shape[d] for d in kept), 1, (*broadcast, *kept))
 
 
+# Blocks per SM of the per-channel backward grids: three waves at full
+# occupancy, so that a kernel whose activation takes more than 32 registers
+# (6 or 4 resident blocks of 256 threads) still fills whole waves, or wastes
+# a few percent in its last one; each block adds one row of partial sums.
+REDUCE_BLOCKS_PER_SM = 3 * BLOCKS_PER_SM
+
+
 @dataclass(frozen=True)
 class PreluBackwardLaunch:
     block: tuple[int, int]  # (lanes, rows)
@@ -485,8 +496,8 @@ def prelu_backward_launch(plan: PreluPlan, sm_count: int, dtype=None, pointers=(
     to 32 lanes, 256 when there is one row), 8-byte vectors
     (ROWS_BACKWARD_BYTES) when channels is a multiple of the width and the
     pointers are aligned.  Without ``dtype``
-    the scalar path.  chunks: blocks per channel group, enough to fill the
-    device; each adds one row of partial sums.
+    the scalar path.  chunks: blocks per channel group, enough for
+    REDUCE_BLOCKS_PER_SM per SM; each adds one row of partial sums.
     """
     full = 1 if dtype is None else VECTOR_BYTES // itemsize(dtype)
     aligned = all(p % VECTOR_BYTES == 0 for p in pointers)
@@ -500,7 +511,7 @@ def prelu_backward_launch(plan: PreluPlan, sm_count: int, dtype=None, pointers=(
         lanes = min(THREADS if plan.outer == 1 else 32, 1 << max(0, vectors - 1).bit_length())
         per_channel, groups = plan.outer, math.ceil(vectors / lanes)
     rows = THREADS // lanes
-    chunks = max(1, min(sm_count * BLOCKS_PER_SM // groups, math.ceil(per_channel / rows)))
+    chunks = max(1, min(sm_count * REDUCE_BLOCKS_PER_SM // groups, math.ceil(per_channel / rows)))
     n = plan.outer * plan.channels * plan.inner
     return PreluBackwardLaunch((lanes, rows), (groups, chunks), index_type(n, groups * chunks * THREADS), layout, vector)
 

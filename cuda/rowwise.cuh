@@ -189,11 +189,11 @@ rowwise(Index rows, Index length, Index inner, T* out, const T* x, const T* dy) 
 #pragma unroll
       for (int i = 0; i < Chunk::kItems; ++i) top = row_max(top, chunk.x[i]);
       stats.max = reduce_max<LANES>(top);
-      stats.template add_at_max<Op::kFlushExp, Op::kTreeSum>(chunk.x, chunk.dy, chunk.e);
+      stats.template add_at_max<Op::kFlushExp>(chunk.x, chunk.dy, chunk.e);
     } else {
       for (Index start = 0; start < accesses; start += kChunk) {
         chunk.load(x, dy, base, inner, accesses, start + lane);
-        stats.template add<Op::kFlushExp, Op::kTreeSum>(chunk.x, chunk.dy, chunk.e);
+        stats.template add<Op::kFlushExp>(chunk.x, chunk.dy, chunk.e);
       }
       stats.move_to(reduce_max<LANES>(stats.max));  // each lane's sums relative to the row's max
     }

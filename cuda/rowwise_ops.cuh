@@ -78,14 +78,13 @@ enum class Dot { kNone, kWeighted /* sum of dy exp(x - max) */, kPlain /* sum of
 // What a lane (then the row) has seen: the max of x and, relative to it,
 // sum = sum of exp(x - max) and dot (see Dot).
 //
-// The sums are kept in double for every dtype.  For log_softmax, sum adds
-// each exp(x - max) in double: the max element's term is 1, and a float sum would drop the
+// The sums are kept in double for every dtype.  sum adds each exp(x - max)
+// in double: the max element's term is 1, and a float sum would drop the
 // rest of a row whose other terms are below 6e-8 (log_softmax's max element
 // is -log(1 + rest), log1p of sum - 1 in double); likewise the plain sum of
 // dy, whose error would be relative to sum |dy|, not to the result
-// (log_softmax_backward's dx = dy - y sum(dy) cancels).  softmax's sum (its
-// outputs need only the sum's relative error) and the weighted sum of
-// dy exp(x - max) (whose error only needs to be small against max |dy|) add
+// (log_softmax_backward's dx = dy - y sum(dy) cancels).  The weighted sum of
+// dy exp(x - max), whose error only needs to be small against max |dy|, adds
 // a chunk of a lane in the compute type by a fixed pairwise tree (depth
 // log2 of the chunk, at most 5 roundings), then once into the double.
 template <typename C, Dot D>
@@ -117,32 +116,24 @@ struct RowStats {
 
   // Adds one chunk of N elements (padding is x = -inf, dy = 0): one rescale
   // per chunk.  Leaves e = exp(x - max) in `e` for the output.
-  template <bool FLUSH, bool TREE, int N>
+  template <bool FLUSH, int N>
   __device__ __forceinline__ void add(const C (&x)[N], const C (&dy)[N], C (&e)[N]) {
     C top = max;
 #pragma unroll
     for (int j = 0; j < N; ++j) top = row_max(top, x[j]);
     move_to(top);
-    add_at_max<FLUSH, TREE>(x, dy, e);
+    add_at_max<FLUSH>(x, dy, e);
   }
 
   // The same when max is already at least every x of the chunk (no rescale).
-  // TREE: sum adds the chunk's exps in a pairwise tree in the compute type,
-  // then once into the double (softmax: its outputs only need the sum's
-  // relative error); else each exp in double (log_softmax, see above).
-  template <bool FLUSH, bool TREE, int N>
+  template <bool FLUSH, int N>
   __device__ __forceinline__ void add_at_max(const C (&x)[N], const C (&dy)[N], C (&e)[N]) {
     const C shift = exp_shift(max);
     C terms[N];
 #pragma unroll
-    for (int j = 0; j < N; ++j) e[j] = row_exp<FLUSH>(x[j], shift);
-    if (TREE) {
-#pragma unroll
-      for (int j = 0; j < N; ++j) terms[j] = e[j];
-      sum += static_cast<double>(pairwise_sum(terms));
-    } else {
-#pragma unroll
-      for (int j = 0; j < N; ++j) sum += static_cast<double>(e[j]);
+    for (int j = 0; j < N; ++j) {
+      e[j] = row_exp<FLUSH>(x[j], shift);
+      sum += static_cast<double>(e[j]);
     }
     if (D == Dot::kWeighted) {
 #pragma unroll
@@ -179,7 +170,6 @@ struct RowOp {
   using Stats = RowStats<C, D>;
   static constexpr bool kReadsDy = D != Dot::kNone;
   static constexpr bool kFlushExp = true;  // row_exp's FLUSH
-  static constexpr bool kTreeSum = false;  // RowStats::add's TREE
 };
 
 // Each op's Row holds the per-row constants, reciprocals included, so that an
@@ -191,7 +181,6 @@ template <typename C>
 struct SoftmaxForward : RowOp<C, Dot::kNone> {
   using typename RowOp<C, Dot::kNone>::Stats;
   static constexpr bool kFlushExp = false;
-  static constexpr bool kTreeSum = true;
   struct Row {
     C max, inverse;
   };
@@ -213,7 +202,6 @@ struct LogSoftmaxForward : RowOp<C, Dot::kNone> {
 template <typename C>
 struct SoftmaxBackward : RowOp<C, Dot::kWeighted> {
   using typename RowOp<C, Dot::kWeighted>::Stats;
-  static constexpr bool kTreeSum = true;
   struct Row {
     C max, inverse, weighted;
   };

@@ -238,7 +238,7 @@ def channel_layout(p: "PreluPlan", vector: int, index: str, table_pointer: int, 
     if vector > 1 and index == "int":
         if p.inner % vector == 0:
             return WHOLE_PLANES, vector
-        if p.inner >= vector:
+        if p.inner >= vector and vector > 2:  # float64 (2 per vector): kPlanes spilled with hard_silu on sm_90
             return PLANES, vector
         if p.inner == 1 and p.channels % vector == 0 and table_pointer % VECTOR_BYTES == 0:
             return ROWS, vector
@@ -252,7 +252,7 @@ def forward_layouts(dtype, index: str, one_channel: bool) -> list[tuple[str, int
     if one_channel:
         variants += [(ONE_CHANNEL, 1), (ONE_CHANNEL, vector)]
     if index == "int":
-        variants += [(WHOLE_PLANES, vector), (PLANES, vector), (ROWS, vector)]
+        variants += [(WHOLE_PLANES, vector), *([(PLANES, vector)] if vector > 2 else []), (ROWS, vector)]
     return variants
 
 

@@ -28,8 +28,10 @@ struct BiasActForwardOp {
 
 // One read and one write per element, 16-byte vectors when x and y are
 // aligned; the bias values of a vector are found once per vector (ChannelLayout).
+// Built for the elementwise kernels' occupancy (ElementwiseOccupancy: 8
+// blocks per SM for 16/32-bit data and 32-bit indices, as the grid assumes).
 template <int LAYOUT, typename Activation, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads)
+__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
 bias_act_forward(Activation activation, ChannelOf<Index> where, Index n, T* y, const T* x,
                  const ComputeType<T>* bias) {
   channel_loop<LAYOUT, VEC>(BiasActForwardOp<Activation, T>{activation}, where, n, y, x, bias);

@@ -122,7 +122,7 @@ struct PreluForwardOp {
 };
 
 template <int LAYOUT, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads)
+__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
 prelu_forward(ChannelOf<Index> where, Index n, T* y, const T* x, const ComputeType<T>* alpha) {
   channel_loop<LAYOUT, VEC>(PreluForwardOp<ComputeType<T>>{}, where, n, y, x, alpha);
 }

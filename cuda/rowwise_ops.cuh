@@ -129,16 +129,22 @@ struct RowStats {
   template <bool FLUSH, int N>
   __device__ __forceinline__ void add_at_max(const C (&x)[N], const C (&dy)[N], C (&e)[N]) {
     const C shift = exp_shift(max);
-    C terms[N];
 #pragma unroll
     for (int j = 0; j < N; ++j) {
       e[j] = row_exp<FLUSH>(x[j], shift);
       sum += static_cast<double>(e[j]);
     }
     if (D == Dot::kWeighted) {
+      // Trees of at most 8 terms: a tree over a whole chunk of 32 was left
+      // partly rolled by the compiler, its array in local memory.
+      constexpr int kGroup = N < 8 ? N : 8;
 #pragma unroll
-      for (int j = 0; j < N; ++j) terms[j] = dy[j] * e[j];
-      dot += static_cast<double>(pairwise_sum(terms));
+      for (int g = 0; g < N; g += kGroup) {
+        C group[kGroup];
+#pragma unroll
+        for (int j = 0; j < kGroup; ++j) group[j] = dy[g + j] * e[g + j];
+        dot += static_cast<double>(pairwise_sum(group));
+      }
     }
     if (D == Dot::kPlain) {
 #pragma unroll

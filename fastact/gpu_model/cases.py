@@ -110,14 +110,15 @@ def prelu_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
         for layout, shape, alpha_shape in layouts:
             p = plan.prelu_plan(shape, alpha_shape)
             launch = plan.elementwise_launch(n, dt, [0, 0], SM_COUNT)
-            vector = plan.prelu_forward_vector(p.scalar, launch.index, launch.vector)
+            chosen, vector = plan.channel_layout(p, launch.vector, launch.index, 0, one_channel=True)
             cases.append(Case("prelu", layout, dtype, "forward", "prelu",
-                              plan.prelu_forward_kernel(p.scalar, dt, vector, launch.index), b"",
+                              plan.prelu_forward_kernel(chosen, dt, vector, launch.index),
+                              plan.channel_of(p, launch.index).tobytes(),
                               2 * dt.itemsize, launch.block, launch.grid / SM_COUNT, True))
             if p.scalar:
                 continue
-            back = plan.prelu_backward_launch(p, SM_COUNT)
-            cases.append(Case("prelu", layout, dtype, "backward", "prelu", plan.prelu_backward_kernel(dt, back.index),
+            back = plan.prelu_backward_launch(p, SM_COUNT, dt, [0, 0, 0])
+            cases.append(Case("prelu", layout, dtype, "backward", "prelu", plan.prelu_backward_kernel(dt, back),
                               _index_bytes(back.index, p.outer, p.channels, p.inner), 3 * dt.itemsize,
                               math.prod(back.block), math.prod(back.grid) / SM_COUNT, False))
     return cases
@@ -138,11 +139,12 @@ def bias_act_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
             dt = numpy_dtype(dtype)
             functor = plan.pack_functor(spec.kernel, params, dt)
             launch = plan.elementwise_launch(n, dt, [0, 0], SM_COUNT)
-            vector = plan.bias_act_forward_vector(launch.index, launch.vector)
+            chosen, vector = plan.channel_layout(p, launch.vector, launch.index, 0, one_channel=False)
             cases.append(Case(f"bias_act[{spec.name}]", "", dtype, "forward", spec.kernel,
-                              plan.bias_act_forward_kernel(spec.kernel, dt, vector, launch.index), functor.tobytes(),
+                              plan.bias_act_forward_kernel(spec.kernel, dt, chosen, vector, launch.index),
+                              functor.tobytes(),
                               2 * dt.itemsize, launch.block, launch.grid / SM_COUNT, True))
-            back = plan.prelu_backward_launch(p, SM_COUNT)
+            back = plan.prelu_backward_launch(p, SM_COUNT, dt, [0, 0, 0])
             # Parameters: the functor (its alignment), then outer, channels, inner.
             align = functor.dtype.alignment
             index_align = 4 if back.index == "int" else 8
@@ -150,7 +152,7 @@ def bias_act_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
             leading = functor.tobytes().ljust(offset, b"\0") + _index_bytes(back.index, p.outer, p.channels, p.inner)
             del align
             cases.append(Case(f"bias_act[{spec.name}]", "", dtype, "backward", spec.kernel,
-                              plan.bias_act_backward_kernel(spec.kernel, dt, back.index), leading, 3 * dt.itemsize,
+                              plan.bias_act_backward_kernel(spec.kernel, dt, back), leading, 3 * dt.itemsize,
                               math.prod(back.block), math.prod(back.grid) / SM_COUNT, False))
     return cases
 
@@ -165,15 +167,16 @@ def rowwise_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
             p = plan.rowwise_plan(shape, axis, SM_COUNT)
             if p.move_axis:
                 raise AssertionError(f"{label}: the plan moves the axis; a case must run its kernel in place")
-            launch = plan.rowwise_launch(p, SM_COUNT)
             for dtype in dtypes:
                 dt = numpy_dtype(dtype)
+                launch = plan.rowwise_launch(p, SM_COUNT, dt, [0, 0, 0])
                 for direction, operands in (("forward", 2), ("backward", 3)):
                     cases.append(Case(spec.name, label, dtype, direction, spec.kernel,
-                                      plan.rowwise_kernel(direction, spec.kernel, dt, p.lanes, launch.index),
+                                      plan.rowwise_kernel(direction, spec.kernel, dt, launch),
                                       _index_bytes(launch.index, p.rows, p.length, p.inner), operands * dt.itemsize,
                                       launch.block, launch.grid / SM_COUNT, False,
-                                      {"length": p.length, "lanes": p.lanes, "items": plan.ROW_ITEMS}))
+                                      {"length": p.length, "lanes": p.lanes,
+                                       "items": plan.row_items(p.lanes, launch.vector, dt)}))
     return cases
 
 

@@ -217,7 +217,7 @@ class KernelBackend(FusedKernelMethods, Backend):
     def _fast_rowwise(self, direction: str, kernel: str, params: dict, x: Any, dy: Any, out: Any, device: int) -> Any:
         """softmax/log_softmax along the last axis of C-contiguous arrays: the launch :meth:`_rowwise`
         makes for them (contiguous rows, nothing moved or copied), remembered per (direction, kernel,
-        shape, dtype, device); None (the general path) for any other axis, layout or ``out``."""
+        shape, dtype, device, inputs 16-byte aligned); None (the general path) for any other axis, layout or ``out``."""
         axis = params["axis"]
         ndim = len(x.shape)
         if (type(axis) is not int or ndim == 0 or (axis != -1 and axis != ndim - 1)
@@ -225,25 +225,28 @@ class KernelBackend(FusedKernelMethods, Backend):
                 or (dy is not None and not self._fast_like(dy, x, device))):
             return None
         recipes = self._elementwise_entries
-        key = ("rows", direction, kernel, x.shape, x.dtype, device)
+        inputs = (self.data_ptr(x),) if dy is None else (self.data_ptr(dy), self.data_ptr(x))
+        aligned = all(p % VECTOR_BYTES == 0 for p in inputs)  # the vector kernels need 16-byte rows (plan.rowwise_launch)
+        key = ("rows", direction, kernel, x.shape, x.dtype, device, aligned)
         recipe = recipes.get(key)
         if recipe is None:
-            recipe = self._rowwise_recipe(direction, kernel, x.shape, x.dtype)
+            recipe = self._rowwise_recipe(direction, kernel, x.shape, x.dtype, aligned)
             if recipe is None:
                 return None
             if len(recipes) >= _MAX_ENTRIES:
                 recipes.clear()
             recipes[key] = recipe
-        inputs = (self.data_ptr(x),) if dy is None else (self.data_ptr(dy), self.data_ptr(x))
         if out is None:
             out = self.xp.empty(x.shape, x.dtype)
-        elif self._fast_out(out, x, device, inputs) is None:
-            return None
+        else:
+            pointer = self._fast_out(out, x, device, inputs)
+            if pointer is None or (aligned and pointer % VECTOR_BYTES):
+                return None
         handle, grid, block, leading = recipe
         handle(grid, block, (*leading, out, x, x if dy is None else dy))  # forward: x in dy's place, never read
         return out
 
-    def _rowwise_recipe(self, direction: str, kernel: str, shape: tuple, dtype: Any) -> tuple | None:
+    def _rowwise_recipe(self, direction: str, kernel: str, shape: tuple, dtype: Any, aligned: bool) -> tuple | None:
         """(kernel handle, grid, block, (rows, length, inner) index scalars) of :meth:`_rowwise` for rows
         along the last axis of a C-contiguous array; None where that is not one plain launch."""
         if plan.STORAGE_TYPES.get(plan.dtype_name(dtype)) is None or math.prod(shape) == 0:
@@ -251,8 +254,8 @@ class KernelBackend(FusedKernelMethods, Backend):
         p = plan.rowwise_plan(shape, len(shape) - 1, self.sm_count())
         if p.move_axis or p.inner != 1:
             return None
-        launch = plan.rowwise_launch(p, self.sm_count())
-        name = plan.rowwise_kernel(direction, kernel, dtype, p.lanes, launch.index)
+        launch = plan.rowwise_launch(p, self.sm_count(), dtype, [0 if aligned else 1])
+        name = plan.rowwise_kernel(direction, kernel, dtype, launch)
         leading = tuple(plan.index_scalar(launch.index, v) for v in (p.rows, p.length, p.inner))
         return self.kernel_handle(kernel, dtype, name), (launch.grid,), (launch.block,), leading
 

@@ -7,18 +7,24 @@
 //   LANES = 1    inner > 1 (the strided kernel): a thread per row, so that
 //                consecutive threads read consecutive addresses (coalesced);
 //                also for very short contiguous rows;
-//   LANES = 32   inner == 1, rows up to 1024 elements: a warp per row,
-//                reduced with warp shuffles;
+//   LANES = 32   inner == 1, rows of up to 32 chunks of a lane: a warp per
+//                row, reduced with warp shuffles;
 //   LANES = 256  inner == 1, longer rows: a block per row, warp shuffles and
 //                then the block's warps through shared memory.
+// VEC: elements per access, 16 bytes (contiguous rows whose length is a
+// multiple of VEC, every pointer 16-byte aligned) or 1 (the rest).
 //
-// Two passes over a row, each lane reading kRowItems elements at a time
-// into registers: pass 1 keeps the row's running max and the sums relative
-// to it in registers ("online" softmax: when the max grows, the sums are
-// rescaled by exp(old max - new max), once per chunk, not per element);
-// pass 2 writes the output.  A row of at most LANES * kRowItems elements is
-// read once (pass 2 uses the registers); a longer row is read again, from L1
-// or L2 while it fits there.
+// Each lane reads a chunk of SLOTS accesses at a time into registers (slot s
+// of a chunk: the row's access start + s * LANES + lane, so that the LANES
+// lanes of a slot read consecutive addresses).  A row of one chunk: its max
+// over the lanes, then e = exp(x - max) and the sums in each lane, the sums
+// over the lanes, and the output from e in the registers: one read, one exp
+// per element.  A longer row: pass 1 keeps each lane's running max and its
+// sums relative to it ("online" softmax: when the max grows, the sums are
+// rescaled by exp(old max - new max), once per chunk, not per element), then
+// the row's max over the lanes, one rescale per lane, the sums over the
+// lanes; pass 2 reads the row again (from L1 or L2 while it fits there) and
+// computes its exps again.
 //
 // Deterministic: each lane adds its elements in a fixed order, the
 // reduction is a fixed butterfly (every lane ends with the same bits) and
@@ -31,60 +37,125 @@
 
 namespace fastact {
 
-// A lane's stats from the lane `lane_mask` away (a butterfly step).
-template <typename C, Dot D>
-__device__ __forceinline__ RowStats<C, D> shuffled_xor(const RowStats<C, D>& s, int lane_mask) {
-  return {__shfl_xor_sync(kFullWarp, s.max, lane_mask), __shfl_xor_sync(kFullWarp, s.sum, lane_mask),
-          D == Dot::kNone ? 0.0 : __shfl_xor_sync(kFullWarp, s.dot, lane_mask)};
-}
-
-// The row's stats in every lane of the LANES that share the row.
-template <int LANES, typename Stats>
-__device__ __forceinline__ Stats reduce_lanes(Stats stats) {
-  constexpr int kWarpLanes = LANES < 32 ? LANES : 32;
 #ifdef FASTACT_PLANT_SHUFFLE_SKIPS_LEVEL  // test-only planted bug: the two half-warps never meet
-  constexpr int kFirstLevel = kWarpLanes / 4;
+template <int LANES>
+__device__ constexpr int first_level() { return (LANES < 32 ? LANES : 32) / 4; }
 #else
-  constexpr int kFirstLevel = kWarpLanes / 2;
+template <int LANES>
+__device__ constexpr int first_level() { return (LANES < 32 ? LANES : 32) / 2; }
 #endif
+
+// The max of `value` over the LANES lanes of a row, in every one of them
+// (exact: the order does not matter).
+template <int LANES, typename C>
+__device__ __forceinline__ C reduce_max(C value) {
 #pragma unroll
-  for (int lane_mask = kFirstLevel; lane_mask > 0; lane_mask /= 2) stats.merge(shuffled_xor(stats, lane_mask));
+  for (int lane_mask = first_level<LANES>(); lane_mask > 0; lane_mask /= 2)
+    value = row_max(value, __shfl_xor_sync(kFullWarp, value, lane_mask));
   if constexpr (LANES > 32) {
     constexpr int kWarps = LANES / 32;
-    __shared__ Stats warps[kWarps];
-    if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = stats;
+    __shared__ C warps[kWarps];
+    if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = value;
     __syncthreads();
-    stats = warps[0];
-    for (int w = 1; w < kWarps; ++w) stats.merge(warps[w]);
+    value = warps[0];
+    for (int w = 1; w < kWarps; ++w) value = row_max(value, warps[w]);
+    __syncthreads();  // every warp has read before the next use writes
+  }
+  return value;
+}
+
+// The row's sums in every lane of the LANES that share the row, all relative
+// to the same max already: a butterfly of plain double adds (a + b and b + a
+// are the same bits, so every lane ends with the same bits), then the
+// block's warps in warp order.
+template <int LANES, typename Stats>
+__device__ __forceinline__ Stats reduce_sums(Stats stats) {
+#pragma unroll
+  for (int lane_mask = first_level<LANES>(); lane_mask > 0; lane_mask /= 2) {
+    stats.sum += __shfl_xor_sync(kFullWarp, stats.sum, lane_mask);
+    if (Stats::kDot != Dot::kNone) stats.dot += __shfl_xor_sync(kFullWarp, stats.dot, lane_mask);
+  }
+  if constexpr (LANES > 32) {
+    constexpr int kWarps = LANES / 32;
+    __shared__ double sums[kWarps], dots[kWarps];
+    if (threadIdx.x % 32 == 0) {
+      sums[threadIdx.x / 32] = stats.sum;
+      dots[threadIdx.x / 32] = stats.dot;
+    }
+    __syncthreads();
+    stats.sum = sums[0];
+    stats.dot = dots[0];
+    for (int w = 1; w < kWarps; ++w) {
+      stats.sum += sums[w];
+      stats.dot += dots[w];
+    }
     __syncthreads();  // every warp has read before the next row writes
   }
   return stats;
 }
 
-// kRowItems elements of a row in registers: this lane's elements
-// start + lane + j * LANES, j < kRowItems.
-template <typename Op, typename T, typename Index, int LANES>
+// Accesses per lane per chunk: 8 single elements on the scalar path (8 loads
+// in flight per thread); with 16-byte vectors, 4 for a warp per row (a row
+// of 1024 float16 in registers) and 2 for a block per row (4096).  float64:
+// 2 single elements or 1 vector (its exp has a called slow path, and more
+// values kept across the calls spilled on sm_90).
+// plan.py: row_items mirrors this.
+template <int VEC, int LANES, typename C>
+__device__ constexpr int row_slots() {
+  return sizeof(C) == 8 ? (VEC == 1 ? 2 : 1) : (VEC == 1 ? 8 : (LANES > 32 ? 2 : 4));
+}
+
+// One chunk of a row in registers: this lane's accesses start + s * LANES + lane, s < SLOTS.
+template <typename Op, typename T, typename Index, int VEC, int LANES>
 struct RowChunk {
   using C = ComputeType<T>;
-  C x[kRowItems];
-  C dy[kRowItems];
+  using Access = Vector<T, VEC>;
+  static constexpr int kSlots = row_slots<VEC, LANES, C>();
+  // e kept from pass 1 for the output (float vectors); the scalar path and
+  // float64 compute their exps again (keeping them spilled on sm_90).
+  static constexpr bool kKeepsE = sizeof(C) == 4 && VEC > 1;
+  static constexpr int kItems = kSlots * VEC;
+  C x[kItems];
+  C dy[kItems];
+  C e[kItems];  // exp(x - max), from pass 1
 
-  __device__ __forceinline__ void load(const T* xs, const T* dys, Index base, Index inner, Index length, Index first) {
+  // Accesses `first`, first + LANES, ... of the row (`accesses` in all); padding is x = -inf, dy = 0.
+  // A slot past the row's end reads the row's last access again (cached)
+  // and replaces the values: a select per element, no predicated loads.
+  __device__ __forceinline__ void load(const T* xs, const T* dys, Index base, Index inner, Index accesses,
+                                       Index first) {
 #pragma unroll
-    for (int j = 0; j < kRowItems; ++j) {
-      const Index k = first + j * LANES;
-      const bool inside = k < length;
-      x[j] = inside ? to_compute(xs[base + k * inner]) : negative_infinity(C());
-      dy[j] = (Op::kReadsDy && inside) ? to_compute(dys[base + k * inner]) : C(0);
+    for (int s = 0; s < kSlots; ++s) {
+      const Index a = first + s * LANES;
+      const bool inside = a < accesses;
+      const Index at = base + (inside ? a : accesses - 1) * VEC * inner;
+      const Access xv = *reinterpret_cast<const Access*>(xs + at);
+      Access gv;
+      if (Op::kReadsDy) gv = *reinterpret_cast<const Access*>(dys + at);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        x[s * VEC + j] = inside ? to_compute(xv.value[j]) : negative_infinity(C());
+        dy[s * VEC + j] = Op::kReadsDy && inside ? to_compute(gv.value[j]) : C(0);
+      }
     }
   }
 
+  // The outputs from x, dy and e (e computed again when `fresh`: pass 2 of a long row).
   template <typename Row>
-  __device__ __forceinline__ void store(const Row& row, T* out, Index base, Index inner, Index length, Index first) const {
+  __device__ __forceinline__ void store(const Row& row, bool fresh, T* out, Index base, Index inner,
+                                        Index accesses, Index first) {
+    const C shift = exp_shift(row.max);
 #pragma unroll
-    for (int j = 0; j < kRowItems; ++j) {
-      const Index k = first + j * LANES;
-      if (k < length) out[base + k * inner] = from_compute<T>(Op::output(row, x[j], dy[j]));
+    for (int s = 0; s < kSlots; ++s) {
+      const Index a = first + s * LANES;
+      Access result;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        const int i = s * VEC + j;
+        const C ei = fresh ? row_exp<Op::kFlushExp>(x[i], shift) : e[i];
+        result.value[j] = from_compute<T>(Op::output_e(row, x[i], dy[i], ei));
+      }
+      if (a < accesses) *reinterpret_cast<Access*>(out + base + a * VEC * inner) = result;
     }
   }
 };
@@ -92,31 +163,48 @@ struct RowChunk {
 // out = Op over each row; dy is read by backward ops only (nullptr for forward).
 // out may be x or dy itself: each element is read (pass 1 and 2) by the
 // thread that writes it, before it writes it.
-template <typename Op, typename T, typename Index, int LANES>
-__global__ void __launch_bounds__(kElementwiseThreads)
+template <typename Op, typename T, typename Index, int VEC, int LANES>
+__global__ void __launch_bounds__(kElementwiseThreads, 1)
 rowwise(Index rows, Index length, Index inner, T* out, const T* x, const T* dy) {
+  using Chunk = RowChunk<Op, T, Index, VEC, LANES>;
+  using C = ComputeType<T>;
   constexpr int kRowsPerBlock = kElementwiseThreads / LANES;
-  constexpr Index kChunk = Index(LANES) * kRowItems;
+  constexpr Index kChunk = Index(LANES) * Chunk::kSlots;  // accesses per chunk
+  const Index accesses = length / VEC;
   const Index lane = threadIdx.x % LANES;
   const Index step = static_cast<Index>(gridDim.x) * kRowsPerBlock;
   // Every thread of a row runs the same iterations: the shuffles and barriers
   // inside are reached by all of them.
   for (Index row = static_cast<Index>(blockIdx.x) * kRowsPerBlock + threadIdx.x / LANES; row < rows; row += step) {
-    const Index base = (row / inner) * length * inner + row % inner;
-    RowChunk<Op, T, Index, LANES> chunk;
+    const Index base = VEC > 1 ? row * length : (row / inner) * length * inner + row % inner;  // VEC > 1: inner == 1
+    Chunk chunk;
     auto stats = Op::Stats::empty();
-    for (Index start = 0; start < length; start += kChunk) {
-      chunk.load(x, dy, base, inner, length, start + lane);
-      stats.add(chunk.x, chunk.dy);
+    // float64 always reads a row twice (keeping its rows in registers spilled on sm_90).
+    const bool single = sizeof(C) == 4 && accesses <= kChunk;
+    if (single) {
+      // The row is read once: its max first, then e = exp(x - max) relative
+      // to it, kept in registers for the output.
+      chunk.load(x, dy, base, inner, accesses, lane);
+      C top = stats.max;
+#pragma unroll
+      for (int i = 0; i < Chunk::kItems; ++i) top = row_max(top, chunk.x[i]);
+      stats.max = reduce_max<LANES>(top);
+      stats.template add_at_max<Op::kFlushExp>(chunk.x, chunk.dy, chunk.e);
+    } else {
+      for (Index start = 0; start < accesses; start += kChunk) {
+        chunk.load(x, dy, base, inner, accesses, start + lane);
+        stats.template add<Op::kFlushExp>(chunk.x, chunk.dy, chunk.e);
+      }
+      stats.move_to(reduce_max<LANES>(stats.max));  // each lane's sums relative to the row's max
     }
-    const auto finished = Op::finish(reduce_lanes<LANES>(stats));
-    if (length <= kChunk) {  // the row is still in registers
-      chunk.store(finished, out, base, inner, length, lane);
+    const auto finished = Op::finish(reduce_sums<LANES>(stats));
+    if (single) {
+      chunk.store(finished, !Chunk::kKeepsE, out, base, inner, accesses, lane);
       continue;
     }
-    for (Index start = 0; start < length; start += kChunk) {
-      chunk.load(x, dy, base, inner, length, start + lane);
-      chunk.store(finished, out, base, inner, length, start + lane);
+    for (Index start = 0; start < accesses; start += kChunk) {
+      chunk.load(x, dy, base, inner, accesses, start + lane);
+      chunk.store(finished, true, out, base, inner, accesses, start + lane);
     }
   }
 }

@@ -346,3 +346,117 @@ def test_rowwise_accuracy_on_hard_rows(emulator, dtype_name):
             dx = _emulated_rowwise(emulator, kernel, 1, x, dy)
             scale = support.rowwise_dy_scale(dy, 1)
             support.assert_close(dx, backward(dy, x, 1), dtype, kernel, f"{kernel}_backward", scale)
+
+
+# --------------------------------------------------------------------------- #
+# Per-channel layouts of PReLU (cuda/prelu.cuh: ChannelLayout, reduce_planes, reduce_rows).
+# --------------------------------------------------------------------------- #
+def _layouts(recorder, kernel):
+    """(layout, vector) of each launch of ``kernel``, from the name expressions."""
+    found = set()
+    for k in recorder.kernels:
+        if k.startswith(f"fastact::{kernel}<"):
+            layout = k.split("<", 1)[1].split(",", 1)[0].strip()
+            found.add((layout.replace("fastact::", ""), int(k.rsplit(",", 1)[1].rstrip("> "))))
+    return found
+
+
+PRELU_LAYOUT_CASES = [  # (x shape, alpha shape, forward (layout, width), backward (layout, width)) for float16
+    ((3, 4, 16), (4, 1), ("kWholePlanes", 8), ("kPlanes", 8)),  # planes of whole vectors
+    ((3, 5, 13), (5, 1), ("kPlanes", 8), ("kPlanes", 1)),  # vectors straddle planes and wrap to channel 0
+    ((2, 7, 9), (7, 1), ("kPlanes", 8), ("kPlanes", 1)),  # odd channel count
+    ((3, 2, 3), (2, 1), ("kAnyLayout", 1), ("kPlanes", 1)),  # planes shorter than a vector
+    ((9, 16), (16,), ("kRows", 8), ("kRows", 4)),  # channels-last, whole vectors of channels
+    ((9, 12), (12,), ("kAnyLayout", 1), ("kRows", 4)),  # channels-last, 12 channels: not a multiple of 8
+    ((9, 10), (10,), ("kAnyLayout", 1), ("kRows", 1)),  # channels-last, odd vectors
+    ((5000,), (), ("kOneChannel", 8), ("kPlanes", 8)),  # scalar alpha
+    ((2, 3, 40000), (3, 1), ("kWholePlanes", 8), ("kPlanes", 8)),  # many chunks per channel
+]
+
+
+@pytest.mark.parametrize("x_shape,alpha_shape,forward,backward", PRELU_LAYOUT_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in PRELU_LAYOUT_CASES])
+def test_prelu_layouts_match_numpy(emulator, monkeypatch, x_shape, alpha_shape, forward, backward):
+    """Every forward and backward layout, bit for bit against the NumPy backend (dalpha: the same
+    float32 products, added in another order and partly in float32 trees)."""
+    dtype = np.dtype(np.float16)
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    x = support.draw_values(x_shape, dtype, {}, seed=11)
+    dy = support.draw_values(x_shape, dtype, {}, seed=12, finite=True)
+    alpha = np.random.default_rng(13).uniform(-0.5, 1.5, alpha_shape).astype(np.float32)
+    with fastact.use_backend("numpy"):
+        expected_y = fastact.prelu(x, alpha)
+        expected_dx, expected_dalpha = fastact.prelu_backward(dy, x, alpha)
+    support.assert_same(emulator.prelu_forward(x, alpha, None), expected_y)
+    dx, dalpha = emulator.prelu_backward(dy, x, alpha, None)
+    support.assert_same(dx, expected_dx)
+    magnitude = reference.sum_to_shape(np.abs(np.where(x > 0, 0, x.astype(float) * dy.astype(float))), alpha.shape)
+    support.assert_sum_close(dalpha, expected_dalpha, magnitude, np.dtype(np.float32), x.size // max(alpha.size, 1))
+    assert _layouts(recorder, "prelu_forward") == {forward}
+    assert _layouts(recorder, "prelu_backward") == {backward}
+
+
+def test_prelu_misaligned_views_take_the_scalar_paths(emulator, monkeypatch):
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    dtype = np.dtype(np.float32)
+    base = support.draw_values((3 * 4 * 16 + 1,), dtype, {}, seed=14)
+    x = base[1:].reshape(3, 4, 16)  # 4 bytes past an aligned address
+    dy = support.draw_values((3, 4, 16), dtype, {}, seed=15, finite=True)
+    alpha = np.array([0.1, -0.5, 2.0, 0.25], dtype).reshape(4, 1)
+    with fastact.use_backend("numpy"):
+        expected_y = fastact.prelu(x, alpha)
+        expected_dx, expected_dalpha = fastact.prelu_backward(dy, x, alpha)
+    support.assert_same(emulator.prelu_forward(x, alpha, None), expected_y)
+    dx, dalpha = emulator.prelu_backward(dy, x, alpha, None)
+    support.assert_same(dx, expected_dx)
+    np.testing.assert_allclose(dalpha, expected_dalpha, rtol=1e-6)
+    assert {w for _, w in _layouts(recorder, "prelu_forward") | _layouts(recorder, "prelu_backward")} == {1}
+
+
+# --------------------------------------------------------------------------- #
+# Row kernels' 16-byte vector paths (cuda/rowwise.cuh: VEC, row_slots).
+# --------------------------------------------------------------------------- #
+ROW_VECTOR_CASES = [  # (shape, lanes, vector) for float16: rows in registers or read twice, vectors or the scalar path
+    ((5, 64), 32, 8),  # a warp, one chunk of one vector per lane (most lanes padding)
+    ((3, 1024), 32, 8),  # a warp, one full chunk: the row read once
+    ((2, 1032), 256, 8),  # a block, one chunk
+    ((2, 8192), 256, 8),  # a block, two chunks: read twice
+    ((3, 1028), 256, 1),  # length not a multiple of 8: the scalar path
+]
+
+
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,lanes,vector", ROW_VECTOR_CASES, ids=[str(c[0]) for c in ROW_VECTOR_CASES])
+def test_rowwise_vector_paths_match_the_oracle(emulator, monkeypatch, kernel, shape, lanes, vector):
+    dtype = np.dtype(np.float16)
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    x = _logits(shape, dtype)
+    dy = support.draw_values(shape, dtype, {}, seed=16, finite=True)
+    forward, backward = reference.ORACLE[kernel]
+    support.assert_close(_emulated_rowwise(emulator, kernel, 1, x), forward(x, 1), dtype, kernel, kernel)
+    dx = _emulated_rowwise(emulator, kernel, 1, x, dy)
+    support.assert_close(dx, backward(dy, x, 1), dtype, kernel, f"{kernel}_backward", support.rowwise_dy_scale(dy, 1))
+    launched = {tuple(int(v) for v in k.rsplit(">", 1)[0].rsplit(",", 2)[1:]) for k in recorder.kernels}
+    assert launched == {(vector, lanes)}
+
+
+def test_rowwise_misaligned_rows_take_the_scalar_path(emulator, monkeypatch):
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    base = _logits((3 * 1024 + 1,), np.dtype(np.float32))
+    x = base[1:].reshape(3, 1024)  # 4 bytes past an aligned address
+    expected = reference.ORACLE["softmax"][0](x, 1)
+    support.assert_close(_emulated_rowwise(emulator, "softmax", 1, x), expected, x.dtype, "softmax")
+    assert {int(k.rsplit(",", 2)[1]) for k in recorder.kernels} == {1}
+
+
+def test_softmax_keeps_bfloat16_subnormal_outputs(emulator):
+    """exp(x - max) below float32's normal range is a bfloat16 subnormal: softmax forward must not flush it."""
+    import ml_dtypes
+
+    dtype = np.dtype(ml_dtypes.bfloat16)
+    x = np.zeros((2, 64), np.float32)
+    x[:, 1:] = np.linspace(-87.0, -92.0, 63)  # exp from 1.6e-38 (float32 normal) down to 1.1e-40 (bfloat16 subnormal)
+    x = x.astype(dtype)
+    y = _emulated_rowwise(emulator, "softmax", 1, x)
+    support.assert_close(y, reference.ORACLE["softmax"][0](x, 1), dtype, "softmax", "softmax")
+    assert (y.astype(np.float32)[:, 1:] > 0).all()

@@ -221,7 +221,7 @@ class KernelBackend(FusedKernelMethods, Backend):
     def _fast_rowwise(self, direction: str, kernel: str, params: dict, x: Any, dy: Any, out: Any, device: int) -> Any:
         """softmax/log_softmax along the last axis of C-contiguous arrays: the launch :meth:`_rowwise`
         makes for them (contiguous rows, nothing moved or copied), remembered per (direction, kernel,
-        shape, dtype, device); None (the general path) for any other axis, layout or ``out``."""
+        shape, dtype, device, inputs 16-byte aligned); None (the general path) for any other axis, layout or ``out``."""
         axis = params["axis"]
         ndim = len(x.shape)
         if (type(axis) is not int or ndim == 0 or (axis != -1 and axis != ndim - 1)
@@ -229,25 +229,28 @@ class KernelBackend(FusedKernelMethods, Backend):
                 or (dy is not None and not self._fast_like(dy, x, device))):
             return None
         recipes = self._elementwise_entries
-        key = ("rows", direction, kernel, x.shape, x.dtype, device)
+        inputs = (self.data_ptr(x),) if dy is None else (self.data_ptr(dy), self.data_ptr(x))
+        aligned = all(p % VECTOR_BYTES == 0 for p in inputs)  # the vector kernels need 16-byte rows (plan.rowwise_launch)
+        key = ("rows", direction, kernel, x.shape, x.dtype, device, aligned)
         recipe = recipes.get(key)
         if recipe is None:
-            recipe = self._rowwise_recipe(direction, kernel, x.shape, x.dtype)
+            recipe = self._rowwise_recipe(direction, kernel, x.shape, x.dtype, aligned)
             if recipe is None:
                 return None
             if len(recipes) >= _MAX_ENTRIES:
                 recipes.clear()
             recipes[key] = recipe
-        inputs = (self.data_ptr(x),) if dy is None else (self.data_ptr(dy), self.data_ptr(x))
         if out is None:
             out = self.xp.empty(x.shape, x.dtype)
-        elif self._fast_out(out, x, device, inputs) is None:
-            return None
+        else:
+            pointer = self._fast_out(out, x, device, inputs)
+            if pointer is None or (aligned and pointer % VECTOR_BYTES):
+                return None
         handle, grid, block, leading = recipe
         handle(grid, block, (*leading, out, x, x if dy is None else dy))  # forward: x in dy's place, never read
         return out
 
-    def _rowwise_recipe(self, direction: str, kernel: str, shape: tuple, dtype: Any) -> tuple | None:
+    def _rowwise_recipe(self, direction: str, kernel: str, shape: tuple, dtype: Any, aligned: bool) -> tuple | None:
         """(kernel handle, grid, block, (rows, length, inner) index scalars) of :meth:`_rowwise` for rows
         along the last axis of a C-contiguous array; None where that is not one plain launch."""
         if plan.STORAGE_TYPES.get(plan.dtype_name(dtype)) is None or math.prod(shape) == 0:
@@ -255,8 +258,8 @@ class KernelBackend(FusedKernelMethods, Backend):
         p = plan.rowwise_plan(shape, len(shape) - 1, self.sm_count())
         if p.move_axis or p.inner != 1:
             return None
-        launch = plan.rowwise_launch(p, self.sm_count())
-        name = plan.rowwise_kernel(direction, kernel, dtype, p.lanes, launch.index)
+        launch = plan.rowwise_launch(p, self.sm_count(), dtype, [0 if aligned else 1])
+        name = plan.rowwise_kernel(direction, kernel, dtype, launch)
         leading = tuple(plan.index_scalar(launch.index, v) for v in (p.rows, p.length, p.inner))
         return self.kernel_handle(kernel, dtype, name), (launch.grid,), (launch.block,), leading
 
@@ -338,11 +341,12 @@ class KernelBackend(FusedKernelMethods, Backend):
             operands = [xp.ascontiguousarray(arranged(a)) for a in inputs]
             destination = arranged(target)
             work = destination if destination.flags.c_contiguous else xp.empty(destination.shape, destination.dtype)
-            launch = plan.rowwise_launch(p, self.sm_count())
+            pointers = [self.data_ptr(a) for a in (work, *operands)]
+            launch = plan.rowwise_launch(p, self.sm_count(), x.dtype, pointers)
             index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
             x_flat, dy_flat = operands[-1].reshape(-1), operands[0].reshape(-1)  # forward: x in dy's place, never read
             args = (index(p.rows), index(p.length), index(p.inner), work.reshape(-1), x_flat, dy_flat)
-            name = plan.rowwise_kernel(direction, kernel, x.dtype, p.lanes, launch.index)
+            name = plan.rowwise_kernel(direction, kernel, x.dtype, launch)
             self.launch(kernel, x.dtype, name, (launch.grid,), (launch.block,), args)
             if work is not destination:
                 destination[...] = work
@@ -371,17 +375,18 @@ class KernelBackend(FusedKernelMethods, Backend):
         """Launch a per-channel backward kernel (reduce_over_channels in cuda/prelu.cuh) into ``target``.
 
         kernel(*leading, outer, channels, inner, dx, *inputs, values, partial) with
-        ``kernel_name(index type)``; returns the per-channel sums in float64, added
+        ``kernel_name(launch)`` (a :class:`plan.PreluBackwardLaunch`); returns the per-channel sums in float64, added
         up deterministically.  ``target`` may be one of the inputs (in place).
         """
         inputs, destination, work, per_channel = self._channel_operands(p, target, inputs, values)
-        launch = plan.prelu_backward_launch(p, self.sm_count())
+        pointers = [self.data_ptr(a) for a in (work, *inputs)]
+        launch = plan.prelu_backward_launch(p, self.sm_count(), target.dtype, pointers)
         index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
         partial = self.xp.empty(launch.chunks * p.channels, dtype="float64")
         args = (*leading, index(p.outer), index(p.channels), index(p.inner), work.reshape(-1),
                 *[a.reshape(-1) for a in inputs], per_channel, partial)
         dtype = target.dtype
-        self.launch(family, dtype, kernel_name(launch.index), launch.grid, launch.block, args)
+        self.launch(family, dtype, kernel_name(launch), launch.grid, launch.block, args)
         if work is not destination:
             destination[...] = work
         return partial if launch.chunks == 1 else self._sum_partials(family, dtype, partial, p.channels, launch)
@@ -405,10 +410,10 @@ class KernelBackend(FusedKernelMethods, Backend):
             (xc,), destination, work, slopes = self._channel_operands(p, target, [x], alpha)
             n = xc.size
             launch = plan.elementwise_launch(n, x.dtype, [self.data_ptr(xc), self.data_ptr(work)], self.sm_count())
-            vector = plan.prelu_forward_vector(p.scalar, launch.index, launch.vector)
-            name = plan.prelu_forward_kernel(p.scalar, x.dtype, vector, launch.index)
-            index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
-            args = (index(n), work.reshape(-1), xc.reshape(-1), slopes, index(p.inner), index(p.channels))
+            layout, vector = plan.channel_layout(p, launch.vector, launch.index, self.data_ptr(slopes), one_channel=True)
+            name = plan.prelu_forward_kernel(layout, x.dtype, vector, launch.index)
+            args = (plan.channel_of(p, launch.index), plan.index_scalar(launch.index, n), work.reshape(-1),
+                    xc.reshape(-1), slopes)
             self.launch("prelu", x.dtype, name, (launch.grid,), (launch.block,), args)
             if work is not destination:
                 destination[...] = work
@@ -422,5 +427,5 @@ class KernelBackend(FusedKernelMethods, Backend):
                 return target, xp.zeros(alpha.shape, alpha.dtype)
             p = plan.prelu_plan(x.shape, alpha.shape)
             dalpha = self._reduce_channels("prelu", p, target, [dy, x], alpha,
-                                           lambda index: plan.prelu_backward_kernel(x.dtype, index))
+                                           lambda launch: plan.prelu_backward_kernel(x.dtype, launch))
             return target, dalpha.reshape(alpha.shape).astype(alpha.dtype, copy=False)

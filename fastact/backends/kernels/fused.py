@@ -94,8 +94,8 @@ class FusedKernelMethods:
         (zc,), destination, work, values = self._channel_operands(p, out, [z], self._along(bias, z.ndim, axis))
         n = zc.size
         launch = plan.elementwise_launch(n, z.dtype, [self.data_ptr(zc), self.data_ptr(work)], self.sm_count())
-        vector = plan.bias_act_forward_vector(launch.index, launch.vector)
-        name = plan.bias_act_forward_kernel(kernel, z.dtype, vector, launch.index)
+        layout, vector = plan.channel_layout(p, launch.vector, launch.index, self.data_ptr(values), one_channel=False)
+        name = plan.bias_act_forward_kernel(kernel, z.dtype, layout, vector, launch.index)
         args = (plan.pack_functor(kernel, params, z.dtype), plan.channel_of(p, launch.index),
                 plan.index_scalar(launch.index, n), work.reshape(-1), zc.reshape(-1), values)
         self.launch(kernel, z.dtype, name, (launch.grid,), (launch.block,), args)
@@ -116,7 +116,7 @@ class FusedKernelMethods:
         functor = plan.pack_functor(kernel, params, z.dtype)
         return self._reduce_channels(
             kernel, channel_plan(z.shape, axis), dz, [dy, z], self._along(bias, z.ndim, axis),
-            lambda index: plan.bias_act_backward_kernel(kernel, z.dtype, index), leading=(functor,),
+            lambda launch: plan.bias_act_backward_kernel(kernel, z.dtype, launch), leading=(functor,),
         )
 
     @staticmethod

@@ -216,23 +216,66 @@ def activation_kernel(direction: str, kernel: str, dtype, vector: int, index: st
     return f"fastact::activation_{direction}<{functor}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
 
 
-def prelu_forward_vector(scalar: bool, index: str, vector: int) -> int:
-    """The vector width prelu_forward may use.
+# Channel layouts of the per-channel kernels (ChannelLayout in cuda/prelu.cuh).
+ONE_CHANNEL, PLANES, ROWS, ANY_LAYOUT = "fastact::kOneChannel", "fastact::kPlanes", "fastact::kRows", "fastact::kAnyLayout"
+WHOLE_PLANES = "fastact::kWholePlanes"
 
-    64-bit indexed per-channel slopes take the scalar path: in the vector path
-    the 64-bit divisions (a called routine) spilled registers on sm_80
-    (python -m fastact.cuda_check); this only concerns x of 2**31 elements and more.
+
+def channel_layout(p: "PreluPlan", vector: int, index: str, table_pointer: int, one_channel: bool) -> tuple[str, int]:
+    """(layout, vector width) of a forward per-channel kernel (prelu_forward, bias_act_forward).
+
+    ``vector``: the engine's width for x and y (1 when either is misaligned);
+    ``table_pointer``: the address of the per-channel values.  The channel
+    values of a vector are found once per vector: one value (``one_channel``
+    kernels only, or inner a multiple of the width: a vector in one plane),
+    two planes (inner >= vector), or a vector of consecutive
+    channels (inner == 1, channels a multiple of the width, the values
+    16-byte aligned).  Anything else, and 64-bit indices (a 64-bit division
+    is a called routine), takes the scalar path with a channel per element.
     """
-    return 1 if (index == "long long" and not scalar) else vector
+    if one_channel and p.channels == 1:
+        return ONE_CHANNEL, vector
+    if vector > 1 and index == "int":
+        if p.inner % vector == 0:
+            return WHOLE_PLANES, vector
+        if p.inner >= vector and vector > 2:  # float64 (2 per vector): kPlanes spilled with hard_silu on sm_90
+            return PLANES, vector
+        if p.inner == 1 and p.channels % vector == 0 and table_pointer % VECTOR_BYTES == 0:
+            return ROWS, vector
+    return ANY_LAYOUT, 1
 
 
-def prelu_forward_kernel(scalar: bool, dtype, vector: int, index: str) -> str:
-    slope = "fastact::ScalarSlope" if scalar else "fastact::ChannelSlope"
-    return f"fastact::prelu_forward<{slope}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
+def forward_layouts(dtype, index: str, one_channel: bool) -> list[tuple[str, int]]:
+    """Every (layout, vector) that channel_layout may pick for a dtype and index type."""
+    vector = VECTOR_BYTES // itemsize(dtype)
+    variants = [(ANY_LAYOUT, 1)]
+    if one_channel:
+        variants += [(ONE_CHANNEL, 1), (ONE_CHANNEL, vector)]
+    if index == "int":
+        variants += [(WHOLE_PLANES, vector), *([(PLANES, vector)] if vector > 2 else []), (ROWS, vector)]
+    return variants
 
 
-def prelu_backward_kernel(dtype, index: str) -> str:
-    return f"fastact::prelu_backward<{STORAGE_TYPES[dtype_name(dtype)]}, {index}>"
+def prelu_forward_kernel(layout: str, dtype, vector: int, index: str) -> str:
+    return f"fastact::prelu_forward<{layout}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
+
+
+def prelu_backward_kernel(dtype, launch: "PreluBackwardLaunch") -> str:
+    return (f"fastact::prelu_backward<{launch.layout}, {STORAGE_TYPES[dtype_name(dtype)]}, {launch.index}, "
+            f"{launch.vector}>")
+
+
+# Bytes per access of the ROWS backward: a thread keeps a double sum and the
+# channel value of each element of its vector in registers, and 16-byte
+# vectors took 48 (float16) and 38 (float32) registers on sm_90, too many
+# for 8 blocks per SM (the grid is sized for 8); 8-byte vectors fit.
+ROWS_BACKWARD_BYTES = 8
+
+
+def backward_layouts(dtype) -> list[tuple[str, int]]:
+    """Every (layout, vector) of the per-channel backward kernels (prelu_backward_launch)."""
+    full, rows = VECTOR_BYTES // itemsize(dtype), max(1, ROWS_BACKWARD_BYTES // itemsize(dtype))
+    return [(PLANES, 1), (PLANES, full)] + [(ROWS, v) for v in sorted({1, rows})]
 
 
 def prelu_sum_kernel(index: str) -> str:
@@ -242,18 +285,20 @@ def prelu_sum_kernel(index: str) -> str:
 def module_kernels(family: str, dtype) -> list[str]:
     """Every instantiation of one compiled module: an activation kernel name or 'prelu', one dtype."""
     if family in ROWWISE_KERNELS:
-        return [rowwise_kernel(d, family, dtype, lanes, index)
-                for index in INDEX_TYPES for lanes in ROW_LANES for d in ("forward", "backward")]
+        return [rowwise_kernel(d, family, dtype, RowwiseLaunch(1, index, lanes, vector))
+                for index in INDEX_TYPES for lanes in ROW_LANES for vector in row_vectors(dtype, lanes)
+                for d in ("forward", "backward")]
     names = []
     for index in INDEX_TYPES:
-        for vector in vector_widths(dtype):
-            if family == "prelu":
-                names += [prelu_forward_kernel(scalar, dtype, vector, index) for scalar in (True, False)
-                          if prelu_forward_vector(scalar, index, vector) == vector]
-            elif family in ELEMENTWISE_KERNELS:
-                names += [activation_kernel(d, family, dtype, vector, index) for d in ("forward", "backward")]
         if family == "prelu":
-            names += [prelu_backward_kernel(dtype, index), prelu_sum_kernel(index)]
+            names += [prelu_forward_kernel(layout, dtype, vector, index)
+                      for layout, vector in forward_layouts(dtype, index, one_channel=True)]
+            names += [prelu_backward_kernel(dtype, PreluBackwardLaunch((1, 1), (1, 1), index, layout, vector))
+                      for layout, vector in backward_layouts(dtype)]
+            names += [prelu_sum_kernel(index)]
+        elif family in ELEMENTWISE_KERNELS:
+            names += [activation_kernel(d, family, dtype, vector, index)
+                      for vector in vector_widths(dtype) for d in ("forward", "backward")]
     return names + fused_kernels(family, dtype)
 
 
@@ -268,9 +313,10 @@ ROWWISE_OPS = {
 }
 # Threads sharing a row: one (strided rows, and rows of one chunk), a warp, a block.
 ROW_LANES = (1, 32, THREADS)
-# Elements each thread holds in registers per chunk (kRowItems in cuda/rowwise_ops.cuh).
+# Elements each thread holds in registers per chunk on the scalar path
+# (row_slots in cuda/rowwise.cuh; row_items gives every path's).
 ROW_ITEMS = 8
-# The longest row a warp takes (4 chunks per lane); longer rows take a block.
+# The longest row a warp takes; longer rows take a block.
 WARP_ROW_MAX = 1024
 # The strided kernel (a thread per row, rows inner elements apart) reads
 # coalesced when a warp's 32 threads read consecutive addresses: inner >= 32.
@@ -320,29 +366,60 @@ def rowwise_plan(shape: tuple, axis: int, sm_count: int) -> RowwisePlan:
     return RowwisePlan(outer * inner, length, 1, contiguous_row_lanes(length), True)
 
 
+def row_vectors(dtype, lanes: int) -> tuple[int, ...]:
+    """The access widths of the row kernels with ``lanes`` lanes: scalar, and 16-byte for a warp or a block per row."""
+    return (1,) if lanes == 1 else vector_widths(dtype)
+
+
+def row_items(lanes: int, vector: int, dtype=None) -> int:
+    """Elements per lane per chunk (row_slots in cuda/rowwise.cuh): a row of at most lanes * row_items
+    elements is read once (and, but for float64, its exps computed once)."""
+    if dtype is not None and compute_dtype(dtype) == np.float64:
+        return 2 if vector == 1 else vector
+    if vector == 1:
+        return ROW_ITEMS
+    return (2 if lanes > 32 else 4) * vector
+
+
 @dataclass(frozen=True)
 class RowwiseLaunch:
     grid: int
     index: str
+    lanes: int = 1
+    vector: int = 1
 
     @property
     def block(self) -> int:
         return THREADS
 
 
-def rowwise_launch(p: RowwisePlan, sm_count: int) -> RowwiseLaunch:
-    """Grid (a grid-stride loop over rows) and index type of a row-wise kernel."""
-    grid = grid_size(p.rows * p.lanes, sm_count)  # THREADS // lanes rows per block
-    # Indices reach n plus one grid stride of rows, and a row's last chunk
-    # may start up to lanes * ROW_ITEMS past its end.
-    n = p.rows * p.length + p.lanes * ROW_ITEMS
-    return RowwiseLaunch(grid, index_type(n, grid * THREADS))
+def rowwise_launch(p: RowwisePlan, sm_count: int, dtype=None, pointers=()) -> RowwiseLaunch:
+    """Grid, index type and access width of a row-wise kernel.
+
+    16-byte vectors for contiguous rows (a warp or a block per row) whose
+    length is a multiple of the width, when every pointer is 16-byte aligned
+    (without ``dtype``: the scalar path).  The grid covers every row once:
+    the vector kernels hold a chunk of the row in registers, so fewer than 8
+    blocks fit on an SM, and a grid sized for 8 would leave a partial wave.
+    """
+    vector = 1
+    if dtype is not None and p.inner == 1 and p.lanes > 1:
+        full = VECTOR_BYTES // itemsize(dtype)
+        if p.length % full == 0 and all(q % VECTOR_BYTES == 0 for q in pointers):
+            vector = full
+    rows_per_block = THREADS // p.lanes
+    grid = max(1, math.ceil(p.rows / rows_per_block))
+    # Indices reach the rows plus one grid step of rows, and n plus a chunk
+    # past a row's end (its last chunk's padding).
+    bound = max(p.rows + grid * rows_per_block, p.rows * p.length + p.lanes * row_items(p.lanes, vector, dtype))
+    return RowwiseLaunch(grid, index_type(bound, 0), p.lanes, vector)
 
 
-def rowwise_kernel(direction: str, kernel: str, dtype, lanes: int, index: str) -> str:
+def rowwise_kernel(direction: str, kernel: str, dtype, launch: RowwiseLaunch) -> str:
     """Name expression of fastact::rowwise for one op, direction and instantiation."""
     op = ROWWISE_OPS[kernel][0 if direction == "forward" else 1]
-    return f"fastact::rowwise<{op}<{compute_type(dtype)}>, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {lanes}>"
+    return (f"fastact::rowwise<{op}<{compute_type(dtype)}>, {STORAGE_TYPES[dtype_name(dtype)]}, {launch.index}, "
+            f"{launch.vector}, {launch.lanes}>")
 
 
 MODULE_FAMILIES = (*ELEMENTWISE_KERNELS, *ROWWISE_KERNELS, "prelu", "conv")
@@ -388,37 +465,55 @@ def prelu_plan(x_shape: tuple, alpha_shape: tuple) -> PreluPlan:
     return PreluPlan(math.prod(x_shape[d] for d in broadcast), math.prod(x_shape[d] for d in kept), 1, (*broadcast, *kept))
 
 
+# Blocks per SM of the per-channel backward grids: three waves at full
+# occupancy, so that a kernel whose activation takes more than 32 registers
+# (6 or 4 resident blocks of 256 threads) still fills whole waves, or wastes
+# a few percent in its last one; each block adds one row of partial sums.
+REDUCE_BLOCKS_PER_SM = 3 * BLOCKS_PER_SM
+
+
 @dataclass(frozen=True)
 class PreluBackwardLaunch:
     block: tuple[int, int]  # (lanes, rows)
     grid: tuple[int, int]  # (channel groups, chunks)
     index: str
+    layout: str = PLANES  # PLANES (inner > 1) or ROWS (inner == 1)
+    vector: int = 1  # elements per access
 
     @property
     def chunks(self) -> int:
         return self.grid[1]
 
 
-def prelu_backward_launch(plan: PreluPlan, sm_count: int) -> PreluBackwardLaunch:
-    """Block shape and grid of prelu_backward (see cuda/prelu.cuh).
+def prelu_backward_launch(plan: PreluPlan, sm_count: int, dtype=None, pointers=()) -> PreluBackwardLaunch:
+    """Layout, vector width, block shape and grid of the per-channel backward kernels (cuda/prelu.cuh).
 
-    lanes: channels side by side in a block.  With inner > 1 a channel's
-    elements are runs of consecutive addresses, so one lane and 256 rows read
-    them coalesced; with inner == 1 consecutive channels are consecutive
-    addresses, so up to 32 lanes (256 when each channel has one element).
-    chunks: blocks per channel group, enough to fill the device; each adds
-    one row of partial sums.
+    inner > 1 (PLANES): a channel's elements are runs of consecutive
+    addresses, so one lane and 256 rows read them coalesced, 16-byte vectors
+    when inner is a multiple of the width and every pointer is 16-byte
+    aligned.  inner == 1 (ROWS): consecutive channels are consecutive
+    addresses, so lanes side by side take consecutive vectors of channels (up
+    to 32 lanes, 256 when there is one row), 8-byte vectors
+    (ROWS_BACKWARD_BYTES) when channels is a multiple of the width and the
+    pointers are aligned.  Without ``dtype``
+    the scalar path.  chunks: blocks per channel group, enough for
+    REDUCE_BLOCKS_PER_SM per SM; each adds one row of partial sums.
     """
-    per_channel = plan.outer * plan.inner
+    full = 1 if dtype is None else VECTOR_BYTES // itemsize(dtype)
+    aligned = all(p % VECTOR_BYTES == 0 for p in pointers)
     if plan.inner > 1:
-        lanes = 1
+        layout, vector = PLANES, (full if aligned and plan.inner % full == 0 else 1)
+        lanes, per_channel, groups = 1, plan.outer * plan.inner // vector, plan.channels
     else:
-        lanes = min(THREADS if plan.outer == 1 else 32, 1 << max(0, plan.channels - 1).bit_length())
+        full = 1 if dtype is None else max(1, ROWS_BACKWARD_BYTES // itemsize(dtype))
+        layout, vector = ROWS, (full if aligned and plan.channels % full == 0 else 1)
+        vectors = plan.channels // vector
+        lanes = min(THREADS if plan.outer == 1 else 32, 1 << max(0, vectors - 1).bit_length())
+        per_channel, groups = plan.outer, math.ceil(vectors / lanes)
     rows = THREADS // lanes
-    groups = math.ceil(plan.channels / lanes)
-    chunks = max(1, min(sm_count * BLOCKS_PER_SM // groups, math.ceil(per_channel / rows)))
+    chunks = max(1, min(sm_count * REDUCE_BLOCKS_PER_SM // groups, math.ceil(per_channel / rows)))
     n = plan.outer * plan.channels * plan.inner
-    return PreluBackwardLaunch((lanes, rows), (groups, chunks), index_type(n, groups * chunks * THREADS))
+    return PreluBackwardLaunch((lanes, rows), (groups, chunks), index_type(n, groups * chunks * THREADS), layout, vector)
 
 
 # --------------------------------------------------------------------------- #
@@ -458,31 +553,26 @@ def _pack(struct_dtype: np.dtype, values: dict) -> np.void:
 
 
 def channel_of(p: PreluPlan, index: str) -> np.void:
-    """ChannelOf<Index>: the channel of a flat element of x seen as (outer, channels, inner)."""
+    """ChannelOf<Index> (cuda/prelu.cuh): the channel of a flat element of x seen as (outer, channels, inner).
+
+    64-bit instantiations divide plainly (no magic numbers), also by sizes past 2**31.
+    """
     dtype = np.dtype([("inner", divider_dtype(index)), ("channels", divider_dtype(index))], align=True)
-    return _pack(dtype, {"inner": p.inner, "channels": p.channels})
+    struct = np.zeros((), dtype)
+    for name, value in (("inner", p.inner), ("channels", p.channels)):
+        struct[name] = (value, 0, 0) if index != "int" and value > INT32_MAX else divider(value)
+    return struct[()]
 
 
-def bias_act_forward_kernel(kernel: str, dtype, vector: int, index: str) -> str:
+def bias_act_forward_kernel(kernel: str, dtype, layout: str, vector: int, index: str) -> str:
     functor = f"{FUNCTORS[kernel].template}<{compute_type(dtype)}>"
-    return f"fastact::bias_act_forward<{functor}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
+    return f"fastact::bias_act_forward<{layout}, {functor}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}, {vector}>"
 
 
-def bias_act_backward_kernel(kernel: str, dtype, index: str) -> str:
+def bias_act_backward_kernel(kernel: str, dtype, launch: PreluBackwardLaunch) -> str:
     functor = f"{FUNCTORS[kernel].template}<{compute_type(dtype)}>"
-    return f"fastact::bias_act_backward<{functor}, {STORAGE_TYPES[dtype_name(dtype)]}, {index}>"
-
-
-# Elements per vector of bias_act_forward: each needs its own bias load in
-# flight, and eight (16-bit data, 16-byte vectors) spilled a register on sm_90
-# (python -m fastact.cuda_check); four make 8-byte accesses.
-BIAS_ACT_MAX_VECTOR = 4
-
-
-def bias_act_forward_vector(index: str, vector: int) -> int:
-    """The vector width bias_act_forward may use, given the engine's: at most BIAS_ACT_MAX_VECTOR elements,
-    and scalar with 64-bit indices (plain divisions), as prelu_forward_vector."""
-    return prelu_forward_vector(False, index, min(vector, BIAS_ACT_MAX_VECTOR))
+    return (f"fastact::bias_act_backward<{launch.layout}, {functor}, {STORAGE_TYPES[dtype_name(dtype)]}, "
+            f"{launch.index}, {launch.vector}>")
 
 
 _WINDOW_DIVIDERS = ("batch", "channels", "height", "width", "out_height", "out_width", "kernel_height",
@@ -514,7 +604,9 @@ def fused_kernels(family: str, dtype) -> list[str]:
         return []
     names = []
     for index in INDEX_TYPES:
-        vectors = sorted({bias_act_forward_vector(index, vector) for vector in vector_widths(dtype)})
-        names += [bias_act_forward_kernel(family, dtype, vector, index) for vector in vectors]
-        names += [bias_act_backward_kernel(family, dtype, index), prelu_sum_kernel(index)]
+        names += [bias_act_forward_kernel(family, dtype, layout, vector, index)
+                  for layout, vector in forward_layouts(dtype, index, one_channel=False)]
+        names += [bias_act_backward_kernel(family, dtype, PreluBackwardLaunch((1, 1), (1, 1), index, layout, vector))
+                  for layout, vector in backward_layouts(dtype)]
+        names += [prelu_sum_kernel(index)]
     return names

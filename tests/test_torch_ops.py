@@ -446,3 +446,71 @@ def test_docstring_examples_run():
             result = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE).run(test)
             failed, attempted = failed + result.failed, attempted + result.attempted
     assert failed == 0 and attempted >= 10
+
+
+# --------------------------------------------------------------------------- #
+# The pointer path: contiguous CPU tensors straight to the cpu backend's module
+# --------------------------------------------------------------------------- #
+def _counting_pointer_path(monkeypatch):
+    """Patches the cpu backend's pointer entry to count its calls; the list of calls made."""
+    reason = fastact.backends.unavailable_reason("cpu")
+    if reason is not None:
+        pytest.skip(reason)
+    backend = fastact.backends.load("cpu")
+    calls = []
+    original = backend.pointer_elementwise
+
+    def counted(*args):
+        done = original(*args)
+        calls.append(done)
+        return done
+
+    monkeypatch.setattr(backend, "pointer_elementwise", counted)
+    return calls
+
+
+@pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))
+def test_pointer_path_gives_the_general_paths_bits(dtype_name, monkeypatch):
+    if dtype_name == "bfloat16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    dtype = TORCH_DTYPES[dtype_name]
+    with fastact.use_backend("cpu"):
+        calls = _counting_pointer_path(monkeypatch)
+        for name, params in CASES:
+            if get_spec(name).form == "rowwise":
+                continue
+            x = _values((3, 5, 7), dtype, seed=4).requires_grad_(True)
+            dy = _values(x.shape, dtype, seed=5)
+            before = len(calls)
+            y = getattr(ft, name)(x, **params)
+            (dx,) = torch.autograd.grad(y, x, dy)
+            assert calls[before:] == [True, True], name  # forward and backward both took it
+            expected_y = getattr(fastact, name)(_to_numpy(x), **params)  # the NumPy path, fastact's general one
+            expected_dx = getattr(fastact, f"{name}_backward")(_to_numpy(dy), _to_numpy(x), **params)
+            np.testing.assert_array_equal(_to_numpy(y), expected_y, err_msg=f"{name} forward")
+            np.testing.assert_array_equal(_to_numpy(dx), expected_dx, err_msg=f"{name} backward")
+            assert y.is_contiguous() and y.dtype == dtype and y.shape == x.shape
+
+
+def test_pointer_path_only_for_plain_contiguous_cpu_tensors(monkeypatch):
+    with fastact.use_backend("cpu"):
+        calls = _counting_pointer_path(monkeypatch)
+        base = _values((6, 8), torch.float32, seed=6)
+        for x in (base.t(), base[:, ::2], base.expand(2, 6, 8)):  # not contiguous
+            y = ft.elu(x)
+            assert calls == []
+            np.testing.assert_array_equal(y.numpy(), fastact.elu(x.numpy()))
+        dy = _values((8, 6), torch.float32, seed=7).t()  # a non-contiguous gradient takes the general path
+        x = base.clone().requires_grad_(True)
+        (dx,) = torch.autograd.grad(ft.elu(x), x, dy)
+        assert calls == [True]
+        np.testing.assert_array_equal(dx.numpy(), fastact.elu_backward(dy.numpy(), base.numpy()))
+        with pytest.raises(TypeError):
+            ft.elu(torch.ones(3, dtype=torch.int32))  # unsupported dtype: the general path's error
+        assert calls == [True]
+        meta = ft.elu(torch.empty(2, 3, device="meta"))  # other devices: the dispatcher
+        assert meta.device.type == "meta" and calls == [True]
+    with fastact.use_backend("numpy"):  # another host backend in use: not the cpu module
+        y = ft.elu(base)
+        assert calls == [True]
+        np.testing.assert_array_equal(y.numpy(), fastact.elu(base.numpy()))

@@ -80,6 +80,9 @@ except ImportError:  # bfloat16 tensors take the general path, which says what t
     pass
 
 
+_COPY_GRADIENT_ELEMENTS = 1 << 16  # a non-contiguous dy up to this size is copied for the pointer path
+
+
 def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: torch.Tensor | None) -> Any:
     """An elementwise activation on contiguous CPU tensors straight to the cpu backend's module; None otherwise.
 
@@ -97,9 +100,16 @@ def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: 
     dtype = _HOST_DTYPES.get(x.dtype)
     if dtype is None:
         return None
-    if dy is not None and (dy.dtype is not x.dtype or dy.shape != x.shape or not dy.is_contiguous()
-                           or not dy.is_cpu):
-        return None
+    if dy is not None:
+        if dy.dtype is not x.dtype or dy.shape != x.shape or not dy.is_cpu:
+            return None
+        if not dy.is_contiguous():
+            # autograd often hands a broadcast gradient (``y.sum().backward()``: a stride-0 one).  A
+            # small one is copied, which costs far less than the general path's strided views; a
+            # large one takes the general path, whose strided kernel reads it without a copy.
+            if dy.numel() > _COPY_GRADIENT_ELEMENTS:
+                return None
+            dy = dy.contiguous()
     params = spec.kernel_params_of(*values)
     y = torch.empty_like(x)
     addresses = (y.data_ptr(), x.data_ptr()) if dy is None else (y.data_ptr(), dy.data_ptr(), x.data_ptr())
@@ -114,9 +124,10 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
     rowwise = spec.form == "rowwise"
     count = len(spec.params)
 
-    # The custom ops write into torch.empty_like(x), exactly as their fakes allocate; eager calls
-    # let fastact allocate (its NumPy fast path, which skips the checks an out= needs: about 2 us
-    # of a small call) and wrap the result.
+    # The custom ops write into torch.empty_like(x), exactly as their fakes allocate.  Eager calls
+    # on contiguous CPU tensors go to the cpu module by address (_direct); other eager calls let
+    # fastact allocate (its NumPy fast path, which skips the checks an out= needs: about 2 us of a
+    # small call) and wrap the result.
     def compute(x: torch.Tensor, *values: Any) -> torch.Tensor:
         values = tuple(map(_axis_value, values)) if rowwise else values
         y = torch.empty_like(x)

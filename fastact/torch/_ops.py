@@ -81,6 +81,12 @@ except ImportError:  # bfloat16 tensors take the general path, which says what t
 
 
 _COPY_GRADIENT_ELEMENTS = 1 << 16  # a non-contiguous dy up to this size is copied for the pointer path
+# Results of at least this many bytes take the general path, whose result NumPy allocates: with
+# torch.empty_like, a 64 MiB relu took 3.7x fastact's time on the tensor's NumPy view
+# (bench/bench_torch_ops.py, large tensors), the first touch of the fresh pages costing more than
+# the activation; NumPy asks the kernel for huge pages for large buffers (madvise), torch's CPU
+# allocator does not, the likely difference.  Small results come from torch's allocator, cheaper.
+_POINTER_PATH_BYTES = 1 << 22
 
 
 def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: torch.Tensor | None) -> Any:
@@ -98,7 +104,7 @@ def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: 
     if run is None or not x.is_contiguous():
         return None
     dtype = _HOST_DTYPES.get(x.dtype)
-    if dtype is None:
+    if dtype is None or x.numel() * dtype.itemsize >= _POINTER_PATH_BYTES:
         return None
     if dy is not None:
         if dy.dtype is not x.dtype or dy.shape != x.shape or not dy.is_cpu:

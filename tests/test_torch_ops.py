@@ -446,3 +446,77 @@ def test_docstring_examples_run():
             result = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE).run(test)
             failed, attempted = failed + result.failed, attempted + result.attempted
     assert failed == 0 and attempted >= 10
+
+
+# --------------------------------------------------------------------------- #
+# The pointer path: contiguous CPU tensors straight to the cpu backend's module
+# --------------------------------------------------------------------------- #
+def _counting_pointer_path(monkeypatch):
+    """Patches the cpu backend's pointer entry to count its calls; the list of calls made."""
+    reason = fastact.backends.unavailable_reason("cpu")
+    if reason is not None:
+        pytest.skip(reason)
+    backend = fastact.backends.load("cpu")
+    calls = []
+    original = backend.pointer_elementwise
+
+    def counted(*args):
+        done = original(*args)
+        calls.append(done)
+        return done
+
+    monkeypatch.setattr(backend, "pointer_elementwise", counted)
+    return calls
+
+
+@pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))
+def test_pointer_path_gives_the_general_paths_bits(dtype_name, monkeypatch):
+    if dtype_name == "bfloat16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    dtype = TORCH_DTYPES[dtype_name]
+    with fastact.use_backend("cpu"):
+        calls = _counting_pointer_path(monkeypatch)
+        for name, params in CASES:
+            if get_spec(name).form == "rowwise":
+                continue
+            x = _values((3, 5, 7), dtype, seed=4).requires_grad_(True)
+            dy = _values(x.shape, dtype, seed=5)
+            before = len(calls)
+            y = getattr(ft, name)(x, **params)
+            (dx,) = torch.autograd.grad(y, x, dy)
+            assert calls[before:] == [True, True], name  # forward and backward both took it
+            expected_y = getattr(fastact, name)(_to_numpy(x), **params)  # the NumPy path, fastact's general one
+            expected_dx = getattr(fastact, f"{name}_backward")(_to_numpy(dy), _to_numpy(x), **params)
+            np.testing.assert_array_equal(_to_numpy(y), expected_y, err_msg=f"{name} forward")
+            np.testing.assert_array_equal(_to_numpy(dx), expected_dx, err_msg=f"{name} backward")
+            assert y.is_contiguous() and y.dtype == dtype and y.shape == x.shape
+
+
+def test_pointer_path_only_for_plain_contiguous_cpu_tensors(monkeypatch):
+    with fastact.use_backend("cpu"):
+        calls = _counting_pointer_path(monkeypatch)
+        base = _values((6, 8), torch.float32, seed=6)
+        large = torch.zeros(_ops._POINTER_PATH_BYTES // 4, dtype=torch.float32)  # NumPy allocates large results
+        for x in (base.t(), base[:, ::2], base.expand(2, 6, 8), large):  # not contiguous, or large
+            y = ft.elu(x)
+            assert calls == []
+            np.testing.assert_array_equal(y.numpy(), fastact.elu(x.numpy()))
+        # A non-contiguous gradient: a small one is copied for the pointer path, a large one takes
+        # the general path (its strided kernel, no copy); the same bits either way.
+        limit = _ops._COPY_GRADIENT_ELEMENTS
+        for shape, taken in [((8, 6), [True, True]), ((limit // 64 + 1, 64), [True])]:
+            calls.clear()
+            x = _values(shape, torch.float32, seed=8).requires_grad_(True)
+            dy = _values(shape[::-1], torch.float32, seed=7).t()
+            (dx,) = torch.autograd.grad(ft.elu(x), x, dy)
+            assert calls == taken, shape
+            np.testing.assert_array_equal(dx.numpy(), fastact.elu_backward(dy.numpy(), x.detach().numpy()))
+        calls.clear()
+        with pytest.raises(TypeError):
+            ft.elu(torch.ones(3, dtype=torch.int32))  # unsupported dtype: the general path's error
+        meta = ft.elu(torch.empty(2, 3, device="meta"))  # other devices: the dispatcher
+        assert meta.device.type == "meta" and calls == []
+    with fastact.use_backend("numpy"):  # another host backend in use: not the cpu module
+        y = ft.elu(base)
+        assert calls == []
+        np.testing.assert_array_equal(y.numpy(), fastact.elu(base.numpy()))

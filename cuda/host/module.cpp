@@ -218,6 +218,50 @@ PyObject* elementwise(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// elementwise_pointers(functor, backward, params, dtype, n, out, x) or (..., out, dy, x):
+// the same computation on n contiguous elements at raw addresses (ints), for
+// callers that already checked the memory (fastact/torch: contiguous CPU
+// tensors of one dtype, out freshly allocated), so no buffer views are built.
+PyObject* elementwise_pointers(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 7 && nargs != 8) {
+    PyErr_SetString(PyExc_TypeError,
+                    "elementwise_pointers(functor, backward, params, dtype, n, out, x) or (..., out, dy, x)");
+    return nullptr;
+  }
+  const long index = PyLong_AsLong(args[0]);
+  const int backward = PyObject_IsTrue(args[1]);
+  const long dtype = PyLong_AsLong(args[3]);
+  const long long n = PyLong_AsLongLong(args[4]);
+  if ((index == -1 || backward == -1 || dtype == -1 || n == -1) && PyErr_Occurred()) return nullptr;
+  const int inputs = backward ? 2 : 1;
+  if (nargs != 6 + inputs) {
+    PyErr_SetString(PyExc_TypeError, "a forward takes (out, x), a backward (out, dy, x)");
+    return nullptr;
+  }
+  if (dtype < 0 || dtype >= kDTypes || n < 0) {
+    PyErr_SetString(PyExc_ValueError, "elementwise_pointers: bad dtype code or element count");
+    return nullptr;
+  }
+  const char* params = functor_params(index, static_cast<int>(dtype), args[2]);
+  if (!params) return nullptr;
+  static const Index kItemSize[kDTypes] = {2, 2, 4, 8};
+  Shape shape;
+  shape.ndim = 1;
+  shape.extent[0] = static_cast<Index>(n);
+  Operand operands[3];
+  for (int o = 0; o <= inputs; ++o) {
+    void* address = PyLong_AsVoidPtr(args[5 + o]);
+    if (!address && PyErr_Occurred()) return nullptr;
+    operands[o].data = static_cast<char*>(address);
+    operands[o].strides[0] = kItemSize[dtype];
+  }
+  if (n > 0) {
+    const ElementwiseFn run = kFunctors[index].run[dtype][backward];
+    without_gil(static_cast<Index>(n), [&] { run(params, shape, operands, true, static_cast<Index>(n)); });
+  }
+  Py_RETURN_NONE;
+}
+
 // ---- helpers for the calls on C-contiguous plans --------------------------------
 template <typename T> struct Tag { using type = T; };
 
@@ -544,6 +588,9 @@ PyObject* cpu_supports(PyObject*, PyObject* arg) {
 PyMethodDef kMethods[] = {
     {"elementwise", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(elementwise)), METH_FASTCALL,
      "elementwise(functor, backward, params, out, x) / (..., out, dy, x): an activation over arrays."},
+    {"elementwise_pointers", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(elementwise_pointers)),
+     METH_FASTCALL,
+     "elementwise_pointers(functor, backward, params, dtype, n, out, x) / (..., out, dy, x): contiguous memory."},
     {"prelu_forward", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(prelu_forward)), METH_FASTCALL,
      "prelu_forward(out, x, alpha, outer, channels, inner)"},
     {"prelu_backward", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(prelu_backward)), METH_FASTCALL,

@@ -19,10 +19,11 @@ import ast
 import functools
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 import fastact
-from .. import _registry
+from .. import _registry, backends
 from .._conv_geometry import Conv2dGeometry, _split_shapes
 from .._fused_dispatch import _activation
 from ..functions import Activation
@@ -68,15 +69,71 @@ def schema_values(spec: _registry.ActivationSpec, values: tuple) -> tuple:
 # --------------------------------------------------------------------------- #
 # Elementwise and row-wise activations
 # --------------------------------------------------------------------------- #
+# The NumPy dtype fastact's host backends compute a CPU tensor's dtype in (bfloat16 only with ml_dtypes).
+_HOST_DTYPES: dict = {torch.float16: np.dtype("float16"), torch.float32: np.dtype("float32"),
+                      torch.float64: np.dtype("float64")}
+try:
+    import ml_dtypes
+
+    _HOST_DTYPES[torch.bfloat16] = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # bfloat16 tensors take the general path, which says what to install
+    pass
+
+
+_COPY_GRADIENT_ELEMENTS = 1 << 16  # a non-contiguous dy up to this size is copied for the pointer path
+# Results of at least this many bytes take the general path, whose result NumPy allocates: with
+# torch.empty_like, a 64 MiB relu took 3.7x fastact's time on the tensor's NumPy view
+# (bench/bench_torch_ops.py, large tensors), the first touch of the fresh pages costing more than
+# the activation; NumPy asks the kernel for huge pages for large buffers (madvise), torch's CPU
+# allocator does not, the likely difference.  Small results come from torch's allocator, cheaper.
+_POINTER_PATH_BYTES = 1 << 22
+
+
+def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: torch.Tensor | None) -> Any:
+    """An elementwise activation on contiguous CPU tensors straight to the cpu backend's module; None otherwise.
+
+    The memory is handed over by address (``data_ptr``), skipping the NumPy views, fastact's
+    dispatch and ``torch.from_numpy`` (most of a small call's cost, bench/bench_torch_ops.py).
+    Taken only when the host backend now in use is the ``cpu`` one (``fastact.use_backend``
+    is obeyed), x (and dy, of x's shape and dtype) is contiguous in a dtype it computes, and
+    the result is a new tensor like x (contiguous, so the same flat layout).  The values are
+    validated as fastact's own function validates them.  Anything else returns None and takes
+    the general path, which checks and raises as usual.
+    """
+    run = getattr(backends.host_fast_path(), "pointer_elementwise", None)
+    if run is None or not x.is_contiguous():
+        return None
+    dtype = _HOST_DTYPES.get(x.dtype)
+    if dtype is None or x.numel() * dtype.itemsize >= _POINTER_PATH_BYTES:
+        return None
+    if dy is not None:
+        if dy.dtype is not x.dtype or dy.shape != x.shape or not dy.is_cpu:
+            return None
+        if not dy.is_contiguous():
+            # autograd often hands a broadcast gradient (``y.sum().backward()``: a stride-0 one).  A
+            # small one is copied, which costs far less than the general path's strided views; a
+            # large one takes the general path, whose strided kernel reads it without a copy.
+            if dy.numel() > _COPY_GRADIENT_ELEMENTS:
+                return None
+            dy = dy.contiguous()
+    params = spec.kernel_params_of(*values)
+    y = torch.empty_like(x)
+    addresses = (y.data_ptr(), x.data_ptr()) if dy is None else (y.data_ptr(), dy.data_ptr(), x.data_ptr())
+    if not run(spec.kernel, params, dtype, dy is not None, x.numel(), *addresses):
+        return None
+    return y
+
+
 def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
     forward_function = getattr(fastact, spec.name)
     backward_function = getattr(fastact, f"{spec.name}_backward")
     rowwise = spec.form == "rowwise"
     count = len(spec.params)
 
-    # The custom ops write into torch.empty_like(x), exactly as their fakes allocate; eager calls
-    # let fastact allocate (its NumPy fast path, which skips the checks an out= needs: about 2 us
-    # of a small call) and wrap the result.
+    # The custom ops write into torch.empty_like(x), exactly as their fakes allocate.  Eager calls
+    # on contiguous CPU tensors go to the cpu module by address (_direct); other eager calls let
+    # fastact allocate (its NumPy fast path, which skips the checks an out= needs: about 2 us of a
+    # small call) and wrap the result.
     def compute(x: torch.Tensor, *values: Any) -> torch.Tensor:
         values = tuple(map(_axis_value, values)) if rowwise else values
         y = torch.empty_like(x)
@@ -87,7 +144,8 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
     def eager(x: torch.Tensor, *values: Any) -> torch.Tensor:
         values = tuple(map(_axis_value, values)) if rowwise else values
         if x.is_cpu:  # the common small call, without the device context
-            return as_tensor(forward_function(host_array(x), *values))
+            y = None if rowwise else _direct(spec, values, x, None)
+            return as_tensor(forward_function(host_array(x), *values)) if y is None else y
         with on_device(x):
             return as_tensor(forward_function(as_array(x), *values))
 
@@ -101,7 +159,8 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
     def eager_backward(dy: torch.Tensor, x: torch.Tensor, *values: Any) -> torch.Tensor:
         values = tuple(map(_axis_value, values)) if rowwise else values
         if x.is_cpu:
-            return as_tensor(backward_function(host_array(dy), host_array(x), *values))
+            dx = None if rowwise else _direct(spec, values, x, dy)
+            return as_tensor(backward_function(host_array(dy), host_array(x), *values)) if dx is None else dx
         with on_device(x):
             return as_tensor(backward_function(as_array(dy), as_array(x), *values))
 

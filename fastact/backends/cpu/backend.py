@@ -50,6 +50,11 @@ class CpuBackend(NumpyBackend):
         self.conv_kernels = CompiledConvKernels(self)
         self._dtypes = frozenset(np.dtype(d) for d in ("float16", "float32", "float64")) | (
             {self._bfloat16} if self._bfloat16 is not None else set())
+        # The module's dtype codes (cuda/host/module.cpp: DType) for elementwise_pointers.
+        self._dtype_codes = {np.dtype("float16"): 0, np.dtype("float32"): 2, np.dtype("float64"): 3}
+        if self._bfloat16 is not None:
+            self._dtype_codes[self._bfloat16] = 1
+        self._pointers = getattr(self.engine, "elementwise_pointers", None)  # None in a module built before it
 
     # ---- arguments for the compiled module --------------------------------------
     def functor(self, kernel: str, params: dict, dtype: np.dtype) -> tuple[int, bytes]:
@@ -104,6 +109,21 @@ class CpuBackend(NumpyBackend):
         self.engine.rowwise(_ROWWISE[kernel], dy is not None, self.buffer(target),
                             None if dy is None else self.buffer(dy), self.buffer(x), x.size // length, length)
         return target
+
+    def pointer_elementwise(self, kernel: str, params: dict, dtype: np.dtype, backward: bool, n: int,
+                            *addresses: int) -> bool:
+        """An elementwise activation on ``n`` contiguous elements at raw addresses (out, x) or (out, dy, x).
+
+        For callers that checked the memory themselves (fastact/torch: contiguous CPU tensors of
+        ``dtype``, out newly allocated): no array views are built.  False, with nothing done, when
+        this call cannot take it (a row-wise kernel, a dtype or module without it).
+        """
+        code = self._dtype_codes.get(dtype)
+        if self._pointers is None or code is None or kernel in _ROWWISE:
+            return False
+        number, packed = self.functor(kernel, params, dtype)
+        self._pointers(number, backward, packed, code, n, *addresses)
+        return True
 
     def fast_forward(self, kernel: str, params: dict, x: np.ndarray, out: Any) -> np.ndarray | None:
         """forward() for an ndarray x that needs no conversion or general check; None: take the general path."""

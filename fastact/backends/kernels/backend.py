@@ -31,6 +31,14 @@ VECTOR_BYTES = plan.VECTOR_BYTES
 _MAX_ENTRIES = 4096
 
 
+def _remember(cache: dict, key: Any, value: Any) -> None:
+    """cache[key] = value, dropping the oldest entry when full (not the whole cache: clearing it
+    could drop the entry a caller made a moment ago, and a long run would keep refilling it)."""
+    if key not in cache and len(cache) >= _MAX_ENTRIES:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
+
 class _Elementwise:
     """What one elementwise activation launch needs, per (direction, kernel, params, dtype, device).
 
@@ -128,10 +136,8 @@ class KernelBackend(FusedKernelMethods, Backend):
             return _Elementwise(direction, kernel, params, dtype)
         if entry is None:
             entry = _Elementwise(direction, kernel, params, dtype)
-            if len(entries) >= _MAX_ENTRIES:
-                entries.clear()
-            entries[key] = entry
-        entries[(direction, kernel, id(params), dtype, device)] = entry
+            _remember(entries, key, entry)
+        _remember(entries, (direction, kernel, id(params), dtype, device), entry)
         return entry
 
     def _launch_elementwise(self, entry: _Elementwise, out: Any, inputs: Sequence[Any]) -> None:
@@ -155,9 +161,7 @@ class KernelBackend(FusedKernelMethods, Backend):
         by n and each pointer's offset from a 16-byte boundary (what plan.elementwise_launch reads)."""
         name, grid, block, index = self._plan_elementwise(entry, n, pointers)
         launch = (self.kernel_handle(entry.kernel, entry.dtype, name), grid, block, index)
-        if len(entry.launches) >= _MAX_ENTRIES:
-            entry.launches.clear()
-        entry.launches[(n, *[p % VECTOR_BYTES for p in pointers])] = launch
+        _remember(entry.launches, (n, *[p % VECTOR_BYTES for p in pointers]), launch)
         return launch
 
     # ---- the fast path (fastact/_dispatch.py) ---------------------------------
@@ -237,9 +241,7 @@ class KernelBackend(FusedKernelMethods, Backend):
             recipe = self._rowwise_recipe(direction, kernel, x.shape, x.dtype, aligned)
             if recipe is None:
                 return None
-            if len(recipes) >= _MAX_ENTRIES:
-                recipes.clear()
-            recipes[key] = recipe
+            _remember(recipes, key, recipe)
         if out is None:
             out = self.xp.empty(x.shape, x.dtype)
         else:

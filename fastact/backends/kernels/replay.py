@@ -424,8 +424,8 @@ class ReplayedCalls:
             return run()
         result, recipe = record(self, run, operands)
         if recipe is not None:
-            if len(entries) >= 4096:
-                entries.clear()
+            if len(entries) >= 4096:  # full: drop the oldest recipe, not the one a caller just made
+                del entries[next(iter(entries))]
             entries[key] = recipe
         return result
 

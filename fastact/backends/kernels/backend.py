@@ -134,8 +134,13 @@ class KernelBackend(FusedKernelMethods, Backend):
             entry = entries.get(key)
         except TypeError:  # an unhashable parameter: not remembered
             return _Elementwise(direction, kernel, params, dtype)
-        if entry is None:
-            entry = _Elementwise(direction, kernel, params, dtype)
+        if entry is None or entry.params is not params:
+            # Equal values in another dict (the registry's memo made a new one, e.g. after it was
+            # full): an entry that keeps *this* dict, or the fast path (which checks identity)
+            # would never take these calls again. Launches depend only on kernel, dtype and sizes.
+            found, entry = entry, _Elementwise(direction, kernel, params, dtype)
+            if found is not None:
+                entry.launches = found.launches
             _remember(entries, key, entry)
         _remember(entries, (direction, kernel, id(params), dtype, device), entry)
         return entry

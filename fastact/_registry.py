@@ -197,7 +197,12 @@ class ActivationSpec:
         result = self.kernel_params(**self.validate(*values))
         # Tuples (softmax's axes) are not remembered: (True, 2) == (1, 2), and the key holds
         # only the tuple's own type, so a remembered (1, 2) would let the refused True through.
-        if len(cache) < _KERNEL_PARAMS_CACHE_SIZE and tuple not in key[1]:
+        # When full, the oldest value goes (not the newest stays out): the kernel backends' fast
+        # path recognises the dict by identity, so a value that was never remembered would get a
+        # new dict on every call and never take it.
+        if tuple not in key[1]:
+            if len(cache) >= _KERNEL_PARAMS_CACHE_SIZE:
+                del cache[next(iter(cache))]
             cache[key] = result
         return result
 

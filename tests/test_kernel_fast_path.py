@@ -252,3 +252,27 @@ def test_dense_and_conv2d_with_checked_keys_compute_the_same(dtype, monkeypatch)
     np.testing.assert_allclose(dense.astype(np.float64), numpy_call("dense_bias_act", x, w, b, "gelu").astype(np.float64),
                                rtol=2e-2 if dtype == "float16" else 1e-4, atol=2e-2 if dtype == "float16" else 1e-4)
 
+
+
+def test_the_fast_path_survives_a_full_parameter_memo(monkeypatch, no_planning):
+    """In a long run the registry's memo of parameter dicts fills up; a value first seen then must still
+    get one dict, or the fast path (which knows its entry by the dict's identity) never takes it."""
+    from fastact import _registry
+    monkeypatch.setattr(_registry, "_KERNEL_PARAMS_CACHE_SIZE", 4)
+    spec = _registry.REGISTRY["leaky_relu"]
+    cache = spec._kernel_params_cache
+    saved = dict(cache)
+    cache.clear()
+    try:
+        for i in range(8):
+            spec.kernel_params_of(0.5 + i / 64)
+        assert spec.kernel_params_of(0.37) is spec.kernel_params_of(0.37)
+        x = np.random.default_rng(7).standard_normal(999).astype(np.float32)
+        with fastact.use_backend("cuda-emulator"):
+            first = fastact.leaky_relu(x, alpha=0.37)
+            fastact.leaky_relu(x, alpha=0.37)
+            no_planning()
+            np.testing.assert_array_equal(fastact.leaky_relu(x, alpha=0.37), first)
+    finally:
+        cache.clear()
+        cache.update(saved)

@@ -452,20 +452,32 @@ def test_docstring_examples_run():
 # The pointer path: contiguous CPU tensors straight to the cpu backend's module
 # --------------------------------------------------------------------------- #
 def _counting_pointer_path(monkeypatch):
-    """Patches the cpu backend's pointer entry to count its calls; the list of calls made."""
+    """Patches the cpu backend's pointer calls to count the calls made by address; the list of calls made.
+
+    The calls fastact.torch remembered (made before the patch) are set aside for the test.
+    """
     reason = fastact.backends.unavailable_reason("cpu")
     if reason is not None:
         pytest.skip(reason)
     backend = fastact.backends.load("cpu")
     calls = []
-    original = backend.pointer_elementwise
+    original = backend.pointer_call
 
     def counted(*args):
-        done = original(*args)
-        calls.append(done)
-        return done
+        made = original(*args)
+        if made is None:
+            return None
+        function, leading = made
 
-    monkeypatch.setattr(backend, "pointer_elementwise", counted)
+        def run(*arguments):
+            calls.append(True)
+            return function(*arguments)
+        return run, leading
+
+    monkeypatch.setattr(backend, "pointer_call", counted)
+    for table in (_ops.FORWARD_CALLS, _ops.BACKWARD_CALLS):
+        for name in table:
+            monkeypatch.setitem(table, name, {})
     return calls
 
 
@@ -520,3 +532,43 @@ def test_pointer_path_only_for_plain_contiguous_cpu_tensors(monkeypatch):
         y = ft.elu(base)
         assert calls == []
         np.testing.assert_array_equal(y.numpy(), fastact.elu(base.numpy()))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_pointer_path_for_rows_along_the_last_axis(name, monkeypatch):
+    with fastact.use_backend("cpu"):
+        calls = _counting_pointer_path(monkeypatch)
+        for axis in (-1, 2):
+            x = _values((3, 4, 9), torch.float32, seed=9).requires_grad_(True)
+            dy = _values(x.shape, torch.float32, seed=10)
+            y = getattr(ft, name)(x, axis)
+            (dx,) = torch.autograd.grad(y, x, dy)
+            assert calls == [True, True], axis
+            calls.clear()
+            np.testing.assert_array_equal(y.detach().numpy(), getattr(fastact, name)(x.detach().numpy(), axis))
+            np.testing.assert_array_equal(
+                dx.numpy(), getattr(fastact, f"{name}_backward")(dy.numpy(), x.detach().numpy(), axis))
+        x = _values((3, 4, 9), torch.float32, seed=11)
+        for axis in (0, 1, (1, 2)):  # other axes: the general path
+            y = getattr(ft, name)(x, axis)
+            assert calls == [], axis
+            np.testing.assert_array_equal(y.numpy(), getattr(fastact, name)(x.numpy(), axis))
+
+
+def test_remembered_small_calls_still_refuse_values_of_the_wrong_type():
+    # 1 == 1.0 == True: a remembered call for one must not let the refused others through.
+    x = torch.linspace(-2, 2, 16)
+    for _ in range(3):
+        ft.leaky_relu(x, 1.0)
+        ft.gelu(x, True)
+        ft.relu(x, 0.0, None, 0.0)
+    with pytest.raises(TypeError, match="alpha"):
+        ft.leaky_relu(x, True)
+    with pytest.raises(TypeError, match="approximate"):
+        ft.gelu(x, 1)
+    with pytest.raises(TypeError, match="alpha"):
+        ft.relu(x, False, None, 0.0)
+    np.testing.assert_array_equal(ft.leaky_relu(x, 1).numpy(), x.numpy())  # an int slope is a number
+    for _ in range(2):
+        with pytest.raises(TypeError):
+            ft.leaky_relu(x, [0.1])  # unhashable: the general path says what is wrong

@@ -26,8 +26,15 @@ from ..activations import (
     ELU, GELU, HARD_SIGMOID, HARD_SILU, LEAKY_RELU, LINEAR, LOG_SOFTMAX, MISH, RELU, RELU6, SELU, SIGMOID, SILU,
     SOFTMAX, SOFTPLUS, TANH, THRESHOLDED_RELU,
 )
+from .. import backends as _backends
 from . import _ops
-from ._library import _Eager, plain
+from ._library import _Eager, _dispatch_modes, _function_modes, _functorch_wrapped, plain
+from ._ops import FORWARD_CALLS as _FORWARD_CALLS
+
+_compiler = torch.compiler
+_backend_context = _backends._context  # fastact.use_backend's; else the process-wide _backends._default
+_Tensor = torch.Tensor
+_empty_like = torch.empty_like
 
 __all__ = [
     "relu", "leaky_relu", "relu6", "thresholded_relu", "prelu", "elu", "selu", "gelu", "silu", "swish",
@@ -45,7 +52,38 @@ def _check_tensor(function: str, name: str, value: Any) -> None:
 
 
 def _activation(spec: _registry.ActivationSpec, x: Any, *values: Any) -> torch.Tensor:
-    """Run activation ``spec`` on ``x``: eagerly without the dispatcher where possible (fastact validates the values)."""
+    """Run activation ``spec`` on ``x``: eagerly without the dispatcher where possible (fastact validates the values).
+
+    The first branch is the small call (a plain contiguous CPU tensor that autograd does not
+    track, an elementwise activation): :func:`fastact.torch._library.plain`'s checks written out
+    and the remembered pointer call, since on 1 Ki elements every 0.1 us is 10% of torch's own
+    call (bench/bench_torch_ops.py).  It computes what ``_ops._direct`` computes.
+    """
+    # torch.compiler.is_compiling() reads this flag after a call to torch.jit.is_scripting(); two Python
+    # calls cost more than the whole check.  Dynamo, tracing this, reads it True (compilation holds it so).
+    if (not _compiler._is_compiling_flag and type(x) is _Tensor and not x.requires_grad and x.is_cpu
+            and not _dispatch_modes() and not _function_modes() and not _functorch_wrapped(x)
+            and x.is_contiguous()):
+        try:
+            call = _FORWARD_CALLS[spec.name].get((values, x.dtype))
+        except TypeError:  # an unhashable value: the general path says what is wrong
+            call = None
+        if call is not None and call[2] is not None:
+            count = len(values)  # the values' types, as _ops.pointer_call finds them (spelled out: a third of map's time)
+            types = (() if count == 0 else (type(values[0]),) if count == 1
+                     else (type(values[0]), type(values[1]), type(values[2])) if count == 3
+                     else tuple(map(type, values)))
+            n = x.numel()
+            if call[0] == types and call[1] == (_backend_context.get() or _backends._default) and n <= call[4]:
+                if not call[5]:
+                    y = _empty_like(x)
+                    call[2](*call[3], n, y.data_ptr(), x.data_ptr())
+                    return y
+                length = _ops.row_length(x, values[0])  # softmax, log_softmax: along the last axis only
+                if length:
+                    y = _empty_like(x)
+                    call[2](*call[3], n // length, length, y.data_ptr(), x.data_ptr())
+                    return y
     op = _ops.ACTIVATIONS[spec.name]
     if plain(x):
         if x.requires_grad and torch.is_grad_enabled():

@@ -118,7 +118,7 @@ class CudaBackend(ReplayedCalls, KernelBackend):
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         # cuBLAS through CuPy: 16-bit products accumulate in float32.  CuPy's
         # matmul takes out= only as a C-contiguous array of the result's dtype.
-        if out.flags.c_contiguous:
+        if self.c_contiguous(out):
             return self.xp.matmul(a, b, out=out)
         out[...] = self.xp.matmul(a, b)
         return out

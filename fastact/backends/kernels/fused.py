@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..._conv_geometry import Conv2dGeometry
-from . import plan
+from . import plan, replay
 
 # The column buffer of one batch chunk stays under this size (one sample's
 # buffer is the floor), whatever the batch size (as the NumPy backend's
@@ -65,10 +65,18 @@ class FusedKernelMethods:
             shape = (*self._batch_shape(a, b), a.shape[-2], b.shape[-1])
             out = self.xp.empty(shape, a.dtype)
         if not out.flags.c_contiguous and out.swapaxes(-1, -2).flags.c_contiguous:
-            self.gemm(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out.swapaxes(-1, -2))
+            self._gemm(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out.swapaxes(-1, -2))
         else:
-            self.gemm(a, b, out)
+            self._gemm(a, b, out)
         return out
+
+    def _gemm(self, a: Any, b: Any, out: Any) -> None:
+        """gemm(a, b, out), noted as one event when the call is being recorded (kernels/replay.py)."""
+        recording = replay._active()
+        if recording is None:
+            self.gemm(a, b, out)
+        else:
+            replay.record_gemm(recording, self.gemm, a, b, out)
 
     @staticmethod
     def _batch_shape(a: Any, b: Any) -> tuple:

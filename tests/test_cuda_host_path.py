@@ -388,14 +388,21 @@ def test_a_replay_allocates_its_workspace_per_call(backend, monkeypatch):
             allocated.append(value)
 
     monkeypatch.setattr(null_cuda, "_results", Unpooled())
+    start = len(null_cuda.LAUNCHES)
     first = fastact.prelu_backward(dy, x, alpha)
+    middle = len(null_cuda.LAUNCHES)
     second = fastact.prelu_backward(dy, x, alpha)
-    assert first[0].data.ptr != second[0].data.ptr
-    assert len(allocated) == 6  # dx, the float64 sums and dalpha (their conversion), twice
-    launches = null_cuda.LAUNCHES[-2:]
-    pointers = [{a.data.ptr for a in args if isinstance(a, cupy.ndarray)} for _, _, _, args in launches]
+    assert first[0].data.ptr != second[0].data.ptr and first[1].data.ptr != second[1].data.ptr
+    # dx, the float64 partial sums and dalpha (float32: written by the second pass in alpha's dtype), twice
+    assert len(allocated) == 6
+    assert first[1].dtype == alpha.dtype and first[1].shape == alpha.shape
+
+    def pointers(launches):
+        return {a.data.ptr for _, _, _, args in launches for a in args if isinstance(a, cupy.ndarray)}
+
     operands = {x.data.ptr, dy.data.ptr, alpha.data.ptr}
-    assert pointers[0] - operands and not (pointers[0] - operands) & (pointers[1] - operands)
+    workspace = [pointers(null_cuda.LAUNCHES[start:middle]) - operands, pointers(null_cuda.LAUNCHES[middle:]) - operands]
+    assert len(workspace[0]) == 3 and not workspace[0] & workspace[1]
 
 
 def test_non_arrays_never_reach_a_replay(backend):

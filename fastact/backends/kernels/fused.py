@@ -34,7 +34,9 @@ IM2COL_BUDGET_BYTES = 256 << 20
 
 def in_dtype(total: Any, like: Any) -> Any:
     """A float64 gradient rounded to its operand's dtype; None stays None (no bias, no dbias)."""
-    return None if total is None else total.astype(like.dtype, copy=False)
+    if total is None or total.dtype == like.dtype:  # None, or already in like's dtype (see _reduce_channels)
+        return total
+    return total.astype(like.dtype)
 
 
 def channel_plan(shape: tuple, axis: int) -> plan.PreluPlan:
@@ -90,7 +92,7 @@ class FusedKernelMethods:
     def bias_act_backward(self, kernel, params, dy, x, bias, axis):
         with self.device_of(x):
             dx = self.xp.empty(x.shape, x.dtype)
-            return dx, in_dtype(self._epilogue_backward(kernel, params, dy, x, bias, axis, dx), bias)
+            return dx, in_dtype(self._epilogue_backward(kernel, params, dy, x, bias, axis, dx, like=bias), bias)
 
     def _epilogue(self, kernel: str, params: dict, z: Any, bias: Any, axis: int, out: Any) -> Any:
         """out = act(z + bias along ``axis``) in one kernel (act(z) without a bias); ``out`` may be ``z``."""
@@ -111,8 +113,10 @@ class FusedKernelMethods:
             destination[...] = work
         return out
 
-    def _epilogue_backward(self, kernel: str, params: dict, dy: Any, z: Any, bias: Any, axis: int, dz: Any) -> Any:
-        """dz = dy * act'(z + bias) in one kernel; returns dbias in float64, or None without a bias.
+    def _epilogue_backward(self, kernel: str, params: dict, dy: Any, z: Any, bias: Any, axis: int, dz: Any,
+                           like: Any = None) -> Any:
+        """dz = dy * act'(z + bias) in one kernel; returns dbias in float64 (in ``like``'s dtype when that is
+        float32: see _reduce_channels), or None without a bias.
 
         ``dz`` may be ``z`` itself (dense and conv2d overwrite their recomputed pre-activation).
         """
@@ -124,7 +128,7 @@ class FusedKernelMethods:
         functor = plan.pack_functor(kernel, params, z.dtype)
         return self._reduce_channels(
             kernel, channel_plan(z.shape, axis), dz, [dy, z], self._along(bias, z.ndim, axis),
-            lambda launch: plan.bias_act_backward_kernel(kernel, z.dtype, launch), leading=(functor,),
+            lambda launch: plan.bias_act_backward_kernel(kernel, z.dtype, launch), leading=(functor,), like=like,
         )
 
     @staticmethod

@@ -64,7 +64,8 @@ def _activation(function: str, activation: Any) -> Activation:
 # Calls of dense_bias_act / conv2d_bias_act the general path has checked, by key (the op, the activation's
 # name, the options, and per array its layout, dtype, alignment and device: what every check reads), with
 # what the checks produced (conv2d: the geometry).  A call with a known key on a kernel backend skips
-# the checks and goes straight to the backend; its epilogue is replayed there (kernels/replay.py).
+# the checks and goes straight to the backend, recorded there once (kernels/replay.py); later calls with
+# the key replay that recording before any of this (ReplayedCalls.replayed).
 _CHECKED: dict = {}
 
 

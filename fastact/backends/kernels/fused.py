@@ -15,6 +15,10 @@ cuBLAS computes for 16-bit data).
   dz and dbias by the fused backward kernel (in place over z), dx and dw by GEMMs.
 * conv2d: im2col (``cuda/conv.cuh``) + GEMM + the same epilogue, batch chunk
   by batch chunk; see :class:`_Conv` for the layouts and the memory bound.
+
+bias_act, its backward, dense_bias_act and conv2d_bias_act are recorded and
+replayed per key (``kernels/replay.py``): GEMMs go through :meth:`FusedKernelMethods.matmul`
+so that a recording sees them.
 """
 from __future__ import annotations
 
@@ -48,6 +52,10 @@ class FusedKernelMethods:
     """The six fused methods of :class:`~fastact.backends.base.Backend` as kernel launches and GEMMs."""
 
     # ---- device primitive (subclasses) --------------------------------------
+    # What gemm does when ``out`` is C-contiguous, as one callable ``gemm_into(a, b, out=out)`` (the cuda
+    # backend: cupy.matmul), or None; replayed GEMMs (kernels/replay.py) call it directly.
+    gemm_into: Any = None
+
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         """out[...] = a @ b (matmul semantics: batched, broadcast), in the dtype of a and b; returns out.
 
@@ -78,7 +86,7 @@ class FusedKernelMethods:
         if recording is None:
             self.gemm(a, b, out)
         else:
-            replay.record_gemm(recording, self.gemm, a, b, out)
+            replay.record_gemm(recording, self.gemm, a, b, out, self.gemm_into)
 
     @staticmethod
     def _batch_shape(a: Any, b: Any) -> tuple:

@@ -1,8 +1,9 @@
 """Record and replay: the fast path of the per-channel and fused calls of the kernel backends.
 
-A general-path call of ``prelu``, ``prelu_backward``, ``bias_act`` or
-``bias_act_backward`` plans its launches (layouts, vector widths, index types,
-grids, packed parameters, kernel handles) in Python: tens of microseconds.
+A general-path call of ``prelu``, ``prelu_backward``, ``bias_act``,
+``bias_act_backward``, ``dense_bias_act`` or ``conv2d_bias_act`` plans its
+launches (layouts, vector widths, index types, grids, packed parameters,
+kernel handles, im2col's window descriptor) in Python: tens of microseconds.
 Everything it decides depends only on the call's *key*: the op and its
 parameters, and per array operand its shape, strides, dtype, device and data
 pointer modulo :data:`ALIGNMENT`, plus which operands share memory.  So the
@@ -10,21 +11,25 @@ first general call with a key is *recorded*: each launch made through
 ``KernelBackend.launch`` (kernel handle, grid, block, arguments), each array
 the call allocates through ``backend.xp.empty``/``zeros`` (workspace: partial
 sums, the result), each ``astype`` of such an array (a float64 sum rounded
-to the parameter's dtype) and each ``xp.ascontiguousarray`` that copies a whole
-operand (a 16-bit alpha or bias in the compute type).  Each argument is then
-named by its data pointer: an operand of the call, a workspace array, such a
-copy, or a value (NumPy scalars: packed functors, index values).  A later call with the same key *replays*: it
-allocates the workspace afresh, launches the recorded kernels with the new
-operands' arrays in their places, and converts what was converted.  Nothing is
-planned, named or looked up.
+to a 16-bit parameter's dtype), each ``xp.ascontiguousarray`` that copies a whole
+operand (a 16-bit alpha or bias in the compute type) and each GEMM made through
+``FusedKernelMethods.matmul`` (:func:`record_gemm`: dense's and conv2d's
+``cupy.matmul``).  Each argument is then named by its data pointer: an operand
+of the call, a workspace array, such a copy, or a value (NumPy scalars: packed
+functors, index values); a GEMM's matrices are views of whole such arrays,
+rebuilt by a reshape (and a transpose of the last two axes).  The recipe is
+compiled into one Python function (:func:`_compile`).  A later call with the
+same key *replays*: it allocates the workspace afresh, launches the recorded
+kernels and GEMMs with the new operands' arrays in their places, and converts
+what was converted.  Nothing is planned, named or looked up.
 
 A recording is refused (the key keeps the general path) when the call does
 anything else on the device that is not a launch, so that replaying it would
 miss work: an argument that is neither an operand, workspace nor such a copy
-(a transposed copy of x, a view at an offset), any other
-``xp`` function than an allocation or a view (``matmul``, ...), a result that
-no launch wrote (a result copied into ``out`` after the launch), a launch
-argument of an unknown kind.  The general path itself is unchanged: it only
+(a transposed copy of x, a view at an offset: a conv2d's later batch chunks),
+any other ``xp`` function than an allocation or a view, a GEMM on a view no
+reshape of a whole array rebuilds, a result that no launch wrote (a result
+copied into ``out`` after the launch), a launch argument of an unknown kind.  The general path itself is unchanged: it only
 runs under the recorder once per key.
 
 Workspace is allocated per call (``xp.empty``/``xp.zeros`` on the current
@@ -116,9 +121,10 @@ def _compile(recipe: Recipe) -> Callable[[tuple, Callable[[Any], int]], Any]:
             lines.append(f"    s{derived} = {const(function)}({view(slot, shape)}, *{const(args)}, **{const(kwargs)})")
             derived += 1
         elif handle is _GEMM:  # grid: per array, (the shape it is read in or None, transposed); block: gemm
-            matrices = (view(r, shape) + (".swapaxes(-1, -2)" if transposed else "")
-                        for r, (shape, transposed) in zip(refs, grid))
-            lines.append(f"    {const(block)}({', '.join(matrices)})")
+            a, b, out = (view(r, shape) + (".swapaxes(-1, -2)" if transposed else "")
+                         for r, (shape, transposed) in zip(refs, grid))
+            function, keyword = block
+            lines.append(f"    {const(function)}({a}, {b}, {'out=' if keyword else ''}{out})")
         else:
             lines.append(f"    {const(handle)}({const(grid)}, {const(block)}, ({''.join(ref(r) + ', ' for r in refs)}))")
     results = [_result_expression(how, view, const) for how in recipe.results]
@@ -219,11 +225,13 @@ def _active() -> Recording | None:
     return getattr(_local, "recording", None)
 
 
-def record_gemm(recording: Recording, gemm: Callable, a: Any, b: Any, out: Any) -> Any:
+def record_gemm(recording: Recording, gemm: Callable, a: Any, b: Any, out: Any, into: Callable | None = None) -> Any:
     """``gemm(a, b, out)`` (the backend's GEMM: ``cupy.matmul`` on the GPU) during a recording: noted as
-    one event of the call, replayed as the same GEMM on views of the replay's arrays (see _gemm_event).
-    What the GEMM does inside (CuPy's matmul, the emulator's NumPy) is not recorded: it is not the call's."""
-    recording.launches.append((_GEMM, gemm, a, b, out))
+    one event of the call, replayed as the same GEMM on views of the replay's arrays (see _gemm_event), by
+    ``into(a, b, out=out)`` when given and ``out`` is C-contiguous (what ``gemm`` then does: the backend's
+    ``gemm_into``).  What the GEMM does inside (CuPy's matmul, the emulator's NumPy) is not recorded: it is
+    not the call's."""
+    recording.launches.append((_GEMM, (gemm, into), a, b, out))
     recording.passthrough += 1
     try:
         return gemm(a, b, out)
@@ -399,7 +407,11 @@ def _gemm_event(event: tuple, slots: dict, operands: tuple, workspace: list, cop
     axes where the recorded view was one (the NCHW convolution's matrices): views[i] = (shape or None: as the
     slot's array is, transposed).  The rebuilt view is checked here to be the recorded one (:func:`_same_view`),
     so the GEMM sees the very operands it saw (only the memory is the replay's)."""
-    _, gemm, *arrays = event
+    _, (gemm, into), *arrays = event
+    if into is not None and arrays[2].flags.c_contiguous:
+        gemm = (into, True)  # called as into(a, b, out=out)
+    else:
+        gemm = (gemm, False)  # called as gemm(a, b, out)
     refs, views = [], []
     for a in arrays:
         slot = slots.get(_pointer(a))
@@ -426,7 +438,7 @@ def _gemm_event(event: tuple, slots: dict, operands: tuple, workspace: list, cop
         if len(views) < len(refs) + 1:
             return None
         refs.append(slot)
-    return (_GEMM, tuple(views), gemm, refs)
+    return (_GEMM, tuple(views), gemm, refs)  # gemm: (function, out by keyword)
 
 
 def _same_view(rebuilt: Any, recorded: Any) -> bool:
@@ -489,8 +501,9 @@ def replay(recipe: Recipe, operands: tuple, data_ptr: Callable[[Any], int]) -> A
 
 
 class ReplayedCalls:
-    """The recorded general path and the replaying fast path of prelu, prelu_backward, bias_act and
-    bias_act_backward, mixed in before :class:`~fastact.backends.kernels.backend.KernelBackend`.
+    """The recorded general path and the replaying fast path of prelu, prelu_backward, bias_act,
+    bias_act_backward, dense_bias_act and conv2d_bias_act, mixed in before
+    :class:`~fastact.backends.kernels.backend.KernelBackend` (dense/conv2d through :meth:`recorded_call`).
 
     The general methods run KernelBackend's own (``super()``), recorded the first
     time a key is seen; :meth:`replayed` (tried by ``fastact/_dispatch.py``
@@ -499,7 +512,8 @@ class ReplayedCalls:
     key has been recorded, and ``out`` (if any) is writable and either an
     input's very memory or disjoint from every input; otherwise it returns
     None and the general path runs (and raises what it raises).
-    Recipes live in ``_elementwise_entries`` under keys starting with "replay".
+    Recipes live in ``_elementwise_entries`` under keys starting with "replay" (dense/conv2d: with
+    ``_fused_dispatch``'s tags, the op's name, the activation's and the convolution options).
     """
 
     replays = True

@@ -123,7 +123,7 @@ def _compile(recipe: Recipe) -> Callable[[tuple, Callable[[Any], int]], Any]:
         elif handle is _GEMM:  # grid: per array, (the shape it is read in or None, transposed); block: gemm
             a, b, out = (view(r, shape) + (".swapaxes(-1, -2)" if transposed else "")
                          for r, (shape, transposed) in zip(refs, grid))
-            function, keyword = block
+            function, keyword, _ = block
             lines.append(f"    {const(function)}({a}, {b}, {'out=' if keyword else ''}{out})")
         else:
             lines.append(f"    {const(handle)}({const(grid)}, {const(block)}, ({''.join(ref(r) + ', ' for r in refs)}))")
@@ -369,11 +369,11 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
     # A workspace array that GEMMs read in one shape and that is no result (else only passed to kernels, by
     # pointer) is allocated in that shape (C order, same size): the replay then reshapes it for nothing.
     uses: dict = {}
-    for h, g, _, refs in launches:
+    for h, g, b, refs in launches:
         if h is _GEMM:
-            for slot, (shape, _) in zip(refs, g):
+            for slot, (shape, _), fresh in zip(refs, g, b[2]):
                 if type(slot) is int and slot >= first_workspace:
-                    uses.setdefault(slot, set()).add(shape)
+                    uses.setdefault(slot, set()).add(shape if fresh else None)  # None: keep it as recorded
     results_read = {how[1] for how in results if len(how) > 1}
     reshaped = set()
     for slot, shapes in uses.items():
@@ -412,7 +412,7 @@ def _gemm_event(event: tuple, slots: dict, operands: tuple, workspace: list, cop
         gemm = (into, True)  # called as into(a, b, out=out)
     else:
         gemm = (gemm, False)  # called as gemm(a, b, out)
-    refs, views = [], []
+    refs, views, fresh_views = [], [], []
     for a in arrays:
         slot = slots.get(_pointer(a))
         if slot is None:
@@ -421,24 +421,30 @@ def _gemm_event(event: tuple, slots: dict, operands: tuple, workspace: list, cop
             base = copies[slot[1]]
         else:
             base = operands[slot] if slot < first_workspace else workspace[slot - first_workspace]
-        if not base.flags.c_contiguous or base.size != a.size:
-            return None
-        for transposed in (False, True):
-            if transposed and a.ndim < 2:
-                break
-            shape = tuple(a.swapaxes(-1, -2).shape if transposed else a.shape)
-            rebuilt = base if shape == tuple(base.shape) else base.reshape(shape)
-            if transposed:
-                rebuilt = rebuilt.swapaxes(-1, -2)
-            if _same_view(rebuilt, a):
-                views.append((None if shape == tuple(base.shape) else shape, transposed))
-                break
-        else:
-            return None
-        if len(views) < len(refs) + 1:
+        view = _view_of(base, a)
+        if view is None:
             return None
         refs.append(slot)
-    return (_GEMM, tuple(views), gemm, refs)  # gemm: (function, out by keyword)
+        views.append(view)
+        shape, transposed = view
+        fresh = _c_strides(shape or base.shape, a.itemsize)  # an array allocated in that shape
+        fresh_views.append(_same_strides(a.shape, fresh[:-2] + fresh[-1:-3:-1] if transposed else fresh, a.strides))
+    # gemm: (function, out by keyword, per array: would an array allocated in its view's shape give that view)
+    return (_GEMM, tuple(views), (*gemm, tuple(fresh_views)), refs)
+
+
+def _view_of(base: Any, a: Any) -> tuple | None:
+    """(shape or None, transposed): how the replay rebuilds view ``a`` from ``base``, a whole C-contiguous array
+    of a's memory: ``base.reshape(shape)`` (no reshape for None), then ``.swapaxes(-1, -2)`` when transposed;
+    None when neither gives ``a`` (:func:`_same_view`)."""
+    if not base.flags.c_contiguous or base.size != a.size:
+        return None
+    for transposed in (False, True) if a.ndim >= 2 else (False,):
+        shape = tuple(a.swapaxes(-1, -2).shape if transposed else a.shape)
+        rebuilt = base if shape == tuple(base.shape) else base.reshape(shape)
+        if _same_view(rebuilt.swapaxes(-1, -2) if transposed else rebuilt, a):
+            return (None if shape == tuple(base.shape) else shape, transposed)
+    return None
 
 
 def _same_view(rebuilt: Any, recorded: Any) -> bool:
@@ -448,9 +454,22 @@ def _same_view(rebuilt: Any, recorded: Any) -> bool:
     if rebuilt.shape != recorded.shape or (rebuilt.flags.c_contiguous, rebuilt.flags.f_contiguous) != (
             recorded.flags.c_contiguous, recorded.flags.f_contiguous):
         return False
-    last = len(recorded.shape) - 2
-    return all(s == t for i, (n, s, t) in enumerate(zip(recorded.shape, rebuilt.strides, recorded.strides))
-               if n != 1 or i >= last)
+    return _same_strides(recorded.shape, rebuilt.strides, recorded.strides)
+
+
+def _same_strides(shape: tuple, strides: tuple, recorded: tuple) -> bool:
+    """Strides equal on the last two axes and on every other axis longer than 1 (see _same_view)."""
+    last = len(shape) - 2
+    return all(s == t for i, (n, s, t) in enumerate(zip(shape, strides, recorded)) if n != 1 or i >= last)
+
+
+def _c_strides(shape: tuple, itemsize: int) -> tuple:
+    """The strides of a new C-contiguous array of ``shape`` (what xp.empty gives)."""
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def _result_of(r, slots, used, recording, operands, allocated, first_workspace):

@@ -70,16 +70,17 @@ class Recipe:
     the call has.  ``run(operands, data_ptr)`` replays it (see :func:`_compile`).
     """
 
-    __slots__ = ("launches", "workspace", "values", "results", "single", "operands", "run")
+    __slots__ = ("launches", "workspace", "values", "results", "single", "operands", "run", "source")
 
     def __init__(self, launches, workspace, values, results, single, operands) -> None:
         self.launches, self.workspace, self.values, self.results, self.single = launches, workspace, values, results, single
         self.operands = operands
-        self.run = _compile(self)
+        self.run, self.source = _compile(self)
 
 
-def _compile(recipe: Recipe) -> Callable[[tuple, Callable[[Any], int]], Any]:
-    """The recipe as one Python function ``run(operands, data_ptr)``, its steps written out (it runs every call):
+def _compile(recipe: Recipe) -> tuple[Callable[[tuple, Callable[[Any], int]], Any], str]:
+    """The recipe as one Python function ``run(operands, data_ptr)``, its steps written out (it runs every call),
+    and its source (``Recipe.source``, for debugging):
 
         def run(operands, data_ptr):
             s0, s1, s2 = operands
@@ -129,8 +130,9 @@ def _compile(recipe: Recipe) -> Callable[[tuple, Callable[[Any], int]], Any]:
             lines.append(f"    {const(handle)}({const(grid)}, {const(block)}, ({''.join(ref(r) + ', ' for r in refs)}))")
     results = [_result_expression(how, view, const) for how in recipe.results]
     lines.append(f"    return {results[0]}" if recipe.single else f"    return ({''.join(r + ', ' for r in results)})")
-    exec(compile("\n".join(lines), "<fastact replay>", "exec"), names)  # noqa: S102 (generated above)
-    return names["run"]
+    source = "\n".join(lines)
+    exec(compile(source, "<fastact replay>", "exec"), names)  # noqa: S102 (generated above)
+    return names["run"], source
 
 
 def _result_expression(how: tuple, view: Callable, const: Callable) -> str:

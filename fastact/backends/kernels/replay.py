@@ -29,8 +29,9 @@ miss work: an argument that is neither an operand, workspace nor such a copy
 (a transposed copy of x, a view at an offset: a conv2d's later batch chunks),
 any other ``xp`` function than an allocation or a view, a GEMM on a view no
 reshape of a whole array rebuilds, a result that no launch wrote (a result
-copied into ``out`` after the launch), a launch argument of an unknown kind.  The general path itself is unchanged: it only
-runs under the recorder once per key.
+copied into ``out`` after the launch), a launch argument of an unknown kind.
+The general path itself is unchanged: it only runs under the recorder once per
+key.
 
 Workspace is allocated per call (``xp.empty``/``xp.zeros`` on the current
 device), never kept: CuPy's memory pool hands memory back in stream order, so
@@ -40,7 +41,6 @@ sees its own thread's launches and allocations.
 """
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any, Callable
 

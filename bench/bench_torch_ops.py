@@ -23,7 +23,7 @@ so the noise of a shared machine cancels in the ratios, not in the absolute time
    3x3 convolutions with Leaky ReLU after each, max pooling, a dense layer with
    Leaky ReLU; batch 64 of 28x28): forward, backward and an SGD step, stock
    against ``fastact.torch.patch``-ed (fused conv/dense + Leaky ReLU: fastact's
-   im2col + NumPy-BLAS GEMMs), and, for comparison, against torch's own
+   im2col, col2im and epilogues, the GEMMs by torch.matmul), and, for comparison, against torch's own
    convolution/product followed by fastact's fused bias + activation.
 
     python bench/bench_torch_ops.py [--quick] [--json FILE] [--markdown FILE]

@@ -572,3 +572,33 @@ def test_remembered_small_calls_still_refuse_values_of_the_wrong_type():
     for _ in range(2):
         with pytest.raises(TypeError):
             ft.leaky_relu(x, [0.1])  # unhashable: the general path says what is wrong
+
+
+def test_fused_calls_on_cpu_tensors_multiply_with_torch(monkeypatch):
+    # fastact's GEMMs inside fastact.torch run on torch's matrix product (one thread pool), and only there.
+    from fastact.backends.numpy import fused
+    from fastact.torch import _bridge
+
+    products = []
+    original = _bridge._torch_matmul
+
+    def counted(*args, **kwargs):
+        products.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_bridge, "_torch_matmul", counted)
+    x = _values((2, 3, 6, 6), torch.float32, seed=12).requires_grad_(True)
+    w = _values((4, 3, 3, 3), torch.float32, seed=13).requires_grad_(True)
+    b = _values((4,), torch.float32, seed=14).requires_grad_(True)
+    y = ft.conv2d_bias_act(x, w, b, "leaky_relu", padding="same")
+    y.sum().backward()
+    assert len(products) >= 4  # forward; backward: z again, dw, dcols
+    products.clear()
+    xd = _values((5, 7), torch.float64, seed=15)
+    wd = _values((7, 3), torch.float64, seed=16)
+    np.testing.assert_allclose(ft.dense_bias_act(xd, wd, None, "linear").numpy(), xd.numpy() @ wd.numpy(), rtol=1e-12)
+    assert len(products) == 1
+    assert fused.MATMUL.get() is np.matmul  # outside fastact.torch: NumPy's
+    np.testing.assert_allclose(
+        fastact.dense_bias_act(xd.numpy(), wd.numpy(), None, "linear"), xd.numpy() @ wd.numpy(), rtol=1e-12)
+    assert len(products) == 1

@@ -394,12 +394,12 @@ BIAS_ACT = Op(
 # dense_bias_act: w is (in, out), as Keras Dense and fastact.dense_bias_act
 # --------------------------------------------------------------------------- #
 def _dense(x, w, b, activation: str) -> torch.Tensor:
-    with on_device(x):
+    with on_device(x, gemm=True):
         return _result(fastact.dense_bias_act(as_array(x), as_array(w), as_optional_array(b), activation_of(activation)))
 
 
 def _dense_backward(dy, x, w, b, activation: str) -> tuple:
-    with on_device(x):
+    with on_device(x, gemm=True):
         grads = fastact.dense_bias_act_backward(
             as_array(dy), as_array(x), as_array(w), as_optional_array(b), activation_of(activation))
         return _gradients(*grads, like=x)
@@ -442,14 +442,14 @@ def _conv_options(stride, padding, dilation, groups, data_format) -> dict:
 
 
 def _conv(x, w, b, activation: str, *options) -> torch.Tensor:
-    with on_device(x):
+    with on_device(x, gemm=True):
         y = fastact.conv2d_bias_act(as_array(x), as_array(w), as_optional_array(b), activation_of(activation),
                                     **_conv_options(*options))
         return _result(y)
 
 
 def _conv_backward(dy, x, w, b, activation: str, *options) -> tuple:
-    with on_device(x):
+    with on_device(x, gemm=True):
         grads = fastact.conv2d_bias_act_backward(
             as_array(dy), as_array(x), as_array(w), as_optional_array(b), activation_of(activation),
             **_conv_options(*options))

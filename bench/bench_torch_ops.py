@@ -48,6 +48,7 @@ from fastact.benchmark import machine
 from fastact.benchmark.timing import FULL, QUICK, Budget, interleaved
 from fastact.torch import _bridge, _library, _ops
 
+_SLOPE = torch.tensor([0.25])
 # name -> (fastact.torch call, torch call, fastact call on NumPy, fastact backward on NumPy)
 OPS = {
     "relu": (lambda x: ft.relu(x), F.relu, fastact.relu, fastact.relu_backward),
@@ -59,6 +60,9 @@ OPS = {
     "hard_silu": (lambda x: ft.hard_silu(x), F.hardswish, fastact.hard_silu, fastact.hard_silu_backward),
     "softmax": (lambda x: ft.softmax(x, -1), lambda x: F.softmax(x, -1), lambda x: fastact.softmax(x, -1),
                 lambda dy, x: fastact.softmax_backward(dy, x, -1)),
+    # One slope (torch's PReLU(num_parameters=1) weight), not requiring grad: x's gradient only.
+    "prelu": (lambda x: ft.prelu(x, _SLOPE), lambda x: F.prelu(x, _SLOPE), lambda x: fastact.prelu(x, _SLOPE.numpy()),
+              lambda dy, x: fastact.prelu_backward(dy, x, _SLOPE.numpy())[0]),
 }
 SMALL = 1 << 10
 MEDIUM = 1 << 16  # where the per-call overhead is amortized

@@ -602,3 +602,46 @@ def test_fused_calls_on_cpu_tensors_multiply_with_torch(monkeypatch):
     np.testing.assert_allclose(
         fastact.dense_bias_act(xd.numpy(), wd.numpy(), None, "linear"), xd.numpy() @ wd.numpy(), rtol=1e-12)
     assert len(products) == 1
+
+
+@pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))
+@pytest.mark.parametrize("shapes", [((2, 3, 4, 5), (3, 1, 1)), ((2, 4, 5, 3), (3,)), ((6, 7), ()), ((6, 7), (1,)),
+                                    ((3, 4), (3, 4)), ((2, 3, 4, 5), (1, 3, 1, 1))])
+def test_prelu_by_address_gives_the_general_paths_bits(dtype_name, shapes, monkeypatch):
+    if dtype_name == "bfloat16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    reason = fastact.backends.unavailable_reason("cpu")
+    if reason is not None:
+        pytest.skip(reason)
+    dtype = TORCH_DTYPES[dtype_name]
+    x_shape, alpha_shape = shapes
+    with fastact.use_backend("cpu"):
+        taken = []
+        original = _ops.prelu_direct
+        monkeypatch.setattr(_ops, "prelu_direct", lambda *a: taken.append(original(*a) is not None) or original(*a))
+        x = _values(x_shape, dtype, seed=17).requires_grad_(True)
+        alpha = (_values(alpha_shape, dtype, seed=18) * 0.3).requires_grad_(True)
+        dy = _values(x_shape, dtype, seed=19)
+        y = ft.prelu(x, alpha)
+        dx, dalpha = torch.autograd.grad(y, (x, alpha), dy)
+        assert taken == [True, True]
+        expected_dx, expected_dalpha = fastact.prelu_backward(_to_numpy(dy), _to_numpy(x), _to_numpy(alpha))
+        np.testing.assert_array_equal(_to_numpy(y), fastact.prelu(_to_numpy(x), _to_numpy(alpha)))
+        np.testing.assert_array_equal(_to_numpy(dx), expected_dx)
+        np.testing.assert_array_equal(_to_numpy(dalpha), expected_dalpha)
+        assert dalpha.shape == alpha.shape and dalpha.dtype == dtype
+        taken.clear()
+        with torch.no_grad():  # the no-autograd branch of fastact.torch.prelu
+            np.testing.assert_array_equal(_to_numpy(ft.prelu(x, alpha)), _to_numpy(y))
+        assert taken == [True]
+
+
+def test_prelu_by_address_only_where_it_applies():
+    x = _values((2, 3, 4, 5), torch.float32, seed=20)
+    for alpha in (torch.full((3, 1, 1), 0.25, dtype=torch.float64),  # another dtype than x's
+                  torch.full((3, 1, 5), 0.25)):  # slopes along C and W: reordered (transposed) by the general path
+        assert _ops.prelu_direct(x, alpha, None) is None
+        np.testing.assert_array_equal(ft.prelu(x, alpha).numpy(), fastact.prelu(x.numpy(), alpha.numpy()))
+    assert _ops.prelu_direct(x.transpose(1, 2), torch.full((4, 1, 1), 0.25), None) is None  # not contiguous
+    with pytest.raises(ValueError, match="broadcast"):
+        ft.prelu(x, torch.full((4,), 0.25))

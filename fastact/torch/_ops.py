@@ -25,6 +25,7 @@ import torch
 import fastact
 from .. import _registry, backends
 from .._conv_geometry import Conv2dGeometry, _split_shapes
+from ..backends.kernels import plan
 from .._fused_dispatch import _activation
 from ..functions import Activation
 from ._bridge import as_array, as_optional_array, as_tensor, host_array, on_device
@@ -264,11 +265,75 @@ for _spec in _registry.REGISTRY.values():
 # --------------------------------------------------------------------------- #
 # PReLU: the slope is a tensor with its own gradient
 # --------------------------------------------------------------------------- #
+# (x's shape, alpha's shape, dtype, backend name) -> (module function, dtype code, outer, channels,
+# inner, slopes' dtype), or None where prelu cannot go by address (see prelu_direct).
+_PRELU_CALLS: dict = {}
+
+
+def _prelu_call(x_shape: torch.Size, alpha_shape: torch.Size, dtype: torch.dtype) -> tuple | None:
+    key = (x_shape, alpha_shape, dtype, backends.get_backend())
+    try:
+        return _PRELU_CALLS[key]
+    except KeyError:
+        pass
+    host = backends.host_fast_path()
+    function = getattr(host, "prelu_pointers", None)
+    numpy_dtype = _HOST_DTYPES.get(dtype)
+    call = None
+    if function is not None and numpy_dtype is not None and host.dtype_code(numpy_dtype) is not None:
+        try:
+            fits = np.broadcast_shapes(tuple(alpha_shape), tuple(x_shape)) == tuple(x_shape)
+        except ValueError:  # an alpha that does not broadcast: the general path says so
+            fits = False
+        layout = plan.prelu_plan(tuple(x_shape), tuple(alpha_shape)) if fits else None
+        if layout is not None and layout.axes is None:  # slopes in x's order (no transposed copy)
+            call = (function, host.dtype_code(numpy_dtype), layout.outer, layout.channels, layout.inner,
+                    torch.float64 if dtype is torch.float64 else torch.float32)
+    if host is not None:  # not yet loaded: ask again once the general path has loaded it
+        if len(_PRELU_CALLS) >= _MAX_POINTER_CALLS:
+            del _PRELU_CALLS[next(iter(_PRELU_CALLS))]
+        _PRELU_CALLS[key] = call
+    return call
+
+
+def prelu_direct(x: torch.Tensor, alpha: torch.Tensor, dy: torch.Tensor | None) -> Any:
+    """prelu (dy None) or prelu_backward on contiguous CPU tensors by address (the cpu backend's module); None otherwise.
+
+    Taken where the host backend in use is the ``cpu`` one, x (and dy) is contiguous, alpha
+    has x's dtype and lays its slopes out in x's order (a scalar, (C, 1, 1) for NCHW, (C,)
+    for channels-last, ...), as fastact.prelu computes them: slopes in the compute dtype,
+    dalpha summed in float64 and rounded to alpha's dtype.
+    """
+    if not x.is_cpu or not alpha.is_cpu or alpha.dtype is not x.dtype or not x.is_contiguous() or x.numel() == 0:
+        return None
+    call = _prelu_call(x.shape, alpha.shape, x.dtype)
+    if call is None:
+        return None
+    function, code, outer, channels, inner, compute = call
+    slopes = alpha if alpha.dtype is compute and alpha.is_contiguous() else alpha.detach().to(compute).contiguous()
+    y = torch.empty_like(x)
+    if dy is None:
+        function(code, outer, channels, inner, y.data_ptr(), x.data_ptr(), slopes.data_ptr())
+        return y
+    if dy.dtype is not x.dtype or dy.shape != x.shape or not dy.is_cpu:
+        return None
+    dy = dy.contiguous()
+    sums = torch.empty(channels, dtype=torch.float64)
+    function(code, outer, channels, inner, y.data_ptr(), dy.data_ptr(), x.data_ptr(), slopes.data_ptr(),
+             sums.data_ptr())
+    return y, sums.reshape(alpha.shape).to(alpha.dtype)
+
+
 def _prelu(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     y = torch.empty_like(x)
     with on_device(x):
         fastact.prelu(as_array(x), as_array(alpha), out=as_array(y))
     return y
+
+
+def _prelu_eager(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    y = prelu_direct(x, alpha, None)
+    return _prelu(x, alpha) if y is None else y
 
 
 def _prelu_backward(dy: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,11 +343,17 @@ def _prelu_backward(dy: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> t
         return dx, as_tensor(dalpha).contiguous()
 
 
+def _prelu_backward_eager(dy: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    grads = prelu_direct(x, alpha, dy)
+    return _prelu_backward(dy, x, alpha) if grads is None else grads
+
+
 PRELU_BACKWARD = Op(
     "prelu_backward",
     "(Tensor dy, Tensor x, Tensor alpha) -> (Tensor, Tensor)",
     _prelu_backward,
     lambda dy, x, alpha: (torch.empty_like(x), alpha.new_empty(alpha.shape)),
+    eager=_prelu_backward_eager,
 )
 
 
@@ -303,7 +374,7 @@ def _prelu_grad(ctx: Any, dy: torch.Tensor) -> tuple:
 
 PRELU = Op(
     "prelu", "(Tensor x, Tensor alpha) -> Tensor", _prelu, lambda x, alpha: torch.empty_like(x),
-    _saving(2), _prelu_grad,
+    _saving(2), _prelu_grad, eager=_prelu_eager,
 )
 
 

@@ -34,6 +34,7 @@ from ._ops import FORWARD_CALLS as _FORWARD_CALLS
 _compiler = torch.compiler
 _backend_context = _backends._context  # fastact.use_backend's; else the process-wide _backends._default
 _Tensor = torch.Tensor
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _empty_like = torch.empty_like
 
 __all__ = [
@@ -211,6 +212,10 @@ def prelu(x, alpha):
     """
     if not plain(x):
         _tensors("prelu", x=x, alpha=alpha)
+    elif type(alpha) in _PLAIN and not ((x.requires_grad or alpha.requires_grad) and torch.is_grad_enabled()):
+        y = _ops.prelu_direct(x, alpha, None)  # no autograd: by address where it can
+        if y is not None:
+            return y
     return _ops.PRELU(x, alpha)
 
 

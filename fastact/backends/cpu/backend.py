@@ -57,6 +57,7 @@ class CpuBackend(NumpyBackend):
         # None in a module built before them (an old editable build): callers take the general path.
         self._pointers = getattr(self.engine, "elementwise_pointers", None)
         self._row_pointers = getattr(self.engine, "rowwise_pointers", None)
+        self.prelu_pointers = getattr(self.engine, "prelu_pointers", None)
 
     # ---- arguments for the compiled module --------------------------------------
     def functor(self, kernel: str, params: dict, dtype: np.dtype) -> tuple[int, bytes]:
@@ -134,6 +135,10 @@ class CpuBackend(NumpyBackend):
             return None
         number, packed = self.functor(kernel, params, dtype)
         return self._pointers, (number, backward, packed, code)
+
+    def dtype_code(self, dtype: np.dtype) -> int | None:
+        """The module's code for ``dtype`` (the pointer calls' dtype argument), None for one it does not compute."""
+        return self._dtype_codes.get(dtype)
 
     def fast_forward(self, kernel: str, params: dict, x: np.ndarray, out: Any) -> np.ndarray | None:
         """forward() for an ndarray x that needs no conversion or general check; None: take the general path."""

@@ -90,9 +90,9 @@ _COPY_GRADIENT_ELEMENTS = 1 << 16  # a non-contiguous dy up to this size is copi
 _POINTER_PATH_BYTES = 1 << 22
 
 
-# activation name -> {(values, torch dtype): (the values' types, backend name, function, leading
-# arguments, most elements, row-wise)}: the cpu backend's pointer call (fastact/backends/cpu/backend.py:
-# pointer_call), function None where there is none.  An entry holds for calls whose values have
+# activation name -> {(values, torch dtype): (the values' types, backend name, run, most elements,
+# row-wise)}: run is the cpu backend's pointer call (fastact/backends/cpu/backend.py: pointer_call)
+# with its leading arguments bound (a partial: 50 ns less than a star call), None where there is none.  An entry holds for calls whose values have
 # the same types (1 == 1.0 == True, and True is refused where a number is due) under the same
 # backend name (``fastact.use_backend``); a call that differs replaces it.  BACKWARD_CALLS: the
 # same for the backward.  Keyed by value and dtype only, and checked after, because hashing the
@@ -121,8 +121,12 @@ def pointer_call(spec: _registry.ActivationSpec, values: tuple, dtype: torch.dty
     make = getattr(host, "pointer_call", None)
     made = None if make is None or numpy_dtype is None else make(
         spec.kernel, spec.kernel_params_of(*values), numpy_dtype, backward)
-    entry = (types, backend, None, None, 0, False) if made is None else (
-        types, backend, *made, (_POINTER_PATH_BYTES - 1) // numpy_dtype.itemsize, spec.form == "rowwise")
+    if made is None:
+        entry = (types, backend, None, 0, False)
+    else:
+        function, leading = made
+        entry = (types, backend, functools.partial(function, *leading),
+                 (_POINTER_PATH_BYTES - 1) // numpy_dtype.itemsize, spec.form == "rowwise")
     if host is not None:  # not yet loaded: ask again once the general path has loaded it
         if len(calls) >= _MAX_POINTER_CALLS:
             del calls[next(iter(calls))]
@@ -151,7 +155,7 @@ def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: 
     if not x.is_contiguous():
         return None
     call = pointer_call(spec, values, x.dtype, dy is not None)
-    if call is None or x.numel() > call[4]:
+    if call is None or x.numel() > call[3]:
         return None
     length = 0
     if spec.form == "rowwise":
@@ -168,15 +172,15 @@ def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: 
             if dy.numel() > _COPY_GRADIENT_ELEMENTS:
                 return None
             dy = dy.contiguous()
-    function, leading = call[2], call[3]
+    run = call[2]
     y = torch.empty_like(x)
     if length:
         operands = (y.data_ptr(), x.data_ptr()) if dy is None else (y.data_ptr(), x.data_ptr(), dy.data_ptr())
-        function(*leading, x.numel() // length, length, *operands)
+        run(x.numel() // length, length, *operands)
     elif dy is None:
-        function(*leading, x.numel(), y.data_ptr(), x.data_ptr())
+        run(x.numel(), y.data_ptr(), x.data_ptr())
     else:
-        function(*leading, x.numel(), y.data_ptr(), dy.data_ptr(), x.data_ptr())
+        run(x.numel(), y.data_ptr(), dy.data_ptr(), x.data_ptr())
     return y
 
 
@@ -265,8 +269,9 @@ for _spec in _registry.REGISTRY.values():
 # --------------------------------------------------------------------------- #
 # PReLU: the slope is a tensor with its own gradient
 # --------------------------------------------------------------------------- #
-# (x's shape, alpha's shape, dtype, backend name) -> (module function, dtype code, outer, channels,
-# inner, slopes' dtype), or None where prelu cannot go by address (see prelu_direct).
+# (x's shape, alpha's shape, dtype, backend name) -> (run, channels, slopes' dtype), or None where
+# prelu cannot go by address (see prelu_direct); run is the module's prelu_pointers with the dtype
+# code and the layout (outer, channels, inner) bound.
 _PRELU_CALLS: dict = {}
 
 
@@ -287,8 +292,8 @@ def _prelu_call(x_shape: torch.Size, alpha_shape: torch.Size, dtype: torch.dtype
             fits = False
         layout = plan.prelu_plan(tuple(x_shape), tuple(alpha_shape)) if fits else None
         if layout is not None and layout.axes is None:  # slopes in x's order (no transposed copy)
-            call = (function, host.dtype_code(numpy_dtype), layout.outer, layout.channels, layout.inner,
-                    torch.float64 if dtype is torch.float64 else torch.float32)
+            run = functools.partial(function, host.dtype_code(numpy_dtype), layout.outer, layout.channels, layout.inner)
+            call = (run, layout.channels, torch.float64 if dtype is torch.float64 else torch.float32)
     if host is not None:  # not yet loaded: ask again once the general path has loaded it
         if len(_PRELU_CALLS) >= _MAX_POINTER_CALLS:
             del _PRELU_CALLS[next(iter(_PRELU_CALLS))]
@@ -309,18 +314,17 @@ def prelu_direct(x: torch.Tensor, alpha: torch.Tensor, dy: torch.Tensor | None) 
     call = _prelu_call(x.shape, alpha.shape, x.dtype)
     if call is None:
         return None
-    function, code, outer, channels, inner, compute = call
+    run, channels, compute = call
     slopes = alpha if alpha.dtype is compute and alpha.is_contiguous() else alpha.detach().to(compute).contiguous()
     y = torch.empty_like(x)
     if dy is None:
-        function(code, outer, channels, inner, y.data_ptr(), x.data_ptr(), slopes.data_ptr())
+        run(y.data_ptr(), x.data_ptr(), slopes.data_ptr())
         return y
     if dy.dtype is not x.dtype or dy.shape != x.shape or not dy.is_cpu:
         return None
     dy = dy.contiguous()
     sums = torch.empty(channels, dtype=torch.float64)
-    function(code, outer, channels, inner, y.data_ptr(), dy.data_ptr(), x.data_ptr(), slopes.data_ptr(),
-             sums.data_ptr())
+    run(y.data_ptr(), dy.data_ptr(), x.data_ptr(), slopes.data_ptr(), sums.data_ptr())
     return y, sums.reshape(alpha.shape).to(alpha.dtype)
 
 

@@ -84,17 +84,17 @@ def {name}(x{signature}):
         if call is not None and call[2] is not None:
             n = x.numel()
             if (call[0] == ({types}) and call[1] == (_backend_context.get() or _backends._default)
-                    and n <= call[4]):
+                    and n <= call[3]):
 {run}
     return _activation(_spec, x{arguments})
 """
 _RUN_ELEMENTWISE = """                y = _empty_like(x)
-                call[2](*call[3], n, y.data_ptr(), x.data_ptr())
+                call[2](n, y.data_ptr(), x.data_ptr())
                 return y"""
 _RUN_ROWS = """                length = _ops.row_length(x, {axis})  # along the last axis only
                 if length:
                     y = _empty_like(x)
-                    call[2](*call[3], n // length, length, y.data_ptr(), x.data_ptr())
+                    call[2](n // length, length, y.data_ptr(), x.data_ptr())
                     return y"""
 
 
@@ -189,10 +189,10 @@ def prelu(x, alpha):
             and not ((x.requires_grad or alpha.requires_grad) and _grad_enabled())):
         call = _PRELU_CALLS.get((x.shape, alpha.shape, x.dtype, _backend_context.get() or _backends._default))
         if call is not None:
-            function, code, outer, channels, inner, compute = call
+            run, _, compute = call
             slopes = alpha if alpha.dtype is compute and alpha.is_contiguous() else alpha.detach().to(compute).contiguous()
             y = _empty_like(x)
-            function(code, outer, channels, inner, y.data_ptr(), x.data_ptr(), slopes.data_ptr())
+            run(y.data_ptr(), x.data_ptr(), slopes.data_ptr())
             return y
     elif not plain(x):
         _tensors("prelu", x=x, alpha=alpha)

@@ -373,6 +373,10 @@ def _saving(tensors: int) -> Callable:
 
 def _prelu_grad(ctx: Any, dy: torch.Tensor) -> tuple:
     x, alpha = ctx.saved_tensors
+    if x.is_cpu and plain(dy):  # an eager call's backward: by address without the op's layers
+        grads = prelu_direct(x, alpha, dy)
+        if grads is not None:
+            return grads
     return PRELU_BACKWARD(dy, x, alpha)
 
 

@@ -183,11 +183,14 @@ def prelu(x, alpha):
     """
     # The small call, as the activations' (_SMALL_CALL): plain tensors, no autograd, contiguous x,
     # alpha in x's dtype, and a pointer call _ops.prelu_direct remembered for these shapes.
+    # With autograd: the autograd.Function of eager calls straight away (what the op's eager path does).
     if (not _compiler._is_compiling_flag and type(x) is _Tensor and type(alpha) in _PLAIN and x.is_cpu
             and alpha.is_cpu and not _dispatch_modes() and not _function_modes() and not _functorch_wrapped(x)
-            and not _functorch_wrapped(alpha) and x.is_contiguous() and alpha.dtype is x.dtype
-            and not ((x.requires_grad or alpha.requires_grad) and _grad_enabled())):
-        call = _PRELU_CALLS.get((x.shape, alpha.shape, x.dtype, _backend_context.get() or _backends._default))
+            and not _functorch_wrapped(alpha)):
+        if (x.requires_grad or alpha.requires_grad) and _grad_enabled():
+            return _Eager.apply(_ops.PRELU, x, alpha)
+        call = None if not x.is_contiguous() or alpha.dtype is not x.dtype else _PRELU_CALLS.get(
+            (x.shape, alpha.shape, x.dtype, _backend_context.get() or _backends._default))
         if call is not None:
             run, _, compute = call
             slopes = alpha if alpha.dtype is compute and alpha.is_contiguous() else alpha.detach().to(compute).contiguous()

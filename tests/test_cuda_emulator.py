@@ -366,8 +366,9 @@ PRELU_LAYOUT_CASES = [  # (x shape, alpha shape, forward (layout, width), backwa
     ((3, 5, 13), (5, 1), ("kPlanes", 8), ("kPlanes", 1)),  # vectors straddle planes and wrap to channel 0
     ((2, 7, 9), (7, 1), ("kPlanes", 8), ("kPlanes", 1)),  # odd channel count
     ((3, 2, 3), (2, 1), ("kAnyLayout", 1), ("kPlanes", 1)),  # planes shorter than a vector
-    ((9, 16), (16,), ("kRows", 8), ("kRows", 4)),  # channels-last, whole vectors of channels
-    ((9, 12), (12,), ("kAnyLayout", 1), ("kRows", 4)),  # channels-last, 12 channels: not a multiple of 8
+    ((9, 16), (16,), ("kRows", 8), ("kRows", 8)),  # channels-last, whole vectors of channels
+    ((300, 24), (24,), ("kRows", 8), ("kRows", 8)),  # channels-last, 3 vectors: lanes past the last one
+    ((9, 12), (12,), ("kAnyLayout", 1), ("kRows", 1)),  # channels-last, 12 channels: not a multiple of 8
     ((9, 10), (10,), ("kAnyLayout", 1), ("kRows", 1)),  # channels-last, odd vectors
     ((5000,), (), ("kOneChannel", 8), ("kPlanes", 8)),  # scalar alpha
     ((2, 3, 40000), (3, 1), ("kWholePlanes", 8), ("kPlanes", 8)),  # many chunks per channel

@@ -265,17 +265,10 @@ def prelu_backward_kernel(dtype, launch: "PreluBackwardLaunch") -> str:
             f"{launch.vector}>")
 
 
-# Bytes per access of the ROWS backward: a thread keeps a double sum and the
-# channel value of each element of its vector in registers, and 16-byte
-# vectors took 48 (float16) and 38 (float32) registers on sm_90, too many
-# for 8 blocks per SM (the grid is sized for 8); 8-byte vectors fit.
-ROWS_BACKWARD_BYTES = 8
-
-
 def backward_layouts(dtype) -> list[tuple[str, int]]:
     """Every (layout, vector) of the per-channel backward kernels (prelu_backward_launch)."""
-    full, rows = VECTOR_BYTES // itemsize(dtype), max(1, ROWS_BACKWARD_BYTES // itemsize(dtype))
-    return [(PLANES, 1), (PLANES, full)] + [(ROWS, v) for v in sorted({1, rows})]
+    full = VECTOR_BYTES // itemsize(dtype)
+    return [(PLANES, 1), (PLANES, full), (ROWS, 1), (ROWS, full)]
 
 
 def prelu_sum_kernel(index: str) -> str:
@@ -534,10 +527,10 @@ def prelu_backward_launch(plan: PreluPlan, sm_count: int, dtype=None, pointers=(
     when inner is a multiple of the width and every pointer is 16-byte
     aligned.  inner == 1 (ROWS): consecutive channels are consecutive
     addresses, so lanes side by side take consecutive vectors of channels (up
-    to 32 lanes, 256 when there is one row), 8-byte vectors
-    (ROWS_BACKWARD_BYTES) when channels is a multiple of the width and the
-    pointers are aligned.  Without ``dtype``
-    the scalar path.  chunks: blocks per channel group, enough for
+    to 32 lanes, 256 when there is one row), 16-byte vectors when channels
+    is a multiple of the width and the pointers are aligned (each thread's
+    per-channel double sums live in shared memory: see reduce_rows in
+    cuda/prelu.cuh).  Without ``dtype`` the scalar path.  chunks: blocks per channel group, enough for
     REDUCE_BLOCKS_PER_SM per SM; each adds one row of partial sums.
     """
     full = 1 if dtype is None else VECTOR_BYTES // itemsize(dtype)
@@ -546,7 +539,6 @@ def prelu_backward_launch(plan: PreluPlan, sm_count: int, dtype=None, pointers=(
         layout, vector = PLANES, (full if aligned and plan.inner % full == 0 else 1)
         lanes, per_channel, groups = 1, plan.outer * plan.inner // vector, plan.channels
     else:
-        full = 1 if dtype is None else max(1, ROWS_BACKWARD_BYTES // itemsize(dtype))
         layout, vector = ROWS, (full if aligned and plan.channels % full == 0 else 1)
         vectors = plan.channels // vector
         lanes = min(THREADS if plan.outer == 1 else 32, 1 << max(0, vectors - 1).bit_length())

@@ -72,23 +72,30 @@ __device__ __forceinline__ void elementwise_loop(const Op& op, Index n, T* out, 
   const Index chunks = n / VEC;
 
   // Whole 16-byte chunks: one vector load per input, one vector store.
-  const auto chunk = [&](Index c) {
-    Chunk loaded[ARITY];
-#pragma unroll
-    for (int a = 0; a < ARITY; ++a) loaded[a] = reinterpret_cast<const Chunk*>(in[a])[c];
-    Chunk result;
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(apply(op, c * VEC + j, loaded, j));
-    reinterpret_cast<Chunk*>(out)[c] = result;
-  };
   if constexpr (sizeof(T) == 8) {
-    // float64: one chunk per trip.  Unrolled (by 4, the compiler's choice
-    // elsewhere), the chunks' loads in flight took 34 to 78 registers; one
-    // chunk at a time fits most kernels in 32 (8 blocks per SM) without spills.
+    // float64: one chunk per trip.  Unrolled (by 4, the compiler's choice for
+    // the other types), the chunks' loads in flight took 34 to 78 registers;
+    // one chunk at a time fits most kernels in 32 (8 blocks per SM) without spills.
 #pragma unroll 1
-    for (Index c = first; c < chunks; c += stride) chunk(c);
+    for (Index c = first; c < chunks; c += stride) {
+      Chunk loaded[ARITY];
+#pragma unroll
+      for (int a = 0; a < ARITY; ++a) loaded[a] = reinterpret_cast<const Chunk*>(in[a])[c];
+      Chunk result;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(apply(op, c * VEC + j, loaded, j));
+      reinterpret_cast<Chunk*>(out)[c] = result;
+    }
   } else {
-    for (Index c = first; c < chunks; c += stride) chunk(c);
+    for (Index c = first; c < chunks; c += stride) {
+      Chunk loaded[ARITY];
+#pragma unroll
+      for (int a = 0; a < ARITY; ++a) loaded[a] = reinterpret_cast<const Chunk*>(in[a])[c];
+      Chunk result;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(apply(op, c * VEC + j, loaded, j));
+      reinterpret_cast<Chunk*>(out)[c] = result;
+    }
   }
 
   // The tail (n % VEC elements, empty when VEC == 1), one element per thread.

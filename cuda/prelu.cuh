@@ -99,20 +99,27 @@ __device__ __forceinline__ void channel_loop(const Op& op, const ChannelOf<Index
   const Index first = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
   const Index chunks = n / VEC;
   const C only = LAYOUT == kOneChannel ? table[0] : C(0);
-  const auto chunk = [&](Index c) {
-    const Chunk loaded = reinterpret_cast<const Chunk*>(in)[c];
-    C values[VEC];
-    channel_values<LAYOUT>(where, table, only, c * VEC, values);
-    Chunk result;
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(op(to_compute(loaded.value[j]), values[j]));
-    reinterpret_cast<Chunk*>(out)[c] = result;
-  };
   if constexpr (sizeof(T) == 8) {
 #pragma unroll 1  // float64: one chunk per trip, as elementwise_loop
-    for (Index c = first; c < chunks; c += stride) chunk(c);
+    for (Index c = first; c < chunks; c += stride) {
+      const Chunk loaded = reinterpret_cast<const Chunk*>(in)[c];
+      C values[VEC];
+      channel_values<LAYOUT>(where, table, only, c * VEC, values);
+      Chunk result;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(op(to_compute(loaded.value[j]), values[j]));
+      reinterpret_cast<Chunk*>(out)[c] = result;
+    }
   } else {
-    for (Index c = first; c < chunks; c += stride) chunk(c);
+    for (Index c = first; c < chunks; c += stride) {
+      const Chunk loaded = reinterpret_cast<const Chunk*>(in)[c];
+      C values[VEC];
+      channel_values<LAYOUT>(where, table, only, c * VEC, values);
+      Chunk result;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(op(to_compute(loaded.value[j]), values[j]));
+      reinterpret_cast<Chunk*>(out)[c] = result;
+    }
   }
   for (Index i = chunks * VEC + first; i < n; i += stride) {
     const C value = LAYOUT == kOneChannel ? only : table[where(i)];

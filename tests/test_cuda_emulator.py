@@ -414,6 +414,28 @@ def test_prelu_misaligned_views_take_the_scalar_paths(emulator, monkeypatch):
     assert {w for _, w in _layouts(recorder, "prelu_forward") | _layouts(recorder, "prelu_backward")} == {1}
 
 
+def test_prelu_channels_last_backward_widths(emulator, monkeypatch):
+    """kRows backward: 16-byte vectors of channels when aligned, the scalar path for a misaligned view;
+    both bit for bit against the NumPy backend (dalpha: the same double sums in the same order)."""
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    dtype = np.dtype(np.float16)
+    base = support.draw_values((70 * 32 + 1,), dtype, {}, seed=22)
+    aligned = base[1:].copy().reshape(70, 32)
+    misaligned = base[1:].reshape(70, 32)  # 2 bytes past an aligned address
+    dy = support.draw_values((70, 32), dtype, {}, seed=23, finite=True)
+    alpha = np.random.default_rng(24).uniform(-0.5, 1.5, (32,)).astype(np.float32)
+    widths = []
+    for x in (aligned, misaligned):
+        recorder.kernels.clear()
+        with fastact.use_backend("numpy"):
+            expected_dx, expected_dalpha = fastact.prelu_backward(dy, x, alpha)
+        dx, dalpha = emulator.prelu_backward(dy, x, alpha, None)
+        support.assert_same(dx, expected_dx)
+        np.testing.assert_allclose(dalpha, expected_dalpha, rtol=1e-6)
+        widths.append(_layouts(recorder, "prelu_backward"))
+    assert widths == [{("kRows", 8)}, {("kRows", 1)}]
+
+
 # --------------------------------------------------------------------------- #
 # Row kernels' 16-byte vector paths (cuda/rowwise.cuh: VEC, row_slots).
 # --------------------------------------------------------------------------- #

@@ -11,10 +11,11 @@ so the noise of a shared machine cancels in the ratios, not in the absolute time
    their result, without autograd (``forward``) and as forward + backward of a tensor
    that requires grad (``autograd``).  Goal for 1 Ki: <= 2x.
 2. **where the time goes** in a small ``fastact.torch.leaky_relu`` call: its pieces
-   timed alone (the eager-path checks; the pointer path a contiguous tensor takes:
-   parameters, the result's allocation, the module call by address; the general path
-   a strided one takes: the tensor -> NumPy view, fastact's own call, the NumPy ->
-   tensor wrap; the autograd.Function; the custom op through torch's dispatcher).
+   timed alone (the small-call branch a contiguous tensor without autograd takes: its
+   checks, the result's allocation, the module call by address; the pointer path of
+   autograd calls; the general path a strided tensor takes: the tensor -> NumPy view,
+   fastact's own call, the NumPy -> tensor wrap; the autograd.Function; the custom op
+   through torch's dispatcher).
 3. **large tensors** (16 Mi float32 elements, 64 MiB): ``fastact.torch.OP(x)`` against
    ``fastact.OP(x.numpy())`` (the cpu backend on the same memory; a copy would show
    as a ratio above 1) and against ``F.OP(x)``; forward, and the backward op.
@@ -22,7 +23,7 @@ so the noise of a shared machine cancels in the ratios, not in the absolute time
    3x3 convolutions with Leaky ReLU after each, max pooling, a dense layer with
    Leaky ReLU; batch 64 of 28x28): forward, backward and an SGD step, stock
    against ``fastact.torch.patch``-ed (fused conv/dense + Leaky ReLU: fastact's
-   im2col + NumPy-BLAS GEMMs), and, for comparison, against torch's own
+   im2col, col2im and epilogues, the GEMMs by torch.matmul), and, for comparison, against torch's own
    convolution/product followed by fastact's fused bias + activation.
 
     python bench/bench_torch_ops.py [--quick] [--json FILE] [--markdown FILE]
@@ -47,6 +48,7 @@ from fastact.benchmark import machine
 from fastact.benchmark.timing import FULL, QUICK, Budget, interleaved
 from fastact.torch import _bridge, _library, _ops
 
+_SLOPE = torch.tensor([0.25])
 # name -> (fastact.torch call, torch call, fastact call on NumPy, fastact backward on NumPy)
 OPS = {
     "relu": (lambda x: ft.relu(x), F.relu, fastact.relu, fastact.relu_backward),
@@ -58,6 +60,9 @@ OPS = {
     "hard_silu": (lambda x: ft.hard_silu(x), F.hardswish, fastact.hard_silu, fastact.hard_silu_backward),
     "softmax": (lambda x: ft.softmax(x, -1), lambda x: F.softmax(x, -1), lambda x: fastact.softmax(x, -1),
                 lambda dy, x: fastact.softmax_backward(dy, x, -1)),
+    # One slope (torch's PReLU(num_parameters=1) weight), not requiring grad: x's gradient only.
+    "prelu": (lambda x: ft.prelu(x, _SLOPE), lambda x: F.prelu(x, _SLOPE), lambda x: fastact.prelu(x, _SLOPE.numpy()),
+              lambda dy, x: fastact.prelu_backward(dy, x, _SLOPE.numpy())[0]),
 }
 SMALL = 1 << 10
 MEDIUM = 1 << 16  # where the per-call overhead is amortized
@@ -95,19 +100,19 @@ def where_the_time_goes(budget: Budget) -> dict:
     spec = fastact._registry.get_spec("leaky_relu")
     params = spec.kernel_params_of(0.1)
     cpu = fastact.backends.load("cpu")
+    cpu_call = cpu.pointer_call("leaky_relu", params, xn.dtype, False)
     y = torch.empty_like(x)
     pieces = {
         "torch F.leaky_relu(x)": lambda r: F.leaky_relu(x, 0.1),
-        "fastact.torch.leaky_relu(x)": lambda r: ft.leaky_relu(x, 0.1),
-        "  eager-path checks (plain(x))": lambda r: _library.plain(x),
-        "  contiguous x: the pointer path (_ops._direct)": lambda r: _ops._direct(spec, (0.1,), x, None),
-        "    its parameters, validated (kernel_params_of)": lambda r: spec.kernel_params_of(0.1),
-        "    its result's allocation (torch.empty_like)": lambda r: torch.empty_like(x),
-        "    the module call by address": lambda r: cpu.pointer_elementwise("leaky_relu", params, xn.dtype, False,
-                                                                          SMALL, y.data_ptr(), x.data_ptr()),
-        "  strided x: the general path, tensor -> NumPy view (x.numpy())": lambda r: _bridge.as_array(x),
-        "    fastact.leaky_relu on the view": lambda r: fastact.leaky_relu(xn, 0.1),
-        "    NumPy -> tensor (torch.from_numpy)": lambda r: _bridge.as_tensor(yn),
+        "fastact.torch.leaky_relu(x): the small-call branch (fastact/torch/ops.py)": lambda r: ft.leaky_relu(x, 0.1),
+        "  its checks, as plain(x) makes them": lambda r: _library.plain(x),
+        "  its result's allocation (torch.empty_like)": lambda r: torch.empty_like(x),
+        "  the module call by address": lambda r: cpu_call[0](*cpu_call[1], SMALL, y.data_ptr(), x.data_ptr()),
+        "the pointer path of autograd calls (_ops._direct)": lambda r: _ops._direct(spec, (0.1,), x, None),
+        "parameters, validated (kernel_params_of; once per value on the paths above)": lambda r: spec.kernel_params_of(0.1),
+        "strided x: the general path, tensor -> NumPy view (x.numpy())": lambda r: _bridge.as_array(x),
+        "  fastact.leaky_relu on the view": lambda r: fastact.leaky_relu(xn, 0.1),
+        "  NumPy -> tensor (torch.from_numpy)": lambda r: _bridge.as_tensor(yn),
         "with autograd: fastact.torch.leaky_relu(x) (autograd.Function)": lambda r: ft.leaky_relu(xg, 0.1),
         "with autograd: torch F.leaky_relu(x)": lambda r: F.leaky_relu(xg, 0.1),
         "custom op through torch's dispatcher, no grad": lambda r: op.overload(x, 0.1),

@@ -23,7 +23,8 @@ replaced:
   name (a real compile happens once per module and device, and
   ``tests/test_cuda_compile.py`` checks it).
 * launching: :class:`NullFunction` records each launch (kernel name, grid,
-  block, arguments) in :data:`LAUNCHES` when recording is on, and does nothing.
+  block, arguments) in :data:`LAUNCHES` when recording is on, and does nothing;
+  ``matmul`` records itself there too, as ("matmul", None, None, (a, b, out)).
 
 Nothing computed is ever correct: results hold whatever the host buffer held.
 
@@ -206,6 +207,8 @@ class NullCupy(types.ModuleType):
 
     @staticmethod
     def matmul(a, b, out=None) -> NullDeviceArray:
+        if _recording:  # as a launch named "matmul" (cuBLAS' GEMM), to tell which operands a call multiplies
+            LAUNCHES.append(("matmul", None, None, (a, b, out)))
         if out is None:
             shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
             out = pooled(shape, a.dtype)

@@ -317,15 +317,17 @@ prelu_backward(Index outer, Index channels, Index inner, T* dx, const T* dy, con
                                     partial);
 }
 
-// dalpha[c] = sum over k of partial[k * channels + c], k in order.
-template <typename Index>
+// dalpha[c] = sum over k of partial[k * channels + c], k in order, in double; stored as Out: double, or float
+// for a float32 parameter (its gradient in its own dtype: the one rounding a float64 -> float32 astype makes,
+// without that extra launch on the host path).
+template <typename Index, typename Out>
 __global__ void __launch_bounds__(kElementwiseThreads)
-prelu_sum_partials(Index channels, Index chunks, const double* partial, double* dalpha) {
+prelu_sum_partials(Index channels, Index chunks, const double* partial, Out* dalpha) {
   const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
   for (Index c = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; c < channels; c += stride) {
     double total = 0.0;
     for (Index k = 0; k < chunks; ++k) total += partial[k * channels + c];
-    dalpha[c] = total;
+    dalpha[c] = static_cast<Out>(total);
   }
 }
 

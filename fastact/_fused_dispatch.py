@@ -64,7 +64,8 @@ def _activation(function: str, activation: Any) -> Activation:
 # Calls of dense_bias_act / conv2d_bias_act the general path has checked, by key (the op, the activation's
 # name, the options, and per array its layout, dtype, alignment and device: what every check reads), with
 # what the checks produced (conv2d: the geometry).  A call with a known key on a kernel backend skips
-# the checks and goes straight to the backend; its epilogue is replayed there (kernels/replay.py).
+# the checks and goes straight to the backend, recorded there once (kernels/replay.py); later calls with
+# the key replay that recording before any of this (ReplayedCalls.replayed).
 _CHECKED: dict = {}
 
 
@@ -241,10 +242,15 @@ def dense_bias_act(x: Any, w: Any, b: Any = None, activation: Any = "relu") -> A
         array([[0., 0., 1., 2.],
                [0., 0., 1., 2.]])
     """
+    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
+    if fast is not None and fast.replays and type(activation) is str:
+        y = fast.replayed(("dense_bias_act", activation), (x, w, b), None)  # a call recorded below
+        if y is not None:
+            return y
     fast, key = _checked_key(("dense_bias_act", activation), (x, w, b))
-    if key is not None and key in _CHECKED:
+    if key is not None and key in _CHECKED:  # checked before: record the backend's call (once per key)
         kernel, params = _NAMED[activation][3]
-        return fast.dense_bias_act(kernel, params, x, w, b)
+        return fast.recorded_call(key[0], (x, w, b), lambda: fast.dense_bias_act(kernel, params, x, w, b))
     act = _activation("dense_bias_act", activation)
     call, bn = _dense_call("dense_bias_act", x, w, b)
     y = call.export(call.backend.dense_bias_act(act.kernel, act.kernel_params, call.native["x"], call.native["w"], bn))
@@ -323,11 +329,20 @@ def conv2d_bias_act(
         array([0., 8., 9.], dtype=float32)
     """
     function = "conv2d_bias_act"
-    fast, key = _checked_key((function, activation, stride, padding, dilation, groups, data_format), (x, w, b))
+    tag = (function, activation, stride, padding, dilation, groups, data_format)
+    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
+    if fast is not None and fast.replays and type(activation) is str:
+        try:
+            y = fast.replayed(tag, (x, w, b), None)  # a call recorded below
+        except TypeError:  # an option given as a list: no key
+            y = None
+        if y is not None:
+            return y
+    fast, key = _checked_key(tag, (x, w, b))
     geometry = _CHECKED.get(key) if key is not None else None
-    if geometry is not None:
+    if geometry is not None:  # checked before: record the backend's call (once per key)
         kernel, params = _NAMED[activation][3]
-        return fast.conv2d_bias_act(kernel, params, x, w, b, geometry)
+        return fast.recorded_call(tag, (x, w, b), lambda: fast.conv2d_bias_act(kernel, params, x, w, b, geometry))
     act = _activation(function, activation)
     call, bn, geometry = _conv_call(
         function, x, w, b, None, stride=stride, padding=padding, dilation=dilation, groups=groups, data_format=data_format

@@ -114,6 +114,33 @@ def test_bias_act_backward_reduces_across_many_chunks(emulator, monkeypatch):
     assert any("prelu_sum_partials" in k for k in recorder.kernels)
 
 
+@pytest.mark.parametrize("shape", [(2, 6, 5, 4), (1, 3, 9000)], ids=["one chunk", "many chunks"])
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float16])
+def test_float32_parameter_gradients_are_the_rounded_float64_sums(emulator, monkeypatch, shape, x_dtype):
+    """dalpha/dbias of a float32 parameter come from the second pass in float32 (prelu_sum_partials<.., float>):
+    exactly the float64 sums (what a float64 parameter gets) rounded once, as astype(float32) rounded them."""
+    from fastact.backends.kernels import fused as kernels_fused
+
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    x = test_fused.draw(shape, x_dtype, 5)
+    dy = test_fused.draw(shape, x_dtype, 6, 100.0)
+    channels = shape[1]
+    p = kernels_fused.channel_plan(shape, 1)
+    for values32 in (np.linspace(0.05, 0.3, channels).astype(np.float32).reshape(channels, *[1] * (len(shape) - 2)),
+                     test_fused.draw((channels,), np.float32, 7)):
+        values64 = values32.astype(np.float64)
+        kernel = (lambda launch: cuda_plan.prelu_backward_kernel(np.dtype(x_dtype), launch)) if values32.ndim > 1 else (
+            lambda launch: cuda_plan.bias_act_backward_kernel(LEAKY.kernel, np.dtype(x_dtype), launch))
+        family, leading = ("prelu", ()) if values32.ndim > 1 else (
+            LEAKY.kernel, (cuda_plan.pack_functor(LEAKY.kernel, LEAKY.kernel_params, np.dtype(x_dtype)),))
+        sums = [emulator._reduce_channels(family, p, np.empty_like(x), [dy, x], values, kernel, leading, like=like)
+                for values, like in ((values32, values32), (values64, None))]
+        assert sums[0].dtype == np.float32 and sums[0].shape == values32.shape and sums[1].dtype == np.float64
+        np.testing.assert_array_equal(sums[0], sums[1].reshape(values32.shape).astype(np.float32))
+        assert np.abs(sums[1]).max() > 1  # not all zeros
+    assert any("prelu_sum_partials" in k and ", float>" in k for k in recorder.kernels)
+
+
 # --------------------------------------------------------------------------- #
 # conv2d: chunks, 64-bit kernels, determinism, a planted bug.
 # --------------------------------------------------------------------------- #

@@ -388,14 +388,21 @@ def test_a_replay_allocates_its_workspace_per_call(backend, monkeypatch):
             allocated.append(value)
 
     monkeypatch.setattr(null_cuda, "_results", Unpooled())
+    start = len(null_cuda.LAUNCHES)
     first = fastact.prelu_backward(dy, x, alpha)
+    middle = len(null_cuda.LAUNCHES)
     second = fastact.prelu_backward(dy, x, alpha)
-    assert first[0].data.ptr != second[0].data.ptr
-    assert len(allocated) == 6  # dx, the float64 sums and dalpha (their conversion), twice
-    launches = null_cuda.LAUNCHES[-2:]
-    pointers = [{a.data.ptr for a in args if isinstance(a, cupy.ndarray)} for _, _, _, args in launches]
+    assert first[0].data.ptr != second[0].data.ptr and first[1].data.ptr != second[1].data.ptr
+    # dx, the float64 partial sums and dalpha (float32: written by the second pass in alpha's dtype), twice
+    assert len(allocated) == 6
+    assert first[1].dtype == alpha.dtype and first[1].shape == alpha.shape
+
+    def pointers(launches):
+        return {a.data.ptr for _, _, _, args in launches for a in args if isinstance(a, cupy.ndarray)}
+
     operands = {x.data.ptr, dy.data.ptr, alpha.data.ptr}
-    assert pointers[0] - operands and not (pointers[0] - operands) & (pointers[1] - operands)
+    workspace = [pointers(null_cuda.LAUNCHES[start:middle]) - operands, pointers(null_cuda.LAUNCHES[middle:]) - operands]
+    assert len(workspace[0]) == 3 and not workspace[0] & workspace[1]
 
 
 def test_non_arrays_never_reach_a_replay(backend):
@@ -440,3 +447,67 @@ def test_threads_recording_at_once_leave_no_recorder_behind(backend):
         alpha, bias = null_cuda.array((3 + i, 1, 1), "float32"), null_cuda.array((3 + i,), "float32")
         fastact.prelu(x, alpha), fastact.bias_act_backward(x, x, bias, "gelu")
     assert len(_replay_keys(backend)) == 16  # every key recorded in the end
+
+
+# --------------------------------------------------------------------------- #
+# dense_bias_act and conv2d_bias_act: the whole call recorded and replayed (GEMMs included).
+# --------------------------------------------------------------------------- #
+def _fused_record(since: int) -> list:
+    """Each launch as _launch_record has it; each GEMM ("matmul") as its operands' shapes, the strides of their
+    last two axes, contiguity and data pointers."""
+    def matrix(a):
+        return (a.shape, a.strides[-2:], a.flags.c_contiguous, a.data.ptr)
+    return [(name, None, None, [matrix(a) for a in args]) if name == "matmul"
+            else (name, grid, block, [("array", a.data.ptr) if isinstance(a, cupy.ndarray) else ("value", a.tobytes())
+                                      for a in args])
+            for name, grid, block, args in null_cuda.LAUNCHES[since:]]
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_dense_and_conv2d_replays_launch_and_multiply_what_the_general_path_did(backend, monkeypatch, data_format):
+    """Checked (first call), recorded (second), replayed (third and on): the replay launches im2col, multiplies and
+    launches the epilogue as the recorded call did, with the operands in the same places and new memory for the
+    rest, and plans, looks up or records nothing; no new key."""
+    x, w, b = null_cuda.array((32, 64), "float32"), null_cuda.array((64, 24), "float32"), null_cuda.array((24,), "float32")
+    cx = null_cuda.array((2, 8, 6, 7) if data_format == "NCHW" else (2, 6, 7, 8), "float32")
+    cw = null_cuda.array((16, 8, 3, 3) if data_format == "NCHW" else (3, 3, 8, 16), "float32")
+    cb = null_cuda.array((16,), "float32")
+    calls = [lambda: fastact.dense_bias_act(x, w, b, "gelu"),
+             lambda: fastact.dense_bias_act(x.reshape(4, 8, 64), w, None, "relu"),
+             lambda: fastact.conv2d_bias_act(cx, cw, cb, "silu", padding="same", data_format=data_format),
+             lambda: fastact.conv2d_bias_act(cx, cw, None, "relu", stride=2, data_format=data_format)]
+    for call in calls:
+        call()  # checked
+    general = []
+    for call in calls:
+        start = len(null_cuda.LAUNCHES)
+        call()  # recorded
+        general.append(_fused_record(start))
+    keys = set(backend._elementwise_entries)
+    _fail_planning(monkeypatch, backend)
+
+    class Unpooled(dict):  # the null device's cupy.empty then hands out new memory each time
+        def __setitem__(self, key, value):
+            pass
+
+    monkeypatch.setattr(null_cuda, "_results", Unpooled())
+    operands = {a.data.ptr for a in (x, w, b, cx, cw, cb)}
+    for call, expected in zip(calls, general):
+        for _ in range(2):
+            start = len(null_cuda.LAUNCHES)
+            result = call()
+            replayed = _fused_record(start)
+            assert type(result) is null_cuda.NullDeviceArray
+            assert [r[:3] for r in replayed] == [e[:3] for e in expected]
+            assert sum(r[0] == "matmul" for r in replayed) == 1 and any("im2col" in r[0] for r in replayed) == (
+                call is calls[2] or call is calls[3])
+            for r, e in zip(replayed, expected):
+                for got, was in zip(r[3], e[3]):
+                    if r[0] == "matmul":
+                        assert got[:3] == was[:3]  # the same matrices
+                        assert (got[3] == was[3]) == (was[3] in operands)  # the operands, or new memory
+                    else:
+                        assert got[0] == was[0]
+                        if got[0] == "value" or was[1] in operands:
+                            assert got == was
+    assert set(backend._elementwise_entries) == keys

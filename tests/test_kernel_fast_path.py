@@ -254,6 +254,103 @@ def test_dense_and_conv2d_with_checked_keys_compute_the_same(dtype, monkeypatch)
 
 
 
+def _conv_case(index, data_format, dtype):
+    """(x, w, b, activation name, options) of test_fused.CONV_CASES[index] in ``data_format``."""
+    import test_fused
+
+    x_shape, w_shape, options, name, _ = test_fused.CONV_CASES[index]
+    x, w, b = test_fused.conv_inputs(x_shape, w_shape, np.dtype(dtype), data_format, True)
+    return x, w, b, name, {**options, "data_format": data_format}
+
+
+# Cases of test_fused.CONV_CASES: plain, "same", strided "same", dilated, grouped, depthwise, pointwise, strided 1x1.
+REPLAYED_CONV = [0, 1, 2, 5, 7, 8, 10, 11]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_dense_and_conv2d_replay_the_whole_call_and_compute_the_same(dtype, data_format, nothing_planned, monkeypatch):
+    """The third call of a dense/conv2d key replays the second's recording (im2col, the GEMM, the epilogue):
+    nothing planned, no kernel looked up, nothing recorded; the same bits as the general path, in new memory.
+    Grouped channels-last convolutions copy w's matrix (a transposed copy: not replayable by pointers) and keep the
+    general path, still right."""
+    from fastact.backends.kernels import replay
+
+    rng = np.random.default_rng(16)
+    calls = [("dense_bias_act", (rng.standard_normal((6, 10)).astype(dtype), rng.standard_normal((10, 7)).astype(dtype),
+                                 rng.standard_normal(7).astype(dtype), "gelu"), {}),
+             ("dense_bias_act", (rng.standard_normal((2, 3, 5)).astype(dtype), rng.standard_normal((5, 4)).astype(dtype),
+                                 None, "silu"), {})]  # leading axes; no bias
+    for index in REPLAYED_CONV:
+        x, w, b, name, options = _conv_case(index, data_format, dtype)
+        calls.append(("conv2d_bias_act", (x, w, b, name), options))
+    replayable = [not (data_format == "NHWC" and kw.get("groups", 1) > 1) for _, _, kw in calls]
+    with fastact.use_backend("cuda-emulator"):
+        general = [getattr(fastact, name)(*args, **kw) for name, args, kw in calls]  # checked
+        recorded = [getattr(fastact, name)(*args, **kw) for name, args, kw in calls]  # recorded
+        unreplayed = [getattr(fastact, name)(*args, **kw) for (name, args, kw), r in zip(calls, replayable) if not r]
+        spared = {attribute: getattr(plan, attribute) for attribute in ("compute_dtype", "_dtype_facts")}
+        nothing_planned()
+        for attribute, value in spared.items():  # the emulator's GEMM (cuBLAS' stand-in) reads it
+            monkeypatch.setattr(plan, attribute, value)
+        monkeypatch.setattr(replay, "record", lambda *args: pytest.fail("recorded again"))
+        replayed = [getattr(fastact, name)(*args, **kw) for (name, args, kw), r in zip(calls, replayable) if r]
+        again = [getattr(fastact, name)(*args, **kw) for (name, args, kw), r in zip(calls, replayable) if r]
+    general_replayable = [g for g, r in zip(general, replayable) if r]
+    for (name, args, kw), g, r, r2 in zip([c for c, r in zip(calls, replayable) if r], general_replayable, replayed, again):
+        assert type(r) is np.ndarray and r.dtype == g.dtype and r.shape == g.shape, name
+        np.testing.assert_array_equal(r, g, err_msg=f"{name} {kw}")
+        np.testing.assert_array_equal(r2, g, err_msg=f"{name} {kw}")
+        assert not np.shares_memory(r, r2), f"{name}: a replay returned the previous call's memory"
+    for g, r in zip(general, recorded):
+        np.testing.assert_array_equal(r, g)
+    for g, u in zip([g for g, r in zip(general, replayable) if not r], unreplayed):
+        np.testing.assert_array_equal(u, g)
+    for (name, args, kw), g in zip(calls, general):
+        expected = numpy_call(name, *args, **kw)
+        tolerance = {"float16": 3e-2, "float32": 1e-4, "float64": 1e-10}[dtype]
+        np.testing.assert_allclose(g.astype(np.float64), expected.astype(np.float64), rtol=tolerance, atol=tolerance,
+                                   err_msg=f"{name} {kw}")
+
+
+def test_a_replayed_conv2d_key_tells_apart_geometry_dtype_alignment_and_activation(nothing_planned, monkeypatch):
+    """Each of these differs from the recorded call in one thing the key holds: each is planned (not replayed)
+    the first time, and right."""
+    rng = np.random.default_rng(17)  # shapes no other test records
+    x, w, b = (rng.standard_normal((3, 2, 7, 5)).astype(np.float32), rng.standard_normal((5, 2, 3, 3)).astype(np.float32),
+               rng.standard_normal(5).astype(np.float32))
+    name, options = "leaky_relu", {"padding": "same"}
+    with fastact.use_backend("cuda-emulator"):
+        for _ in range(2):
+            fastact.conv2d_bias_act(x, w, b, name, **options)
+        spared = {attribute: getattr(plan, attribute) for attribute in ("compute_dtype", "_dtype_facts")}
+        nothing_planned()
+        for attribute, value in spared.items():  # the emulator's GEMM reads it
+            monkeypatch.setattr(plan, attribute, value)
+        expected = fastact.conv2d_bias_act(x, w, b, name, **options)  # replayed
+    shifted = np.empty(x.size + 1, np.float32)[1:].reshape(x.shape)  # 4 bytes past x's alignment
+    shifted[...] = x
+    variants = [
+        ((x[:1], w, b, name), options),  # another batch
+        ((x, w, b, name), {**options, "padding": "valid"}),  # another geometry
+        ((x, w, b, name), {**options, "stride": 2}),
+        ((x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), name), options),  # dtype
+        ((shifted, w, b, name), options),  # alignment
+        ((x, w, b, "relu6"), options),  # activation
+        ((x, w, None, name), options),  # no bias
+    ]
+    for args, kw in variants:
+        with fastact.use_backend("cuda-emulator"):
+            with pytest.raises(AssertionError, match="not a replay"):
+                fastact.conv2d_bias_act(*args, **kw)
+    with fastact.use_backend("cuda-emulator"):
+        np.testing.assert_array_equal(fastact.conv2d_bias_act(x, w, b, name, **options), expected)  # still replays
+        monkeypatch.undo()
+        for _ in range(3):  # checked, recorded, replayed: the same result at another alignment
+            np.testing.assert_array_equal(fastact.conv2d_bias_act(shifted, w, b, name, **options), expected)
+    np.testing.assert_allclose(expected, numpy_call("conv2d_bias_act", x, w, b, name, **options), rtol=1e-5, atol=1e-5)
+
+
 def test_the_fast_path_survives_a_full_parameter_memo(monkeypatch, no_planning):
     """In a long run the registry's memo of parameter dicts fills up; a value first seen then must still
     get one dict, or the fast path (which knows its entry by the dict's identity) never takes it."""

@@ -452,20 +452,32 @@ def test_docstring_examples_run():
 # The pointer path: contiguous CPU tensors straight to the cpu backend's module
 # --------------------------------------------------------------------------- #
 def _counting_pointer_path(monkeypatch):
-    """Patches the cpu backend's pointer entry to count its calls; the list of calls made."""
+    """Patches the cpu backend's pointer calls to count the calls made by address; the list of calls made.
+
+    The calls fastact.torch remembered (made before the patch) are set aside for the test.
+    """
     reason = fastact.backends.unavailable_reason("cpu")
     if reason is not None:
         pytest.skip(reason)
     backend = fastact.backends.load("cpu")
     calls = []
-    original = backend.pointer_elementwise
+    original = backend.pointer_call
 
     def counted(*args):
-        done = original(*args)
-        calls.append(done)
-        return done
+        made = original(*args)
+        if made is None:
+            return None
+        function, leading = made
 
-    monkeypatch.setattr(backend, "pointer_elementwise", counted)
+        def run(*arguments):
+            calls.append(True)
+            return function(*arguments)
+        return run, leading
+
+    monkeypatch.setattr(backend, "pointer_call", counted)
+    for table in (_ops.FORWARD_CALLS, _ops.BACKWARD_CALLS):
+        for name in table:
+            monkeypatch.setitem(table, name, {})
     return calls
 
 
@@ -520,3 +532,116 @@ def test_pointer_path_only_for_plain_contiguous_cpu_tensors(monkeypatch):
         y = ft.elu(base)
         assert calls == []
         np.testing.assert_array_equal(y.numpy(), fastact.elu(base.numpy()))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_pointer_path_for_rows_along_the_last_axis(name, monkeypatch):
+    with fastact.use_backend("cpu"):
+        calls = _counting_pointer_path(monkeypatch)
+        for axis in (-1, 2):
+            x = _values((3, 4, 9), torch.float32, seed=9).requires_grad_(True)
+            dy = _values(x.shape, torch.float32, seed=10)
+            y = getattr(ft, name)(x, axis)
+            (dx,) = torch.autograd.grad(y, x, dy)
+            assert calls == [True, True], axis
+            calls.clear()
+            np.testing.assert_array_equal(y.detach().numpy(), getattr(fastact, name)(x.detach().numpy(), axis))
+            np.testing.assert_array_equal(
+                dx.numpy(), getattr(fastact, f"{name}_backward")(dy.numpy(), x.detach().numpy(), axis))
+        x = _values((3, 4, 9), torch.float32, seed=11)
+        for axis in (0, 1, (1, 2)):  # other axes: the general path
+            y = getattr(ft, name)(x, axis)
+            assert calls == [], axis
+            np.testing.assert_array_equal(y.numpy(), getattr(fastact, name)(x.numpy(), axis))
+
+
+def test_remembered_small_calls_still_refuse_values_of_the_wrong_type():
+    # 1 == 1.0 == True: a remembered call for one must not let the refused others through.
+    x = torch.linspace(-2, 2, 16)
+    for _ in range(3):
+        ft.leaky_relu(x, 1.0)
+        ft.gelu(x, True)
+        ft.relu(x, 0.0, None, 0.0)
+    with pytest.raises(TypeError, match="alpha"):
+        ft.leaky_relu(x, True)
+    with pytest.raises(TypeError, match="approximate"):
+        ft.gelu(x, 1)
+    with pytest.raises(TypeError, match="alpha"):
+        ft.relu(x, False, None, 0.0)
+    np.testing.assert_array_equal(ft.leaky_relu(x, 1).numpy(), x.numpy())  # an int slope is a number
+    for _ in range(2):
+        with pytest.raises(TypeError):
+            ft.leaky_relu(x, [0.1])  # unhashable: the general path says what is wrong
+
+
+def test_fused_calls_on_cpu_tensors_multiply_with_torch(monkeypatch):
+    # fastact's GEMMs inside fastact.torch run on torch's matrix product (one thread pool), and only there.
+    from fastact.backends.numpy import fused
+    from fastact.torch import _bridge
+
+    products = []
+    original = _bridge._torch_matmul
+
+    def counted(*args, **kwargs):
+        products.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_bridge, "_torch_matmul", counted)
+    x = _values((2, 3, 6, 6), torch.float32, seed=12).requires_grad_(True)
+    w = _values((4, 3, 3, 3), torch.float32, seed=13).requires_grad_(True)
+    b = _values((4,), torch.float32, seed=14).requires_grad_(True)
+    y = ft.conv2d_bias_act(x, w, b, "leaky_relu", padding="same")
+    y.sum().backward()
+    assert len(products) >= 4  # forward; backward: z again, dw, dcols
+    products.clear()
+    xd = _values((5, 7), torch.float64, seed=15)
+    wd = _values((7, 3), torch.float64, seed=16)
+    np.testing.assert_allclose(ft.dense_bias_act(xd, wd, None, "linear").numpy(), xd.numpy() @ wd.numpy(), rtol=1e-12)
+    assert len(products) == 1
+    assert fused.MATMUL.get() is np.matmul  # outside fastact.torch: NumPy's
+    np.testing.assert_allclose(
+        fastact.dense_bias_act(xd.numpy(), wd.numpy(), None, "linear"), xd.numpy() @ wd.numpy(), rtol=1e-12)
+    assert len(products) == 1
+
+
+@pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))
+@pytest.mark.parametrize("shapes", [((2, 3, 4, 5), (3, 1, 1)), ((2, 4, 5, 3), (3,)), ((6, 7), ()), ((6, 7), (1,)),
+                                    ((3, 4), (3, 4)), ((2, 3, 4, 5), (1, 3, 1, 1))])
+def test_prelu_by_address_gives_the_general_paths_bits(dtype_name, shapes, monkeypatch):
+    if dtype_name == "bfloat16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    reason = fastact.backends.unavailable_reason("cpu")
+    if reason is not None:
+        pytest.skip(reason)
+    dtype = TORCH_DTYPES[dtype_name]
+    x_shape, alpha_shape = shapes
+    with fastact.use_backend("cpu"):
+        taken = []
+        original = _ops.prelu_direct
+        monkeypatch.setattr(_ops, "prelu_direct", lambda *a: taken.append(original(*a) is not None) or original(*a))
+        x = _values(x_shape, dtype, seed=17).requires_grad_(True)
+        alpha = (_values(alpha_shape, dtype, seed=18) * 0.3).requires_grad_(True)
+        dy = _values(x_shape, dtype, seed=19)
+        y = ft.prelu(x, alpha)
+        dx, dalpha = torch.autograd.grad(y, (x, alpha), dy)
+        assert taken == [True, True]
+        expected_dx, expected_dalpha = fastact.prelu_backward(_to_numpy(dy), _to_numpy(x), _to_numpy(alpha))
+        np.testing.assert_array_equal(_to_numpy(y), fastact.prelu(_to_numpy(x), _to_numpy(alpha)))
+        np.testing.assert_array_equal(_to_numpy(dx), expected_dx)
+        np.testing.assert_array_equal(_to_numpy(dalpha), expected_dalpha)
+        assert dalpha.shape == alpha.shape and dalpha.dtype == dtype
+        taken.clear()
+        with torch.no_grad():  # the no-autograd branch of fastact.torch.prelu: the pointer call remembered above
+            np.testing.assert_array_equal(_to_numpy(ft.prelu(x, alpha)), _to_numpy(y))
+        assert _ops._PRELU_CALLS[(x.shape, alpha.shape, dtype, "cpu")] is not None
+
+
+def test_prelu_by_address_only_where_it_applies():
+    x = _values((2, 3, 4, 5), torch.float32, seed=20)
+    for alpha in (torch.full((3, 1, 1), 0.25, dtype=torch.float64),  # another dtype than x's
+                  torch.full((3, 1, 5), 0.25)):  # slopes along C and W: reordered (transposed) by the general path
+        assert _ops.prelu_direct(x, alpha, None) is None
+        np.testing.assert_array_equal(ft.prelu(x, alpha).numpy(), fastact.prelu(x.numpy(), alpha.numpy()))
+    assert _ops.prelu_direct(x.transpose(1, 2), torch.full((4, 1, 1), 0.25), None) is None  # not contiguous
+    with pytest.raises(ValueError, match="broadcast"):
+        ft.prelu(x, torch.full((4,), 0.25))

@@ -478,6 +478,94 @@ PyObject* rowwise(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// rowwise_pointers(op, backward, dtype, rows, length, out, x) or (..., out, x, dy): the same
+// computation on C-contiguous rows at raw addresses (ints), for callers that checked the memory
+// themselves (fastact/torch: contiguous CPU tensors of one dtype, out freshly allocated).
+PyObject* rowwise_pointers(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 7 && nargs != 8) {
+    PyErr_SetString(PyExc_TypeError,
+                    "rowwise_pointers(op, backward, dtype, rows, length, out, x) or (..., out, x, dy)");
+    return nullptr;
+  }
+  const long op = PyLong_AsLong(args[0]);
+  const int backward = PyObject_IsTrue(args[1]);
+  const long dtype = PyLong_AsLong(args[2]);
+  if ((op == -1 || backward == -1 || dtype == -1) && PyErr_Occurred()) return nullptr;
+  if (op != 0 && op != 1) return PyErr_Format(PyExc_ValueError, "rowwise op must be 0 (softmax) or 1 (log_softmax)");
+  if (nargs != 7 + backward) {
+    PyErr_SetString(PyExc_TypeError, "a forward takes (out, x), a backward (out, x, dy)");
+    return nullptr;
+  }
+  Index size[2];
+  if (!indices(args, 3, 2, size)) return nullptr;
+  if (dtype < 0 || dtype >= kDTypes || size[0] < 0 || size[1] < 0) {
+    PyErr_SetString(PyExc_ValueError, "rowwise_pointers: bad dtype code or sizes");
+    return nullptr;
+  }
+  void* addresses[3] = {nullptr, nullptr, nullptr};
+  for (int o = 0; o < 2 + backward; ++o) {
+    addresses[o] = PyLong_AsVoidPtr(args[5 + o]);
+    if (!addresses[o] && PyErr_Occurred()) return nullptr;
+  }
+  if (size[0] * size[1] == 0) Py_RETURN_NONE;
+  with_storage(static_cast<int>(dtype), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = ComputeType<T>;
+    T* out = static_cast<T*>(addresses[0]);
+    const T* x = static_cast<const T*>(addresses[1]);
+    const T* dy = static_cast<const T*>(addresses[2]);
+    without_gil(size[0] * size[1], [&] {
+      if (op == 0 && !backward) rows<fastact::SoftmaxForward<C>>(out, x, dy, size[0], size[1]);
+      if (op == 1 && !backward) rows<fastact::LogSoftmaxForward<C>>(out, x, dy, size[0], size[1]);
+      if (op == 0 && backward) rows<fastact::SoftmaxBackward<C>>(out, x, dy, size[0], size[1]);
+      if (op == 1 && backward) rows<fastact::LogSoftmaxBackward<C>>(out, x, dy, size[0], size[1]);
+    });
+  });
+  Py_RETURN_NONE;
+}
+
+// prelu_pointers(dtype, outer, channels, inner, out, x, slopes) or
+// (dtype, outer, channels, inner, dx, dy, x, slopes, dalpha): prelu_forward / prelu_backward on
+// C-contiguous memory at raw addresses (slopes in the compute type, one per channel; dalpha the
+// float64 sums per channel), for callers that checked the memory themselves (fastact/torch).
+PyObject* prelu_pointers(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 7 && nargs != 9) {
+    PyErr_SetString(PyExc_TypeError, "prelu_pointers(dtype, outer, channels, inner, out, x, slopes) or "
+                                     "(dtype, outer, channels, inner, dx, dy, x, slopes, dalpha)");
+    return nullptr;
+  }
+  const long dtype = PyLong_AsLong(args[0]);
+  if (dtype == -1 && PyErr_Occurred()) return nullptr;
+  Index size[3];
+  if (!indices(args, 1, 3, size)) return nullptr;
+  if (dtype < 0 || dtype >= kDTypes || size[0] < 0 || size[1] < 1 || size[2] < 0) {
+    PyErr_SetString(PyExc_ValueError, "prelu_pointers: bad dtype code or sizes");
+    return nullptr;
+  }
+  void* addresses[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+  for (Py_ssize_t o = 4; o < nargs; ++o) {
+    addresses[o - 4] = PyLong_AsVoidPtr(args[o]);
+    if (!addresses[o - 4] && PyErr_Occurred()) return nullptr;
+  }
+  const Index n = size[0] * size[1] * size[2];
+  if (n == 0) Py_RETURN_NONE;
+  const ChannelGrid grid(size[0], size[1], size[2], kMaxPartials);
+  with_storage(static_cast<int>(dtype), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = ComputeType<T>;
+    without_gil(n, [&] {
+      if (nargs == 7)
+        channel_forward(grid, static_cast<T*>(addresses[0]), static_cast<const T*>(addresses[1]),
+                        static_cast<const C*>(addresses[2]), PreluForward{});
+      else
+        channel_backward(grid, static_cast<T*>(addresses[0]), static_cast<const T*>(addresses[1]),
+                         static_cast<const T*>(addresses[2]), static_cast<const C*>(addresses[3]),
+                         static_cast<double*>(addresses[4]), PreluBackward{});
+    });
+  });
+  Py_RETURN_NONE;
+}
+
 // ---- conv2d's im2col and col2im (conv.h) ------------------------------------------------
 // Reads (nhwc, n, C, H, W, groups, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w)
 // from args[first ..] and checks the image (storage dtype) and column (compute
@@ -588,6 +676,11 @@ PyObject* cpu_supports(PyObject*, PyObject* arg) {
 PyMethodDef kMethods[] = {
     {"elementwise", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(elementwise)), METH_FASTCALL,
      "elementwise(functor, backward, params, out, x) / (..., out, dy, x): an activation over arrays."},
+    {"rowwise_pointers", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(rowwise_pointers)),
+     METH_FASTCALL,
+     "rowwise_pointers(op, backward, dtype, rows, length, out, x) / (..., out, x, dy): C-contiguous rows."},
+    {"prelu_pointers", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(prelu_pointers)), METH_FASTCALL,
+     "prelu_pointers(dtype, outer, channels, inner, out, x, slopes) / (..., dx, dy, x, slopes, dalpha)."},
     {"elementwise_pointers", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(elementwise_pointers)),
      METH_FASTCALL,
      "elementwise_pointers(functor, backward, params, dtype, n, out, x) / (..., out, dy, x): contiguous memory."},

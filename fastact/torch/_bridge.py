@@ -16,6 +16,7 @@ do not keep two pools of GPU memory.  Results come back through DLPack.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -116,9 +117,48 @@ def _cupy_stream(stream: torch.cuda.Stream) -> Any:
 _ON_HOST = contextlib.nullcontext()
 
 
-def on_device(t: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Where the fastact calls on ``t`` run: nothing to set up on the CPU; for CUDA, :func:`_on_cuda_device`."""
-    return _on_cuda_device(t) if t.is_cuda else _ON_HOST
+def on_device(t: torch.Tensor, gemm: bool = False) -> contextlib.AbstractContextManager:
+    """Where the fastact calls on ``t`` run: for CUDA, :func:`_on_cuda_device`; on the CPU nothing to set
+    up, or with ``gemm`` (dense, conv2d) torch's matrix product for fastact's GEMMs (:func:`host_gemm`)."""
+    if t.is_cuda:
+        return _on_cuda_device(t)
+    return host_gemm() if gemm else _ON_HOST
+
+
+def _operand(a: np.ndarray) -> torch.Tensor:
+    """A GEMM operand as a tensor over the same memory; a read-only view (a 1x1 conv's windows of x) too.
+
+    torch warns about read-only arrays since the tensor could be written; a product only reads it.
+    """
+    if a.flags.writeable:
+        return torch.from_numpy(a)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        return torch.from_numpy(a)
+
+
+def _torch_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """np.matmul's meaning, computed by torch on the same memory (no copies)."""
+    product = torch.matmul(_operand(a), _operand(b), out=None if out is None else torch.from_numpy(out))
+    return out if out is not None else product.numpy()
+
+
+@contextlib.contextmanager
+def host_gemm() -> Iterator[None]:
+    """fastact's host GEMMs (dense, conv2d) by torch's matrix product, on torch's thread pool.
+
+    NumPy's OpenBLAS keeps a second pool of threads that spin after each product while
+    torch's own spin after theirs; inside a torch model the two stalled each other (a
+    training step of bench/bench_torch_ops.py's CNN several times slower).  The
+    im2col, col2im and the fused epilogue stay fastact's.
+    """
+    from ..backends.numpy.fused import MATMUL
+
+    token = MATMUL.set(_torch_matmul)
+    try:
+        yield
+    finally:
+        MATMUL.reset(token)
 
 
 @contextlib.contextmanager

@@ -25,10 +25,11 @@ import torch
 import fastact
 from .. import _registry, backends
 from .._conv_geometry import Conv2dGeometry, _split_shapes
+from ..backends.kernels import plan
 from .._fused_dispatch import _activation
 from ..functions import Activation
 from ._bridge import as_array, as_optional_array, as_tensor, host_array, on_device
-from ._library import Op
+from ._library import Op, plain
 
 # A parameter's schema type, by its validator (fastact/_registry.py).
 _SCHEMA_TYPES = {
@@ -89,23 +90,74 @@ _COPY_GRADIENT_ELEMENTS = 1 << 16  # a non-contiguous dy up to this size is copi
 _POINTER_PATH_BYTES = 1 << 22
 
 
+# activation name -> {(values, torch dtype): (the values' types, backend name, function, leading
+# arguments, most elements, row-wise)}: the cpu backend's pointer call (fastact/backends/cpu/backend.py:
+# pointer_call), function None where there is none.  An entry holds for calls whose values have
+# the same types (1 == 1.0 == True, and True is refused where a number is due) under the same
+# backend name (``fastact.use_backend``); a call that differs replaces it.  BACKWARD_CALLS: the
+# same for the backward.  Keyed by value and dtype only, and checked after, because hashing the
+# types with them cost a quarter of a small call (bench/bench_torch_ops.py).
+FORWARD_CALLS: dict = {}
+BACKWARD_CALLS: dict = {}
+_MAX_POINTER_CALLS = 256  # per activation and direction
+
+
+def pointer_call(spec: _registry.ActivationSpec, values: tuple, dtype: torch.dtype, backward: bool) -> tuple | None:
+    """The remembered pointer-call entry (see FORWARD_CALLS) for these values and dtype, or None where there is none.
+
+    The values are validated as fastact's own function validates them (so a bad value
+    raises the same error here).
+    """
+    calls = (BACKWARD_CALLS if backward else FORWARD_CALLS)[spec.name]
+    try:
+        entry = calls.get((values, dtype))
+    except TypeError:  # an unhashable value (a list of axes): the general path
+        return None
+    types, backend = tuple(map(type, values)), backends.get_backend()
+    if entry is not None and entry[0] == types and entry[1] == backend:
+        return None if entry[2] is None else entry
+    host = backends.host_fast_path()
+    numpy_dtype = _HOST_DTYPES.get(dtype)
+    make = getattr(host, "pointer_call", None)
+    made = None if make is None or numpy_dtype is None else make(
+        spec.kernel, spec.kernel_params_of(*values), numpy_dtype, backward)
+    entry = (types, backend, None, None, 0, False) if made is None else (
+        types, backend, *made, (_POINTER_PATH_BYTES - 1) // numpy_dtype.itemsize, spec.form == "rowwise")
+    if host is not None:  # not yet loaded: ask again once the general path has loaded it
+        if len(calls) >= _MAX_POINTER_CALLS:
+            del calls[next(iter(calls))]
+        calls[(values, dtype)] = entry
+    return None if entry[2] is None else entry
+
+
+def row_length(x: torch.Tensor, axis: Any) -> int:
+    """The row length of softmax along ``axis`` when it is x's last axis (rows of a contiguous x); 0 otherwise."""
+    if type(axis) is not int or x.ndim == 0 or (axis != -1 and axis != x.ndim - 1):
+        return 0
+    return x.shape[-1]
+
+
 def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: torch.Tensor | None) -> Any:
-    """An elementwise activation on contiguous CPU tensors straight to the cpu backend's module; None otherwise.
+    """An activation on contiguous CPU tensors straight to the cpu backend's module; None otherwise.
 
     The memory is handed over by address (``data_ptr``), skipping the NumPy views, fastact's
     dispatch and ``torch.from_numpy`` (most of a small call's cost, bench/bench_torch_ops.py).
     Taken only when the host backend now in use is the ``cpu`` one (``fastact.use_backend``
-    is obeyed), x (and dy, of x's shape and dtype) is contiguous in a dtype it computes, and
-    the result is a new tensor like x (contiguous, so the same flat layout).  The values are
-    validated as fastact's own function validates them.  Anything else returns None and takes
-    the general path, which checks and raises as usual.
+    is obeyed), x (and dy, of x's shape and dtype) is contiguous in a dtype it computes, a
+    row-wise activation runs along the last axis, and the result is a new tensor like x
+    (contiguous, so the same flat layout).  Anything else returns None and takes the general
+    path, which checks and raises as usual.
     """
-    run = getattr(backends.host_fast_path(), "pointer_elementwise", None)
-    if run is None or not x.is_contiguous():
+    if not x.is_contiguous():
         return None
-    dtype = _HOST_DTYPES.get(x.dtype)
-    if dtype is None or x.numel() * dtype.itemsize >= _POINTER_PATH_BYTES:
+    call = pointer_call(spec, values, x.dtype, dy is not None)
+    if call is None or x.numel() > call[4]:
         return None
+    length = 0
+    if spec.form == "rowwise":
+        length = row_length(x, values[0])
+        if not length:
+            return None
     if dy is not None:
         if dy.dtype is not x.dtype or dy.shape != x.shape or not dy.is_cpu:
             return None
@@ -116,11 +168,15 @@ def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: 
             if dy.numel() > _COPY_GRADIENT_ELEMENTS:
                 return None
             dy = dy.contiguous()
-    params = spec.kernel_params_of(*values)
+    function, leading = call[2], call[3]
     y = torch.empty_like(x)
-    addresses = (y.data_ptr(), x.data_ptr()) if dy is None else (y.data_ptr(), dy.data_ptr(), x.data_ptr())
-    if not run(spec.kernel, params, dtype, dy is not None, x.numel(), *addresses):
-        return None
+    if length:
+        operands = (y.data_ptr(), x.data_ptr()) if dy is None else (y.data_ptr(), x.data_ptr(), dy.data_ptr())
+        function(*leading, x.numel() // length, length, *operands)
+    elif dy is None:
+        function(*leading, x.numel(), y.data_ptr(), x.data_ptr())
+    else:
+        function(*leading, x.numel(), y.data_ptr(), dy.data_ptr(), x.data_ptr())
     return y
 
 
@@ -144,7 +200,7 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
     def eager(x: torch.Tensor, *values: Any) -> torch.Tensor:
         values = tuple(map(_axis_value, values)) if rowwise else values
         if x.is_cpu:  # the common small call, without the device context
-            y = None if rowwise else _direct(spec, values, x, None)
+            y = _direct(spec, values, x, None)
             return as_tensor(forward_function(host_array(x), *values)) if y is None else y
         with on_device(x):
             return as_tensor(forward_function(as_array(x), *values))
@@ -159,7 +215,7 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
     def eager_backward(dy: torch.Tensor, x: torch.Tensor, *values: Any) -> torch.Tensor:
         values = tuple(map(_axis_value, values)) if rowwise else values
         if x.is_cpu:
-            dx = None if rowwise else _direct(spec, values, x, dy)
+            dx = _direct(spec, values, x, dy)
             return as_tensor(backward_function(host_array(dy), host_array(x), *values)) if dx is None else dx
         with on_device(x):
             return as_tensor(backward_function(as_array(dy), as_array(x), *values))
@@ -176,9 +232,15 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
         ctx.save_for_backward(inputs[0])
         ctx.values = inputs[1:]
 
+    nones = (None,) * count
+
     def backward(ctx: Any, dy: torch.Tensor) -> tuple:
         (x,) = ctx.saved_tensors
-        return (backward_op(dy, x, *ctx.values), *(None,) * count)
+        if x.is_cpu and plain(dy):  # an eager call's backward: the pointer path without the op's layers
+            dx = _direct(spec, ctx.values, x, dy)
+            if dx is not None:
+                return (dx, *nones)
+        return (backward_op(dy, x, *ctx.values), *nones)
 
     forward_op = Op(
         spec.name,
@@ -195,6 +257,7 @@ def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
 ACTIVATIONS: dict[str, Op] = {}
 BACKWARDS: dict[str, Op] = {}
 for _spec in _registry.REGISTRY.values():
+    FORWARD_CALLS[_spec.name], BACKWARD_CALLS[_spec.name] = {}, {}
     if _spec.form != "prelu":
         ACTIVATIONS[_spec.name], BACKWARDS[_spec.name] = _activation_ops(_spec)
 
@@ -202,11 +265,75 @@ for _spec in _registry.REGISTRY.values():
 # --------------------------------------------------------------------------- #
 # PReLU: the slope is a tensor with its own gradient
 # --------------------------------------------------------------------------- #
+# (x's shape, alpha's shape, dtype, backend name) -> (module function, dtype code, outer, channels,
+# inner, slopes' dtype), or None where prelu cannot go by address (see prelu_direct).
+_PRELU_CALLS: dict = {}
+
+
+def _prelu_call(x_shape: torch.Size, alpha_shape: torch.Size, dtype: torch.dtype) -> tuple | None:
+    key = (x_shape, alpha_shape, dtype, backends.get_backend())
+    try:
+        return _PRELU_CALLS[key]
+    except KeyError:
+        pass
+    host = backends.host_fast_path()
+    function = getattr(host, "prelu_pointers", None)
+    numpy_dtype = _HOST_DTYPES.get(dtype)
+    call = None
+    if function is not None and numpy_dtype is not None and host.dtype_code(numpy_dtype) is not None:
+        try:
+            fits = np.broadcast_shapes(tuple(alpha_shape), tuple(x_shape)) == tuple(x_shape)
+        except ValueError:  # an alpha that does not broadcast: the general path says so
+            fits = False
+        layout = plan.prelu_plan(tuple(x_shape), tuple(alpha_shape)) if fits else None
+        if layout is not None and layout.axes is None:  # slopes in x's order (no transposed copy)
+            call = (function, host.dtype_code(numpy_dtype), layout.outer, layout.channels, layout.inner,
+                    torch.float64 if dtype is torch.float64 else torch.float32)
+    if host is not None:  # not yet loaded: ask again once the general path has loaded it
+        if len(_PRELU_CALLS) >= _MAX_POINTER_CALLS:
+            del _PRELU_CALLS[next(iter(_PRELU_CALLS))]
+        _PRELU_CALLS[key] = call
+    return call
+
+
+def prelu_direct(x: torch.Tensor, alpha: torch.Tensor, dy: torch.Tensor | None) -> Any:
+    """prelu (dy None) or prelu_backward on contiguous CPU tensors by address (the cpu backend's module); None otherwise.
+
+    Taken where the host backend in use is the ``cpu`` one, x (and dy) is contiguous, alpha
+    has x's dtype and lays its slopes out in x's order (a scalar, (C, 1, 1) for NCHW, (C,)
+    for channels-last, ...), as fastact.prelu computes them: slopes in the compute dtype,
+    dalpha summed in float64 and rounded to alpha's dtype.
+    """
+    if not x.is_cpu or not alpha.is_cpu or alpha.dtype is not x.dtype or not x.is_contiguous() or x.numel() == 0:
+        return None
+    call = _prelu_call(x.shape, alpha.shape, x.dtype)
+    if call is None:
+        return None
+    function, code, outer, channels, inner, compute = call
+    slopes = alpha if alpha.dtype is compute and alpha.is_contiguous() else alpha.detach().to(compute).contiguous()
+    y = torch.empty_like(x)
+    if dy is None:
+        function(code, outer, channels, inner, y.data_ptr(), x.data_ptr(), slopes.data_ptr())
+        return y
+    if dy.dtype is not x.dtype or dy.shape != x.shape or not dy.is_cpu:
+        return None
+    dy = dy.contiguous()
+    sums = torch.empty(channels, dtype=torch.float64)
+    function(code, outer, channels, inner, y.data_ptr(), dy.data_ptr(), x.data_ptr(), slopes.data_ptr(),
+             sums.data_ptr())
+    return y, sums.reshape(alpha.shape).to(alpha.dtype)
+
+
 def _prelu(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     y = torch.empty_like(x)
     with on_device(x):
         fastact.prelu(as_array(x), as_array(alpha), out=as_array(y))
     return y
+
+
+def _prelu_eager(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    y = prelu_direct(x, alpha, None)
+    return _prelu(x, alpha) if y is None else y
 
 
 def _prelu_backward(dy: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,11 +343,17 @@ def _prelu_backward(dy: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> t
         return dx, as_tensor(dalpha).contiguous()
 
 
+def _prelu_backward_eager(dy: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    grads = prelu_direct(x, alpha, dy)
+    return _prelu_backward(dy, x, alpha) if grads is None else grads
+
+
 PRELU_BACKWARD = Op(
     "prelu_backward",
     "(Tensor dy, Tensor x, Tensor alpha) -> (Tensor, Tensor)",
     _prelu_backward,
     lambda dy, x, alpha: (torch.empty_like(x), alpha.new_empty(alpha.shape)),
+    eager=_prelu_backward_eager,
 )
 
 
@@ -241,7 +374,7 @@ def _prelu_grad(ctx: Any, dy: torch.Tensor) -> tuple:
 
 PRELU = Op(
     "prelu", "(Tensor x, Tensor alpha) -> Tensor", _prelu, lambda x, alpha: torch.empty_like(x),
-    _saving(2), _prelu_grad,
+    _saving(2), _prelu_grad, eager=_prelu_eager,
 )
 
 
@@ -332,12 +465,12 @@ BIAS_ACT = Op(
 # dense_bias_act: w is (in, out), as Keras Dense and fastact.dense_bias_act
 # --------------------------------------------------------------------------- #
 def _dense(x, w, b, activation: str) -> torch.Tensor:
-    with on_device(x):
+    with on_device(x, gemm=True):
         return _result(fastact.dense_bias_act(as_array(x), as_array(w), as_optional_array(b), activation_of(activation)))
 
 
 def _dense_backward(dy, x, w, b, activation: str) -> tuple:
-    with on_device(x):
+    with on_device(x, gemm=True):
         grads = fastact.dense_bias_act_backward(
             as_array(dy), as_array(x), as_array(w), as_optional_array(b), activation_of(activation))
         return _gradients(*grads, like=x)
@@ -380,14 +513,14 @@ def _conv_options(stride, padding, dilation, groups, data_format) -> dict:
 
 
 def _conv(x, w, b, activation: str, *options) -> torch.Tensor:
-    with on_device(x):
+    with on_device(x, gemm=True):
         y = fastact.conv2d_bias_act(as_array(x), as_array(w), as_optional_array(b), activation_of(activation),
                                     **_conv_options(*options))
         return _result(y)
 
 
 def _conv_backward(dy, x, w, b, activation: str, *options) -> tuple:
-    with on_device(x):
+    with on_device(x, gemm=True):
         grads = fastact.conv2d_bias_act_backward(
             as_array(dy), as_array(x), as_array(w), as_optional_array(b), activation_of(activation),
             **_conv_options(*options))

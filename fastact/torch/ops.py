@@ -26,8 +26,17 @@ from ..activations import (
     ELU, GELU, HARD_SIGMOID, HARD_SILU, LEAKY_RELU, LINEAR, LOG_SOFTMAX, MISH, RELU, RELU6, SELU, SIGMOID, SILU,
     SOFTMAX, SOFTPLUS, TANH, THRESHOLDED_RELU,
 )
+from .. import backends as _backends
 from . import _ops
-from ._library import _Eager, plain
+from ._library import _Eager, _dispatch_modes, _function_modes, _functorch_wrapped, plain
+from ._ops import _PRELU_CALLS
+
+_compiler = torch.compiler
+_backend_context = _backends._context  # fastact.use_backend's; else the process-wide _backends._default
+_Tensor = torch.Tensor
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+_empty_like = torch.empty_like
+_grad_enabled = torch.is_grad_enabled
 
 __all__ = [
     "relu", "leaky_relu", "relu6", "thresholded_relu", "prelu", "elu", "selu", "gelu", "silu", "swish",
@@ -55,6 +64,65 @@ def _activation(spec: _registry.ActivationSpec, x: Any, *values: Any) -> torch.T
     return op.overload(x, *_ops.schema_values(spec, values))
 
 
+# The public function of each activation, written from its declaration (exec, as dataclasses writes
+# __init__): fastact's signature, then the small call (a plain contiguous CPU tensor that autograd
+# does not track) straight to the cpu module by the pointer call _ops.pointer_call remembered,
+# with _library.plain's checks and the values' types spelled out; anything else through
+# _activation.  Spelled out because on 1 Ki elements every 0.1 us is 10% of torch's own call
+# (bench/bench_torch_ops.py): a generic *values function cost about 0.3 us more per call.
+# torch.compiler.is_compiling() reads _is_compiling_flag after a call to torch.jit.is_scripting();
+# dynamo, tracing these, reads the flag True (compilation holds it so).
+_SMALL_CALL = """
+def {name}(x{signature}):
+    if (not _compiler._is_compiling_flag and type(x) is _Tensor and not x.requires_grad and x.is_cpu
+            and not _dispatch_modes() and not _function_modes() and not _functorch_wrapped(x)
+            and x.is_contiguous()):
+        try:
+            call = _calls.get((({values}), x.dtype))
+        except TypeError:  # an unhashable value: _activation says what is wrong
+            call = None
+        if call is not None and call[2] is not None:
+            n = x.numel()
+            if (call[0] == ({types}) and call[1] == (_backend_context.get() or _backends._default)
+                    and n <= call[4]):
+{run}
+    return _activation(_spec, x{arguments})
+"""
+_RUN_ELEMENTWISE = """                y = _empty_like(x)
+                call[2](*call[3], n, y.data_ptr(), x.data_ptr())
+                return y"""
+_RUN_ROWS = """                length = _ops.row_length(x, {axis})  # along the last axis only
+                if length:
+                    y = _empty_like(x)
+                    call[2](*call[3], n // length, length, y.data_ptr(), x.data_ptr())
+                    return y"""
+
+
+def _public(spec: _registry.ActivationSpec) -> Any:
+    """``fastact.torch.NAME`` for activation ``spec`` (see _SMALL_CALL), documented by _document.
+
+    Written into this module's own namespace, with its constants as module names (``_spec_NAME``,
+    ``_calls_NAME``, ``_default_NAME_PARAM``): torch.compile looks a function's globals up in its module.
+    """
+    names = [p.name for p in spec.params]
+    constants = {f"_spec_{spec.name}": spec, f"_calls_{spec.name}": _ops.FORWARD_CALLS[spec.name],
+                 **{f"_default_{spec.name}_{p.name}": p.default for p in spec.params if not p.required}}
+    globals().update(constants)
+    signature = "".join(f", {p.name}" if p.required else f", {p.name}=_default_{spec.name}_{p.name}"
+                        for p in spec.params)
+    tuple_of = (lambda items: "".join(f"{item}, " for item in items))
+    run = _RUN_ROWS.format(axis=names[0]) if spec.form == "rowwise" else _RUN_ELEMENTWISE
+    source = _SMALL_CALL.format(name=spec.name, signature=signature, values=tuple_of(names),
+                                types=tuple_of(f"type({n})" for n in names), run=run,
+                                arguments="".join(f", {n}" for n in names)).replace(
+        "_calls.get", f"_calls_{spec.name}.get").replace("_activation(_spec,", f"_activation(_spec_{spec.name},")
+    namespace: dict = {}
+    exec(compile(source, f"<fastact.torch.{spec.name}>", "exec"), globals(), namespace)  # noqa: S102 (our template)
+    function = namespace[spec.name]
+    _document(spec, function)
+    return function
+
+
 def _document(spec: _registry.ActivationSpec, function: Any) -> None:
     """The docstring of ``fastact.torch.NAME``, from the activation's declaration."""
     signature = ", ".join(p.name if p.required else f"{p.name}={p.default!r}" for p in spec.params)
@@ -71,81 +139,23 @@ def _document(spec: _registry.ActivationSpec, function: Any) -> None:
     )
 
 
-def relu(x, alpha=0.0, max_value=None, threshold=0.0):
-    return _activation(RELU, x, alpha, max_value, threshold)
-
-
-def leaky_relu(x, alpha=0.2):
-    return _activation(LEAKY_RELU, x, alpha)
-
-
-def relu6(x):
-    return _activation(RELU6, x)
-
-
-def thresholded_relu(x, theta=1.0):
-    return _activation(THRESHOLDED_RELU, x, theta)
-
-
-def elu(x, alpha=1.0):
-    return _activation(ELU, x, alpha)
-
-
-def selu(x):
-    return _activation(SELU, x)
-
-
-def gelu(x, approximate=False):
-    return _activation(GELU, x, approximate)
-
-
-def silu(x):
-    return _activation(SILU, x)
-
-
-def softplus(x):
-    return _activation(SOFTPLUS, x)
-
-
-def sigmoid(x):
-    return _activation(SIGMOID, x)
-
-
-def tanh(x):
-    return _activation(TANH, x)
-
-
-def hard_sigmoid(x):
-    return _activation(HARD_SIGMOID, x)
-
-
-def hard_silu(x):
-    return _activation(HARD_SILU, x)
-
-
-def mish(x):
-    return _activation(MISH, x)
-
-
-def softmax(x, axis=-1):
-    return _activation(SOFTMAX, x, axis)
-
-
-def log_softmax(x, axis=-1):
-    return _activation(LOG_SOFTMAX, x, axis)
-
-
-def linear(x):
-    return _activation(LINEAR, x)
-
-
-for _spec, _function in [
-    (RELU, relu), (LEAKY_RELU, leaky_relu), (RELU6, relu6), (THRESHOLDED_RELU, thresholded_relu), (ELU, elu),
-    (SELU, selu), (GELU, gelu), (SILU, silu), (SOFTPLUS, softplus), (SIGMOID, sigmoid), (TANH, tanh),
-    (HARD_SIGMOID, hard_sigmoid), (HARD_SILU, hard_silu), (MISH, mish), (SOFTMAX, softmax),
-    (LOG_SOFTMAX, log_softmax), (LINEAR, linear),
-]:
-    _document(_spec, _function)
+relu = _public(RELU)
+leaky_relu = _public(LEAKY_RELU)
+relu6 = _public(RELU6)
+thresholded_relu = _public(THRESHOLDED_RELU)
+elu = _public(ELU)
+selu = _public(SELU)
+gelu = _public(GELU)
+silu = _public(SILU)
+softplus = _public(SOFTPLUS)
+sigmoid = _public(SIGMOID)
+tanh = _public(TANH)
+hard_sigmoid = _public(HARD_SIGMOID)
+hard_silu = _public(HARD_SILU)
+mish = _public(MISH)
+softmax = _public(SOFTMAX)
+log_softmax = _public(LOG_SOFTMAX)
+linear = _public(LINEAR)
 swish = silu
 hard_swish = hard_silu
 
@@ -171,7 +181,20 @@ def prelu(x, alpha):
         >>> fastact.torch.prelu(x, alpha).sum().backward(); alpha.grad.shape
         torch.Size([3, 1, 1])
     """
-    if not plain(x):
+    # The small call, as the activations' (_SMALL_CALL): plain tensors, no autograd, contiguous x,
+    # alpha in x's dtype, and a pointer call _ops.prelu_direct remembered for these shapes.
+    if (not _compiler._is_compiling_flag and type(x) is _Tensor and type(alpha) in _PLAIN and x.is_cpu
+            and alpha.is_cpu and not _dispatch_modes() and not _function_modes() and not _functorch_wrapped(x)
+            and not _functorch_wrapped(alpha) and x.is_contiguous() and alpha.dtype is x.dtype
+            and not ((x.requires_grad or alpha.requires_grad) and _grad_enabled())):
+        call = _PRELU_CALLS.get((x.shape, alpha.shape, x.dtype, _backend_context.get() or _backends._default))
+        if call is not None:
+            function, code, outer, channels, inner, compute = call
+            slopes = alpha if alpha.dtype is compute and alpha.is_contiguous() else alpha.detach().to(compute).contiguous()
+            y = _empty_like(x)
+            function(code, outer, channels, inner, y.data_ptr(), x.data_ptr(), slopes.data_ptr())
+            return y
+    elif not plain(x):
         _tensors("prelu", x=x, alpha=alpha)
     return _ops.PRELU(x, alpha)
 

@@ -54,7 +54,10 @@ class CpuBackend(NumpyBackend):
         self._dtype_codes = {np.dtype("float16"): 0, np.dtype("float32"): 2, np.dtype("float64"): 3}
         if self._bfloat16 is not None:
             self._dtype_codes[self._bfloat16] = 1
-        self._pointers = getattr(self.engine, "elementwise_pointers", None)  # None in a module built before it
+        # None in a module built before them (an old editable build): callers take the general path.
+        self._pointers = getattr(self.engine, "elementwise_pointers", None)
+        self._row_pointers = getattr(self.engine, "rowwise_pointers", None)
+        self.prelu_pointers = getattr(self.engine, "prelu_pointers", None)
 
     # ---- arguments for the compiled module --------------------------------------
     def functor(self, kernel: str, params: dict, dtype: np.dtype) -> tuple[int, bytes]:
@@ -110,20 +113,32 @@ class CpuBackend(NumpyBackend):
                             None if dy is None else self.buffer(dy), self.buffer(x), x.size // length, length)
         return target
 
-    def pointer_elementwise(self, kernel: str, params: dict, dtype: np.dtype, backward: bool, n: int,
-                            *addresses: int) -> bool:
-        """An elementwise activation on ``n`` contiguous elements at raw addresses (out, x) or (out, dy, x).
+    def pointer_call(self, kernel: str, params: dict, dtype: np.dtype, backward: bool) -> tuple | None:
+        """How to run an activation on contiguous memory at raw addresses, or None where this backend cannot.
 
-        For callers that checked the memory themselves (fastact/torch: contiguous CPU tensors of
-        ``dtype``, out newly allocated): no array views are built.  False, with nothing done, when
-        this call cannot take it (a row-wise kernel, a dtype or module without it).
+        For callers that check the memory themselves (fastact/torch: contiguous CPU tensors of
+        ``dtype``, the result newly allocated), so that no array views are built.  Returns
+        ``(function, leading arguments)``; the call is ``function(*leading, ...)`` with, for an
+        elementwise kernel, ``n, out, x`` (forward) or ``n, out, dy, x`` (backward), and for
+        softmax/log_softmax along the last axis ``rows, length, out, x`` or ``rows, length, out, x, dy``.
+        The arguments are computed once here (the functor's packed parameters included), so a
+        caller may keep the pair for every later call with the same kernel, params and dtype.
         """
         code = self._dtype_codes.get(dtype)
-        if self._pointers is None or code is None or kernel in _ROWWISE:
-            return False
+        if code is None:
+            return None
+        if kernel in _ROWWISE:
+            if self._row_pointers is None:
+                return None
+            return self._row_pointers, (_ROWWISE[kernel], backward, code)
+        if self._pointers is None:
+            return None
         number, packed = self.functor(kernel, params, dtype)
-        self._pointers(number, backward, packed, code, n, *addresses)
-        return True
+        return self._pointers, (number, backward, packed, code)
+
+    def dtype_code(self, dtype: np.dtype) -> int | None:
+        """The module's code for ``dtype`` (the pointer calls' dtype argument), None for one it does not compute."""
+        return self._dtype_codes.get(dtype)
 
     def fast_forward(self, kernel: str, params: dict, x: np.ndarray, out: Any) -> np.ndarray | None:
         """forward() for an ndarray x that needs no conversion or general check; None: take the general path."""

@@ -52,6 +52,7 @@ class CudaBackend(ReplayedCalls, KernelBackend):
         self.c_contiguous = operator.attrgetter(contiguous)
         self.array_device = operator.attrgetter("data.device_id")
         self.data_ptr = operator.attrgetter("data.ptr")
+        self.gemm_into = self.xp.matmul  # what gemm() calls for a C-contiguous out (replays call it directly)
         self._functions: dict[tuple, Any] = {}
         self._elementwise_entries: dict = {}
         self._modules: dict[tuple, Any] = {}
@@ -118,7 +119,7 @@ class CudaBackend(ReplayedCalls, KernelBackend):
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         # cuBLAS through CuPy: 16-bit products accumulate in float32.  CuPy's
         # matmul takes out= only as a C-contiguous array of the result's dtype.
-        if out.flags.c_contiguous:
+        if self.c_contiguous(out):
             return self.xp.matmul(a, b, out=out)
         out[...] = self.xp.matmul(a, b)
         return out

@@ -377,13 +377,16 @@ class KernelBackend(FusedKernelMethods, Backend):
         per_channel = xp.ascontiguousarray(arranged(padded), dtype=plan.compute_dtype(target.dtype)).reshape(-1)
         return inputs, destination, work, per_channel
 
-    def _reduce_channels(self, family: str, p: plan.PreluPlan, target: Any, inputs: Sequence[Any], values: Any,
-                         kernel_name, leading: tuple = ()) -> Any:
+    def _reduce_channels(self, family: str, p: plan.PreluPlan, target: Any, inputs: Sequence[Any],
+                         values: Any, kernel_name, leading: tuple = (), like: Any = None) -> Any:
         """Launch a per-channel backward kernel (reduce_over_channels in cuda/prelu.cuh) into ``target``.
 
         kernel(*leading, outer, channels, inner, dx, *inputs, values, partial) with
         ``kernel_name(launch)`` (a :class:`plan.PreluBackwardLaunch`); returns the per-channel sums in float64, added
-        up deterministically.  ``target`` may be one of the inputs (in place).
+        up deterministically.  ``target`` may be one of the inputs (in place).  With ``like`` (the parameter whose
+        gradient the sums are) of dtype float32, returns them in ``like``'s shape and dtype instead, rounded by
+        the second pass (run for one chunk too): the same values as a float64 -> float32 ``astype``, without its
+        launch and its float64 array.
         """
         inputs, destination, work, per_channel = self._channel_operands(p, target, inputs, values)
         pointers = [self.data_ptr(a) for a in (work, *inputs)]
@@ -396,15 +399,19 @@ class KernelBackend(FusedKernelMethods, Backend):
         self.launch(family, dtype, kernel_name(launch), launch.grid, launch.block, args)
         if work is not destination:
             destination[...] = work
+        if like is not None and like.dtype == "float32":
+            return self._sum_partials(family, dtype, partial, p.channels, launch, like.shape, "float32")
         return partial if launch.chunks == 1 else self._sum_partials(family, dtype, partial, p.channels, launch)
 
-    def _sum_partials(self, family: str, dtype: Any, partial: Any, channels: int, launch: plan.PreluBackwardLaunch) -> Any:
-        """One small deterministic pass: sums[c] = the chunks' partial sums of channel c, in order."""
-        sums = self.xp.empty(channels, dtype="float64")
+    def _sum_partials(self, family: str, dtype: Any, partial: Any, channels: int, launch: plan.PreluBackwardLaunch,
+                      shape: tuple | None = None, out: str = "float64") -> Any:
+        """One small deterministic pass: sums[c] = the chunks' partial sums of channel c, in order, stored as
+        ``out`` (see plan.SUM_TYPES) in ``shape`` (``channels`` values; default: 1-d)."""
+        sums = self.xp.empty(channels if shape is None else shape, dtype=out)
         grid = plan.grid_size(channels, self.sm_count())
         index = plan.index_type(partial.size, grid * plan.THREADS)
         args = (plan.index_scalar(index, channels), plan.index_scalar(index, launch.chunks), partial, sums)
-        self.launch(family, dtype, plan.prelu_sum_kernel(index), (grid,), (plan.THREADS,), args)
+        self.launch(family, dtype, plan.prelu_sum_kernel(index, out), (grid,), (plan.THREADS,), args)
         return sums
 
     # ---- PReLU --------------------------------------------------------------
@@ -434,5 +441,7 @@ class KernelBackend(FusedKernelMethods, Backend):
                 return target, xp.zeros(alpha.shape, alpha.dtype)
             p = plan.prelu_plan(x.shape, alpha.shape)
             dalpha = self._reduce_channels("prelu", p, target, [dy, x], alpha,
-                                           lambda launch: plan.prelu_backward_kernel(x.dtype, launch))
+                                           lambda launch: plan.prelu_backward_kernel(x.dtype, launch), like=alpha)
+            if dalpha.dtype == alpha.dtype and dalpha.shape == alpha.shape:  # float32: already alpha's
+                return target, dalpha
             return target, dalpha.reshape(alpha.shape).astype(alpha.dtype, copy=False)

@@ -15,6 +15,10 @@ cuBLAS computes for 16-bit data).
   dz and dbias by the fused backward kernel (in place over z), dx and dw by GEMMs.
 * conv2d: im2col (``cuda/conv.cuh``) + GEMM + the same epilogue, batch chunk
   by batch chunk; see :class:`_Conv` for the layouts and the memory bound.
+
+bias_act, its backward, dense_bias_act and conv2d_bias_act are recorded and
+replayed per key (``kernels/replay.py``): GEMMs go through :meth:`FusedKernelMethods.matmul`
+so that a recording sees them.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..._conv_geometry import Conv2dGeometry
-from . import plan
+from . import plan, replay
 
 # The column buffer of one batch chunk stays under this size (one sample's
 # buffer is the floor), whatever the batch size (as the NumPy backend's
@@ -34,7 +38,9 @@ IM2COL_BUDGET_BYTES = 256 << 20
 
 def in_dtype(total: Any, like: Any) -> Any:
     """A float64 gradient rounded to its operand's dtype; None stays None (no bias, no dbias)."""
-    return None if total is None else total.astype(like.dtype, copy=False)
+    if total is None or total.dtype == like.dtype:  # None, or already in like's dtype (see _reduce_channels)
+        return total
+    return total.astype(like.dtype)
 
 
 def channel_plan(shape: tuple, axis: int) -> plan.PreluPlan:
@@ -46,6 +52,10 @@ class FusedKernelMethods:
     """The six fused methods of :class:`~fastact.backends.base.Backend` as kernel launches and GEMMs."""
 
     # ---- device primitive (subclasses) --------------------------------------
+    # What gemm does when ``out`` is C-contiguous, as one callable ``gemm_into(a, b, out=out)`` (the cuda
+    # backend: cupy.matmul), or None; replayed GEMMs (kernels/replay.py) call it directly.
+    gemm_into: Any = None
+
     def gemm(self, a: Any, b: Any, out: Any) -> Any:
         """out[...] = a @ b (matmul semantics: batched, broadcast), in the dtype of a and b; returns out.
 
@@ -65,10 +75,18 @@ class FusedKernelMethods:
             shape = (*self._batch_shape(a, b), a.shape[-2], b.shape[-1])
             out = self.xp.empty(shape, a.dtype)
         if not out.flags.c_contiguous and out.swapaxes(-1, -2).flags.c_contiguous:
-            self.gemm(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out.swapaxes(-1, -2))
+            self._gemm(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out.swapaxes(-1, -2))
         else:
-            self.gemm(a, b, out)
+            self._gemm(a, b, out)
         return out
+
+    def _gemm(self, a: Any, b: Any, out: Any) -> None:
+        """gemm(a, b, out), noted as one event when the call is being recorded (kernels/replay.py)."""
+        recording = replay._active()
+        if recording is None:
+            self.gemm(a, b, out)
+        else:
+            replay.record_gemm(recording, self.gemm, a, b, out, self.gemm_into)
 
     @staticmethod
     def _batch_shape(a: Any, b: Any) -> tuple:
@@ -82,7 +100,7 @@ class FusedKernelMethods:
     def bias_act_backward(self, kernel, params, dy, x, bias, axis):
         with self.device_of(x):
             dx = self.xp.empty(x.shape, x.dtype)
-            return dx, in_dtype(self._epilogue_backward(kernel, params, dy, x, bias, axis, dx), bias)
+            return dx, in_dtype(self._epilogue_backward(kernel, params, dy, x, bias, axis, dx, like=bias), bias)
 
     def _epilogue(self, kernel: str, params: dict, z: Any, bias: Any, axis: int, out: Any) -> Any:
         """out = act(z + bias along ``axis``) in one kernel (act(z) without a bias); ``out`` may be ``z``."""
@@ -103,8 +121,10 @@ class FusedKernelMethods:
             destination[...] = work
         return out
 
-    def _epilogue_backward(self, kernel: str, params: dict, dy: Any, z: Any, bias: Any, axis: int, dz: Any) -> Any:
-        """dz = dy * act'(z + bias) in one kernel; returns dbias in float64, or None without a bias.
+    def _epilogue_backward(self, kernel: str, params: dict, dy: Any, z: Any, bias: Any, axis: int, dz: Any,
+                           like: Any = None) -> Any:
+        """dz = dy * act'(z + bias) in one kernel; returns dbias in float64 (in ``like``'s dtype when that is
+        float32: see _reduce_channels), or None without a bias.
 
         ``dz`` may be ``z`` itself (dense and conv2d overwrite their recomputed pre-activation).
         """
@@ -116,7 +136,7 @@ class FusedKernelMethods:
         functor = plan.pack_functor(kernel, params, z.dtype)
         return self._reduce_channels(
             kernel, channel_plan(z.shape, axis), dz, [dy, z], self._along(bias, z.ndim, axis),
-            lambda launch: plan.bias_act_backward_kernel(kernel, z.dtype, launch), leading=(functor,),
+            lambda launch: plan.bias_act_backward_kernel(kernel, z.dtype, launch), leading=(functor,), like=like,
         )
 
     @staticmethod

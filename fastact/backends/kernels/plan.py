@@ -271,8 +271,13 @@ def backward_layouts(dtype) -> list[tuple[str, int]]:
     return [(PLANES, 1), (PLANES, full), (ROWS, 1), (ROWS, full)]
 
 
-def prelu_sum_kernel(index: str) -> str:
-    return f"fastact::prelu_sum_partials<{index}>"
+# The per-channel sums' dtypes the second pass stores (prelu_sum_partials' Out), by NumPy name.
+SUM_TYPES = {"float64": "double", "float32": "float"}
+
+
+def prelu_sum_kernel(index: str, out: str = "float64") -> str:
+    """The second pass of the per-channel reductions, storing its float64 sums as ``out`` (a SUM_TYPES key)."""
+    return f"fastact::prelu_sum_partials<{index}, {SUM_TYPES[out]}>"
 
 
 def module_kernels(family: str, dtype) -> list[str]:
@@ -288,7 +293,7 @@ def module_kernels(family: str, dtype) -> list[str]:
                       for layout, vector in forward_layouts(dtype, index, one_channel=True)]
             names += [prelu_backward_kernel(dtype, PreluBackwardLaunch((1, 1), (1, 1), index, layout, vector))
                       for layout, vector in backward_layouts(dtype)]
-            names += [prelu_sum_kernel(index)]
+            names += [prelu_sum_kernel(index, out) for out in SUM_TYPES]
         elif family in ELEMENTWISE_KERNELS:
             names += [activation_kernel(d, family, dtype, vector, index)
                       for vector in vector_widths(dtype) for d in ("forward", "backward")]
@@ -641,5 +646,5 @@ def fused_kernels(family: str, dtype) -> list[str]:
                   for layout, vector in forward_layouts(dtype, index, one_channel=False)]
         names += [bias_act_backward_kernel(family, dtype, PreluBackwardLaunch((1, 1), (1, 1), index, layout, vector))
                   for layout, vector in backward_layouts(dtype)]
-        names += [prelu_sum_kernel(index)]
+        names += [prelu_sum_kernel(index, out) for out in SUM_TYPES]
     return names

@@ -1,8 +1,9 @@
 """Record and replay: the fast path of the per-channel and fused calls of the kernel backends.
 
-A general-path call of ``prelu``, ``prelu_backward``, ``bias_act`` or
-``bias_act_backward`` plans its launches (layouts, vector widths, index types,
-grids, packed parameters, kernel handles) in Python: tens of microseconds.
+A general-path call of ``prelu``, ``prelu_backward``, ``bias_act``,
+``bias_act_backward``, ``dense_bias_act`` or ``conv2d_bias_act`` plans its
+launches (layouts, vector widths, index types, grids, packed parameters,
+kernel handles, im2col's window descriptor) in Python: tens of microseconds.
 Everything it decides depends only on the call's *key*: the op and its
 parameters, and per array operand its shape, strides, dtype, device and data
 pointer modulo :data:`ALIGNMENT`, plus which operands share memory.  So the
@@ -10,22 +11,27 @@ first general call with a key is *recorded*: each launch made through
 ``KernelBackend.launch`` (kernel handle, grid, block, arguments), each array
 the call allocates through ``backend.xp.empty``/``zeros`` (workspace: partial
 sums, the result), each ``astype`` of such an array (a float64 sum rounded
-to the parameter's dtype) and each ``xp.ascontiguousarray`` that copies a whole
-operand (a 16-bit alpha or bias in the compute type).  Each argument is then
-named by its data pointer: an operand of the call, a workspace array, such a
-copy, or a value (NumPy scalars: packed functors, index values).  A later call with the same key *replays*: it
-allocates the workspace afresh, launches the recorded kernels with the new
-operands' arrays in their places, and converts what was converted.  Nothing is
-planned, named or looked up.
+to a 16-bit parameter's dtype), each ``xp.ascontiguousarray`` that copies a whole
+operand (a 16-bit alpha or bias in the compute type) and each GEMM made through
+``FusedKernelMethods.matmul`` (:func:`record_gemm`: dense's and conv2d's
+``cupy.matmul``).  Each argument is then named by its data pointer: an operand
+of the call, a workspace array, such a copy, or a value (NumPy scalars: packed
+functors, index values); a GEMM's matrices are views of whole such arrays,
+rebuilt by a reshape (and a transpose of the last two axes).  The recipe is
+compiled into one Python function (:func:`_compile`).  A later call with the
+same key *replays*: it allocates the workspace afresh, launches the recorded
+kernels and GEMMs with the new operands' arrays in their places, and converts
+what was converted.  Nothing is planned, named or looked up.
 
 A recording is refused (the key keeps the general path) when the call does
 anything else on the device that is not a launch, so that replaying it would
 miss work: an argument that is neither an operand, workspace nor such a copy
-(a transposed copy of x, a view at an offset), any other
-``xp`` function than an allocation or a view (``matmul``, ...), a result that
-no launch wrote (a result copied into ``out`` after the launch), a launch
-argument of an unknown kind.  The general path itself is unchanged: it only
-runs under the recorder once per key.
+(a transposed copy of x, a view at an offset: a conv2d's later batch chunks),
+any other ``xp`` function than an allocation or a view, a GEMM on a view no
+reshape of a whole array rebuilds, a result that no launch wrote (a result
+copied into ``out`` after the launch), a launch argument of an unknown kind.
+The general path itself is unchanged: it only runs under the recorder once per
+key.
 
 Workspace is allocated per call (``xp.empty``/``xp.zeros`` on the current
 device), never kept: CuPy's memory pool hands memory back in stream order, so
@@ -35,7 +41,6 @@ sees its own thread's launches and allocations.
 """
 from __future__ import annotations
 
-import operator
 import threading
 from typing import Any, Callable
 
@@ -47,6 +52,7 @@ from . import plan
 ALIGNMENT = plan.VECTOR_BYTES
 _DECLINED = object()  # a key whose general call could not be recorded: it keeps the general path
 _DERIVE = object()  # in a recipe's launches: a copy of an operand (see _RecordingXp._derive)
+_GEMM = object()  # in a recording's and a recipe's launches: a GEMM (see record_gemm, _gemm_event)
 # Keys start with these tags (bias_act's add the kernel, params_key(params) and the normalized axis).
 PRELU, PRELU_BACKWARD = ("replay", "prelu"), ("replay", "prelu_backward")
 BIAS_ACT, BIAS_ACT_BACKWARD = ("replay", "bias_act"), ("replay", "bias_act_backward")
@@ -54,52 +60,97 @@ EPILOGUE = ("replay", "epilogue")  # dense/conv2d's bias_act over their GEMM out
 
 
 class Recipe:
-    """A recorded call: (handle, grid, block, slot indices) per launch; slots = operands, workspace, values.
+    """A recorded call: (handle, grid, block, slot indices) per launch; slots = operands, workspace, values,
+    derived copies, in that order.
 
     ``workspace``: (xp allocator, shape, dtype, order, pointer % ALIGNMENT) per
     array allocated; ``values``: the recorded scalar arguments; ``results``: how
     to build each result from the slots (see :func:`_result_of`); ``single``:
-    the call returned one result, not a tuple.
+    the call returned one result, not a tuple; ``operands``: how many operands
+    the call has.  ``run(operands, data_ptr)`` replays it (see :func:`_compile`).
     """
 
-    __slots__ = ("launches", "workspace", "values", "results", "single", "finish")
+    __slots__ = ("launches", "workspace", "values", "results", "single", "operands", "run", "source")
 
-    def __init__(self, launches, workspace, values, results, single) -> None:
+    def __init__(self, launches, workspace, values, results, single, operands) -> None:
         self.launches, self.workspace, self.values, self.results, self.single = launches, workspace, values, results, single
-        makers = tuple(map(_result_maker, results))
-        if single:
-            self.finish = makers[0]
-        elif len(makers) == 2:
-            first, second = makers
-            self.finish = lambda slots: (first(slots), second(slots))
+        self.operands = operands
+        self.run, self.source = _compile(self)
+
+
+def _compile(recipe: Recipe) -> tuple[Callable[[tuple, Callable[[Any], int]], Any], str]:
+    """The recipe as one Python function ``run(operands, data_ptr)``, its steps written out (it runs every call),
+    and its source (``Recipe.source``, for debugging):
+
+        def run(operands, data_ptr):
+            s0, s1, s2 = operands
+            s3 = c0(c1, c2, c3)                    # workspace: allocate(shape, dtype, order)
+            if data_ptr(s3) % 16 != 0:             # aligned otherwise than recorded: the general path
+                return None
+            c4(c5, c6, (c7, c8, s3, s0, s1))       # a launch: handle(grid, block, args), values as constants
+            return s3
+
+    Every recorded object (handles, shapes, values, functions) is a constant of the function's namespace;
+    the source holds only generated names and integers.  Same steps as the recording, in the same order.
+    """
+    names: dict = {}
+
+    def const(value: Any) -> str:
+        name = f"c{len(names)}"
+        names[name] = value
+        return name
+
+    n = recipe.operands
+    first_value = n + len(recipe.workspace)
+    value_names = [const(v) for v in recipe.values]
+    first_derived = first_value + len(value_names)
+
+    def ref(i: int) -> str:
+        return value_names[i - first_value] if first_value <= i < first_derived else f"s{i}"
+
+    def view(i: int, shape: Any) -> str:
+        return ref(i) if shape is None else f"{ref(i)}.reshape({const(shape)})"
+
+    lines = ["def run(operands, data_ptr):", f"    {''.join(f's{i}, ' for i in range(n))}= operands"]
+    for slot, (allocate, shape, dtype, order, alignment) in enumerate(recipe.workspace, n):
+        lines += [f"    s{slot} = {const(allocate)}({const(shape)}, {const(dtype)}, {const(order)})",
+                  f"    if data_ptr(s{slot}) % {int(ALIGNMENT)} != {int(alignment)}:", "        return None"]
+    derived = first_derived
+    for handle, grid, block, refs in recipe.launches:
+        if handle is _DERIVE:  # grid: (slot of the operand, its shape as read, function, args, kwargs)
+            slot, shape, function, args, kwargs = grid
+            lines.append(f"    s{derived} = {const(function)}({view(slot, shape)}, *{const(args)}, **{const(kwargs)})")
+            derived += 1
+        elif handle is _GEMM:  # grid: per array, (the shape it is read in or None, transposed); block: gemm
+            a, b, out = (view(r, shape) + (".swapaxes(-1, -2)" if transposed else "")
+                         for r, (shape, transposed) in zip(refs, grid))
+            function, keyword, _ = block
+            lines.append(f"    {const(function)}({a}, {b}, {'out=' if keyword else ''}{out})")
         else:
-            self.finish = lambda slots: tuple([make(slots) for make in makers])
+            lines.append(f"    {const(handle)}({const(grid)}, {const(block)}, ({''.join(ref(r) + ', ' for r in refs)}))")
+    results = [_result_expression(how, view, const) for how in recipe.results]
+    lines.append(f"    return {results[0]}" if recipe.single else f"    return ({''.join(r + ', ' for r in results)})")
+    source = "\n".join(lines)
+    exec(compile(source, "<fastact replay>", "exec"), names)  # noqa: S102 (generated above)
+    return names["run"], source
 
 
-def _result_maker(how: tuple) -> Callable[[list], Any]:
-    """slots -> one result, as ``how`` says (see _result_of), written out per kind (it runs every call)."""
+def _result_expression(how: tuple, view: Callable, const: Callable) -> str:
+    """One result as ``how`` says (see _result_of), as an expression over the slots."""
     kind = how[0]
     if kind == "none":
-        return lambda slots: None
+        return "None"
     if kind == "slot":
         _, slot, shape = how
-        if shape is None:
-            return lambda slots: slots[slot]
-        return lambda slots: slots[slot].reshape(shape)
+        return view(slot, shape)
     _, slot, shape, args, kwargs, result_shape = how
-    if shape is None and result_shape is None:
-        if not kwargs and len(args) == 1:
-            dtype = args[0]
-            return lambda slots: slots[slot].astype(dtype)
-        if list(kwargs) == ["copy"] and len(args) == 1:
-            dtype, copy = args[0], kwargs["copy"]
-            return lambda slots: slots[slot].astype(dtype, copy=copy)
-
-    def make(slots):
-        source = slots[slot] if shape is None else slots[slot].reshape(shape)
-        converted = source.astype(*args, **kwargs)
-        return converted if result_shape is None else converted.reshape(result_shape)
-    return make
+    if not kwargs and len(args) == 1:
+        converted = f"{view(slot, shape)}.astype({const(args[0])})"
+    elif list(kwargs) == ["copy"] and len(args) == 1:
+        converted = f"{view(slot, shape)}.astype({const(args[0])}, copy={const(kwargs['copy'])})"
+    else:
+        converted = f"{view(slot, shape)}.astype(*{const(args)}, **{const(kwargs)})"
+    return converted if result_shape is None else f"{converted}.reshape({const(result_shape)})"
 
 
 class Recording:
@@ -111,6 +162,7 @@ class Recording:
         self.allocated: list = []     # (allocator name, array)
         self.conversions: dict = {}   # result pointer -> (source view, args, kwargs, result)
         self.refused: str | None = None
+        self.passthrough = 0  # > 0 inside a recorded GEMM: its own xp calls are not the call's (record_gemm)
 
 
 class _RecordingXp:
@@ -126,7 +178,7 @@ class _RecordingXp:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._xp, name)
-        mine = threading.get_ident() == self._recording.thread
+        mine = threading.get_ident() == self._recording.thread and not self._recording.passthrough
         if name in self._ALLOCATORS and mine:
             return lambda *args, **kwargs: self._allocate(name, value(*args, **kwargs))
         if name == "ascontiguousarray" and mine:
@@ -160,7 +212,7 @@ def _tracked_type(base: type, recording: Recording) -> type:
         def astype(self, *args, **kwargs):
             result = base.astype(self, *args, **kwargs)
             active = _active()
-            if active is not None:
+            if active is not None and not active.passthrough:
                 active.conversions[_pointer(result)] = (self, args, kwargs, result)
             return result
 
@@ -173,6 +225,20 @@ _local = threading.local()
 
 def _active() -> Recording | None:
     return getattr(_local, "recording", None)
+
+
+def record_gemm(recording: Recording, gemm: Callable, a: Any, b: Any, out: Any, into: Callable | None = None) -> Any:
+    """``gemm(a, b, out)`` (the backend's GEMM: ``cupy.matmul`` on the GPU) during a recording: noted as
+    one event of the call, replayed as the same GEMM on views of the replay's arrays (see _gemm_event), by
+    ``into(a, b, out=out)`` when given and ``out`` is C-contiguous (what ``gemm`` then does: the backend's
+    ``gemm_into``).  What the GEMM does inside (CuPy's matmul, the emulator's NumPy) is not recorded: it is
+    not the call's."""
+    recording.launches.append((_GEMM, (gemm, into), a, b, out))
+    recording.passthrough += 1
+    try:
+        return gemm(a, b, out)
+    finally:
+        recording.passthrough -= 1
 
 
 def _pointer(a: Any) -> int:
@@ -241,7 +307,18 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
         slots[pointer] = first_workspace + len(allocated) - 1
     launches = []
     derived = []  # (slot of the operand, its shape as read, function, args, kwargs)
+    copies = []  # the derived copies as recorded
+    gemm_slots = set()  # workspace a GEMM reads or writes: its shape is the one recorded
     for event in recording.launches:
+        if event[0] is _GEMM:
+            launch = _gemm_event(event, slots, operands, [a for _, a in recording.allocated], copies,
+                                 first_workspace)
+            if launch is None:
+                return _DECLINED
+            used.add(launch[3][2])  # the GEMM's out
+            gemm_slots.update(launch[3])
+            launches.append(launch)
+            continue
         if event[0] is _DERIVE:  # a copy of a whole operand, read as C-contiguous: replayed as a copy
             _, source, function, args, kwargs, copy = event
             slot = slots.get(_pointer(source))
@@ -250,6 +327,7 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
                 return _DECLINED
             derived.append((slot, None if source.shape == operands[slot].shape else source.shape, function, args, kwargs))
             slots[_pointer(copy)] = ("derived", len(derived) - 1)
+            copies.append(copy)
             launches.append((_DERIVE, derived[-1], None, None))
             continue
         handle, grid, block, args = event
@@ -279,7 +357,8 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
     for i, how in enumerate(results):
         if how[0] == "convert" and how[2] is not None and how[1] >= first_workspace:
             w = how[1] - first_workspace
-            if allocated[w][3] == "C" and sum(1 for h in results if h[1:2] == (how[1],)) == 1:
+            if (allocated[w][3] == "C" and sum(1 for h in results if h[1:2] == (how[1],)) == 1
+                    and how[1] not in gemm_slots):
                 name, _, dtype, order, alignment = allocated[w]
                 allocated[w] = (name, how[2], dtype, order, alignment)
                 results[i] = how = (*how[:2], None, *how[3:])
@@ -289,6 +368,25 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
                 operands[how[1]].shape if how[1] < first_workspace else allocated[how[1] - first_workspace][1])
             if converted_shape == how[5]:
                 results[i] = (*how[:5], None)
+    # A workspace array that GEMMs read in one shape and that is no result (else only passed to kernels, by
+    # pointer) is allocated in that shape (C order, same size): the replay then reshapes it for nothing.
+    uses: dict = {}
+    for h, g, b, refs in launches:
+        if h is _GEMM:
+            for slot, (shape, _), fresh in zip(refs, g, b[2]):
+                if type(slot) is int and slot >= first_workspace:
+                    uses.setdefault(slot, set()).add(shape if fresh else None)  # None: keep it as recorded
+    results_read = {how[1] for how in results if len(how) > 1}
+    reshaped = set()
+    for slot, shapes in uses.items():
+        if len(shapes) == 1 and None not in shapes and slot not in results_read:
+            name, _, dtype, order, alignment = allocated[slot - first_workspace]
+            if order == "C":
+                allocated[slot - first_workspace] = (name, next(iter(shapes)), dtype, order, alignment)
+                reshaped.add(slot)
+    if reshaped:
+        launches = [(h, tuple((None, t) if r in reshaped else (shape, t) for r, (shape, t) in zip(refs, g)), b, refs)
+                    if h is _GEMM else (h, g, b, refs) for h, g, b, refs in launches]
     # Workspace slots come after the operands, values after the workspace.
     first_value = first_workspace + len(allocated)
     first_derived = first_value + len(values)
@@ -296,18 +394,84 @@ def _build(recording: Recording, operands: tuple, result: Any, array_type: type,
     def slot_of(r):
         return r if not isinstance(r, tuple) else (first_value if r[0] == "value" else first_derived) + r[1]
 
-    launches = [(h, g, b, refs if h is _DERIVE else _gather([slot_of(r) for r in refs])) for h, g, b, refs in launches]
+    launches = [(h, g, b, refs if h is _DERIVE else tuple(slot_of(r) for r in refs)) for h, g, b, refs in launches]
     workspace = tuple((getattr(xp, name), shape, dtype, order, alignment)
                       for name, shape, dtype, order, alignment in allocated)
-    return Recipe(tuple(launches), workspace, tuple(values), tuple(results), single)
+    return Recipe(tuple(launches), workspace, tuple(values), tuple(results), single, first_workspace)
 
 
-def _gather(refs: list) -> Callable[[list], tuple]:
-    """slots -> the tuple of slots[i] for i in refs (operator.itemgetter; a 1-tuple for one argument)."""
-    if len(refs) == 1:
-        only = refs[0]
-        return lambda slots: (slots[only],)
-    return operator.itemgetter(*refs)
+def _gemm_event(event: tuple, slots: dict, operands: tuple, workspace: list, copies: list,
+                first_workspace: int) -> tuple | None:
+    """A recorded GEMM as a recipe launch (_GEMM, views, gemm, slots), or None (the call is not replayable).
+
+    Each of a, b and out must be a view of all of a slot's memory (an operand, workspace or a derived copy,
+    C-contiguous and of the same size) that the replay rebuilds by a reshape, then a transpose of the last two
+    axes where the recorded view was one (the NCHW convolution's matrices): views[i] = (shape or None: as the
+    slot's array is, transposed).  The rebuilt view is checked here to be the recorded one (:func:`_same_view`),
+    so the GEMM sees the very operands it saw (only the memory is the replay's)."""
+    _, (gemm, into), *arrays = event
+    if into is not None and arrays[2].flags.c_contiguous:
+        gemm = (into, True)  # called as into(a, b, out=out)
+    else:
+        gemm = (gemm, False)  # called as gemm(a, b, out)
+    refs, views, fresh_views = [], [], []
+    for a in arrays:
+        slot = slots.get(_pointer(a))
+        if slot is None:
+            return None
+        if isinstance(slot, tuple):  # ("derived", i)
+            base = copies[slot[1]]
+        else:
+            base = operands[slot] if slot < first_workspace else workspace[slot - first_workspace]
+        view = _view_of(base, a)
+        if view is None:
+            return None
+        refs.append(slot)
+        views.append(view)
+        shape, transposed = view
+        fresh = _c_strides(shape or base.shape, a.itemsize)  # an array allocated in that shape
+        fresh_views.append(_same_strides(a.shape, fresh[:-2] + fresh[-1:-3:-1] if transposed else fresh, a.strides))
+    # gemm: (function, out by keyword, per array: would an array allocated in its view's shape give that view)
+    return (_GEMM, tuple(views), (*gemm, tuple(fresh_views)), refs)
+
+
+def _view_of(base: Any, a: Any) -> tuple | None:
+    """(shape or None, transposed): how the replay rebuilds view ``a`` from ``base``, a whole C-contiguous array
+    of a's memory: ``base.reshape(shape)`` (no reshape for None), then ``.swapaxes(-1, -2)`` when transposed;
+    None when neither gives ``a`` (:func:`_same_view`)."""
+    if not base.flags.c_contiguous or base.size != a.size:
+        return None
+    for transposed in (False, True) if a.ndim >= 2 else (False,):
+        shape = tuple(a.swapaxes(-1, -2).shape if transposed else a.shape)
+        rebuilt = base if shape == tuple(base.shape) else base.reshape(shape)
+        if _same_view(rebuilt.swapaxes(-1, -2) if transposed else rebuilt, a):
+            return (None if shape == tuple(base.shape) else shape, transposed)
+    return None
+
+
+def _same_view(rebuilt: Any, recorded: Any) -> bool:
+    """The two views are the same matrices: shape, contiguity flags, the strides of the last two axes (what
+    a GEMM's leading dimensions come from) and of every other axis longer than 1.  A batch axis of length 1
+    may differ in stride (its stride never moves a read: a reshape gives it another than a transpose did)."""
+    if rebuilt.shape != recorded.shape or (rebuilt.flags.c_contiguous, rebuilt.flags.f_contiguous) != (
+            recorded.flags.c_contiguous, recorded.flags.f_contiguous):
+        return False
+    return _same_strides(recorded.shape, rebuilt.strides, recorded.strides)
+
+
+def _same_strides(shape: tuple, strides: tuple, recorded: tuple) -> bool:
+    """Strides equal on the last two axes and on every other axis longer than 1 (see _same_view)."""
+    last = len(shape) - 2
+    return all(s == t for i, (n, s, t) in enumerate(zip(shape, strides, recorded)) if n != 1 or i >= last)
+
+
+def _c_strides(shape: tuple, itemsize: int) -> tuple:
+    """The strides of a new C-contiguous array of ``shape`` (what xp.empty gives)."""
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def _result_of(r, slots, used, recording, operands, allocated, first_workspace):
@@ -352,26 +516,15 @@ def _slot_size(slot, operands, allocated, first_workspace) -> int:
 
 def replay(recipe: Recipe, operands: tuple, data_ptr: Callable[[Any], int]) -> Any:
     """The recorded call again on ``operands``; None when fresh workspace is not aligned as recorded
-    (the caller then takes the general path; nothing has been launched)."""
-    slots = [*operands]
-    for allocate, shape, dtype, order, alignment in recipe.workspace:  # fresh per call (module docstring)
-        a = allocate(shape, dtype, order)
-        if data_ptr(a) % ALIGNMENT != alignment:
-            return None
-        slots.append(a)
-    slots.extend(recipe.values)
-    for handle, grid, block, gather in recipe.launches:
-        if handle is _DERIVE:
-            slot, shape, function, args, kwargs = grid
-            slots.append(function(slots[slot] if shape is None else slots[slot].reshape(shape), *args, **kwargs))
-        else:
-            handle(grid, block, gather(slots))
-    return recipe.finish(slots)
+    (the caller then takes the general path; nothing has been launched).  Workspace is allocated afresh
+    per call (module docstring)."""
+    return recipe.run(operands, data_ptr)
 
 
 class ReplayedCalls:
-    """The recorded general path and the replaying fast path of prelu, prelu_backward, bias_act and
-    bias_act_backward, mixed in before :class:`~fastact.backends.kernels.backend.KernelBackend`.
+    """The recorded general path and the replaying fast path of prelu, prelu_backward, bias_act,
+    bias_act_backward, dense_bias_act and conv2d_bias_act, mixed in before
+    :class:`~fastact.backends.kernels.backend.KernelBackend` (dense/conv2d through :meth:`recorded_call`).
 
     The general methods run KernelBackend's own (``super()``), recorded the first
     time a key is seen; :meth:`replayed` (tried by ``fastact/_dispatch.py``
@@ -380,7 +533,8 @@ class ReplayedCalls:
     key has been recorded, and ``out`` (if any) is writable and either an
     input's very memory or disjoint from every input; otherwise it returns
     None and the general path runs (and raises what it raises).
-    Recipes live in ``_elementwise_entries`` under keys starting with "replay".
+    Recipes live in ``_elementwise_entries`` under keys starting with "replay" (dense/conv2d: with
+    ``_fused_dispatch``'s tags, the op's name, the activation's and the convolution options).
     """
 
     replays = True
@@ -414,6 +568,12 @@ class ReplayedCalls:
                     return result
         return self._recorded(tag, (z, bias, out),
                               lambda: super(ReplayedCalls, self)._epilogue(kernel, params, z, bias, axis, out))
+
+    def recorded_call(self, tag: tuple, operands: tuple, run: Callable[[], Any]) -> Any:
+        """``run()`` (a backend call whose checks are done: dense_bias_act and conv2d_bias_act from
+        fastact/_fused_dispatch.py), recorded the first time its key is seen, so that :meth:`replayed`
+        replays it after: the im2col launch, the GEMM (:func:`record_gemm`) and the epilogue."""
+        return self._recorded(tag, operands, run)
 
     def _recorded(self, tag: tuple, operands: tuple, run: Callable[[], Any]) -> Any:
         if None in tag or _active() is not None:  # unhashable parameters; a call inside a recording
@@ -496,7 +656,7 @@ class ReplayedCalls:
                     other = data_ptr(a)
                     if pointer != other and pointer < other + a.nbytes and other < pointer + nbytes:
                         return None  # a partial overlap: the general path says what is wrong
-        return replay(recipe, operands, data_ptr)
+        return recipe.run(operands, data_ptr)
 
 
 _PARAMS: dict = {}  # (parameter items, their types) -> a small int, never reused

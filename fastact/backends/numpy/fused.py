@@ -10,7 +10,8 @@ deterministic reduction.  Any elementwise activation in the registry works
 here unchanged: only the generic kernel interface is used.
 
 Dense and conv2d compute the pre-activation with ``np.matmul`` (BLAS) in the
-compute dtype (float32 for 16-bit data) and hand it to the same epilogue.
+compute dtype (float32 for 16-bit data) and hand it to the same epilogue
+(a caller may supply another matrix product for its context: ``MATMUL``).
 Conv2d is im2col + GEMM, batch chunk by batch chunk, on layout-free views:
 every array is seen as (n, groups, channels per group, rows, columns), so one
 code path serves NCHW and NHWC and only the orders of axes differ.
@@ -18,8 +19,9 @@ code path serves NCHW and NHWC and only the orders of axes differ.
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -34,6 +36,13 @@ from .engine import compute_dtype
 IM2COL_BUDGET_BYTES = 256 << 20
 # Largest bias written out over the trailing axes for the forward epilogue (see _forward_bias).
 EXPANDED_BIAS_BYTES = 2 << 20
+
+# The matrix product of dense and conv2d, ``matmul(a, b, out=None)`` with np.matmul's meaning:
+# np.matmul (NumPy's BLAS) unless the caller set another for its context.  fastact.torch sets
+# torch's for CPU tensors (fastact/torch/_bridge.py: host_gemm): NumPy's OpenBLAS and torch each
+# keep a pool of threads that spin after their work, and on the 2-core dev VM the two pools
+# stalled each other, a training step taking several times longer (bench/bench_torch_ops.py).
+MATMUL: ContextVar[Callable] = ContextVar("fastact_matmul", default=np.matmul)
 
 
 # --------------------------------------------------------------------------- #
@@ -142,7 +151,7 @@ def _dense_operands(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def dense_bias_act(kernel: str, params: dict, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
                    epilogues: Epilogues = NUMPY_EPILOGUES) -> np.ndarray:
     rows, wc = _dense_operands(x, w)
-    z = np.matmul(rows, wc)
+    z = MATMUL.get()(rows, wc)
     out = z if z.dtype == x.dtype else np.empty(z.shape, x.dtype)
     epilogues.epilogue(kernel, params, z, bias, -1, out)
     return out.reshape(*x.shape[:-1], w.shape[1])
@@ -151,10 +160,11 @@ def dense_bias_act(kernel: str, params: dict, x: np.ndarray, w: np.ndarray, bias
 def dense_bias_act_backward(kernel, params, dy, x, w, bias, epilogues: Epilogues = NUMPY_EPILOGUES):
     """(dx, dw, dbias): dz = dy * act'(x @ w + b); dx = dz @ w.T; dw = x.T @ dz; dbias = sum of dz."""
     rows, wc = _dense_operands(x, w)
-    dz = np.matmul(rows, wc)  # the pre-activation, overwritten by dz
+    matmul = MATMUL.get()
+    dz = matmul(rows, wc)  # the pre-activation, overwritten by dz
     dbias = epilogues.epilogue_backward(kernel, params, dy.reshape(dz.shape), dz, bias, -1, dz)
-    dx = np.matmul(dz, wc.T).astype(x.dtype, copy=False).reshape(x.shape)
-    dw = np.matmul(rows.T, dz).astype(w.dtype, copy=False)
+    dx = matmul(dz, wc.T).astype(x.dtype, copy=False).reshape(x.shape)
+    dw = matmul(rows.T, dz).astype(w.dtype, copy=False)
     return dx, dw, in_dtype(dbias, bias)
 
 
@@ -194,9 +204,9 @@ _LAYOUTS = {
 def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = a @ b (stacks of matrices) through BLAS: a column-major ``out`` is computed as out.T = b.T @ a.T."""
     if out.shape[-1] > 1 and out.strides[-1] != out.itemsize:
-        np.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=out.swapaxes(-1, -2))
+        MATMUL.get()(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=out.swapaxes(-1, -2))
     else:
-        np.matmul(a, b, out=out)
+        MATMUL.get()(a, b, out=out)
     return out
 
 
@@ -415,7 +425,7 @@ def conv2d_bias_act_backward(kernel, params, dy, x, w, bias, geometry: Conv2dGeo
         part = epilogues.epilogue_backward(kernel, params, conv.z_ordered(dy[batch]), dz, bias, conv.z_axis, dz)
         if part is not None:
             dbias += part
-        dw += np.matmul(cols_matrix.swapaxes(-1, -2), dz_matrix)
+        dw += MATMUL.get()(cols_matrix.swapaxes(-1, -2), dz_matrix)
         # dcols reuses the column buffer (cols is no longer needed), never x itself.
         dcols = cols if own_buffer else np.empty(cols.shape, conv.cdtype)
         _gemm(dz_matrix, conv.weights.swapaxes(-1, -2), conv.cols_matrix(dcols, written=True))

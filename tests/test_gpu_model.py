@@ -99,6 +99,36 @@ def test_every_known_violation_names_a_case():
     assert {key[:3] for key in KNOWN} <= labels
 
 
+COLUMN_CASES = [c for c in CASES if c.rowwise.get("columns", 1) > 1]
+
+
+@needs_tools
+@pytest.mark.parametrize("case", COLUMN_CASES, ids=[f"{c.label}-{c.dtype}-{c.direction}" for c in COLUMN_CASES])
+def test_strided_column_chunks_are_what_the_model_counts(case):
+    """The model counts a row's elements per thread from plan.column_steps (the case's items): each of the
+    strided vector kernel's three chunk loops must load that many 16-byte vectors of x (and of dy) per trip,
+    and the walk must pass each once (measure_rows adds the other trips)."""
+    from collections import Counter
+
+    from fastact.gpu_model.build import build
+
+    built = build([case.name], 90)
+    function = sass.parse(built.disassembly)[built.lowered[case.name]]
+    loops = cfg.natural_loops(function)
+    outer = max(loops, key=lambda loop: len(loop.body))
+    visits = Counter(i.address for i in walk.walk(function, outer, case.params).instructions)
+    operands = 2 if case.direction == "backward" else 1
+    chunk_loops = []
+    for loop in loops:
+        loads = [i for i in cfg.loop_instructions(function, loop) if sass.is_global_access(i) and i.opcode.startswith("LD")]
+        if loop is not outer and loads:
+            assert {sass.access_bytes(i) for i in loads} == {VECTOR_BYTES}
+            chunk_loops.append((len(loads), visits[function.instructions[loop.header].address]))
+    items = case.rowwise["items"]
+    # pass 1 reads x, pass 2 x (and dy), pass 3 x (and dy)
+    assert sorted(chunk_loops) == sorted([(items, 1), (items * operands, 1), (items * operands, 1)])
+
+
 # --------------------------------------------------------------------------- #
 # The analysis itself, on hand-written SASS (no tools needed)
 # --------------------------------------------------------------------------- #

@@ -227,10 +227,11 @@ __device__ __forceinline__ void rowwise_rows(Index rows, Index length, Index inn
 //   3. the outputs, exps computed again.
 // Pass 2's exps may flush results below 2^-126 to 0 (they only enter sums of
 // at least 1); pass 3's follow the op (softmax forward keeps bfloat16's
-// subnormal outputs).  Passes 2 and 3 read the thread's elements again (from
-// L1 or L2).  The row
-// math (RowStats::add_at_max, Op::finish, Op::output_e) is the other path's:
-// the same sums in double, the same NaN and inf rules.  rows: outer * inner;
+// subnormal outputs).  Passes 2 and 3 read the thread's elements again: from
+// L2 while the resident tiles fit there (4 blocks of 32 columns of `length`
+// vectors per SM; the static model assumes they do), else from memory.  The
+// row math (RowStats::add_at_max, Op::finish, Op::output_e) is the other
+// path's: the same sums in double, the same NaN and inf rules.  rows: outer * inner;
 // inner a multiple of VEC and every pointer 16-byte aligned (plan.py:
 // rowwise_launch); any length.  float64 keeps the scalar kernel (plan.py says why).
 //
@@ -387,15 +388,13 @@ __device__ __forceinline__ void rowwise_columns(Index rows, Index length, Index 
         if (live) *reinterpret_cast<Access*>(out + offset) = result;
       }
     }
-    // The next tile writes partial and row_max_of only after its pass 1 and
-    // a barrier, row_of after more: every read of this tile's is done by then.
+    // The next tile writes partial before its first barrier, but after this
+    // tile's last one, which every read of partial precedes; row_max_of and
+    // row_of after a barrier of the next tile, which every thread reaches
+    // only once done with this tile's.
   }
 }
 
-// out = Op over each row; dy is read by backward ops only (nullptr for forward).
-// out may be x or dy itself: each element is read (every pass) by the
-// thread that writes it, before it writes it, and passes 1 and 2 of a tile
-// end at a barrier before any of its outputs is written.
 // Blocks per SM the compiler must fit: the strided vector kernel is sized for
 // kColumnBlocksPerSm (plan.py: COLUMN_BLOCKS_PER_SM), at most 64 registers;
 // with 64-bit indices (arrays past 2^31 elements) 3, at most 80: 64 spilled.
@@ -405,6 +404,11 @@ __device__ constexpr int row_min_blocks() {
   return LANES == 1 && VEC > 1 ? (sizeof(Index) == 4 ? kColumnBlocksPerSm : 3) : 1;
 }
 
+// out = Op over each row (rowwise_rows, or rowwise_columns for strided rows
+// with 16-byte vectors); dy is read by backward ops only.  out may be x or dy
+// itself: each element is read (every pass) by the thread that writes it,
+// before it writes it; in rowwise_columns passes 1 and 2 of a tile end at a
+// barrier before any of its outputs is written.
 template <typename Op, typename T, typename Index, int VEC, int LANES>
 __global__ void __launch_bounds__(kElementwiseThreads, (row_min_blocks<Index, VEC, LANES>()))
 rowwise(Index rows, Index length, Index inner, T* out, const T* x, const T* dy) {

@@ -350,7 +350,8 @@ def rowwise_plan(shape: tuple, axis: int, sm_count: int) -> RowwisePlan:
     Otherwise the strided kernel runs in place, a thread per row, when its
     reads are coalesced (inner >= STRIDED_MIN_INNER) and there are rows for
     at least two blocks per SM (each thread walks a whole row, so fewer rows
-    would leave the device idle).  Else moving the axis last is cheaper: a
+    would leave the device idle; with 16-byte columns, rowwise_launch, a
+    thread walks an eighth of VEC rows, but the same threshold is kept).  Else moving the axis last is cheaper: a
     transposed copy costs one extra read and write of each operand, while an
     uncoalesced strided pass wastes most of every 32-byte sector it reads,
     and an under-filled one leaves SMs idle for the whole row walk.

@@ -228,8 +228,9 @@ __device__ __forceinline__ void rowwise_rows(Index rows, Index length, Index inn
 // Pass 2's exps may flush results below 2^-126 to 0 (they only enter sums of
 // at least 1); pass 3's follow the op (softmax forward keeps bfloat16's
 // subnormal outputs).  Passes 2 and 3 read the thread's elements again: from
-// L2 while the resident tiles fit there (4 blocks of 32 columns of `length`
-// vectors per SM; the static model assumes they do), else from memory.  The
+// L2 while the resident tiles fit there (4 blocks of 16 columns of `length`
+// vectors per SM: 34 MB for rows of 256 forward, twice that backward; the
+// static model assumes they do), else from memory.  The
 // row math (RowStats::add_at_max, Op::finish, Op::output_e) is the other
 // path's: the same sums in double, the same NaN and inf rules.  rows: outer * inner;
 // inner a multiple of VEC and every pointer 16-byte aligned (plan.py:
@@ -238,7 +239,7 @@ __device__ __forceinline__ void rowwise_rows(Index rows, Index length, Index inn
 // plan.py mirrors kColumnTile (COLUMN_TILE), column_steps and
 // kColumnBlocksPerSm (COLUMN_BLOCKS_PER_SM); the static GPU model counts the
 // chunk loops' trips from them.
-constexpr int kColumnTile = 32;  // a warp's 32 lanes on 32 consecutive vectors (512 bytes)
+constexpr int kColumnTile = 16;  // a warp: 16 consecutive vectors (256 bytes) at each of 2 row elements
 constexpr int kColumnSplit = kElementwiseThreads / kColumnTile;
 
 // Row elements per thread per chunk (kSteps loads of x, and of dy, in flight):

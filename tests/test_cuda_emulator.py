@@ -485,7 +485,7 @@ def _launched_widths(recorder):
 COLUMN_CASES = [  # (shape, axis): strided rows (inner >= 32, rows >= 512 for the emulator's one SM)
     ((2, 256, 256), 1),  # one tile of float16 columns per 256 rows, padding in no chunk
     ((4, 37, 512), 1),  # length 37: every group's last chunk padded; several tiles per block (grid-stride)
-    ((3, 5, 200), 1),  # length 5 < the 8 groups: groups with no element; 200 = 25 vectors: tiles cross slices
+    ((3, 5, 200), 1),  # length 5 < the 16 groups: groups with no element; 200 = 25 vectors: tiles cross slices
     ((520, 1000), 0),  # outer 1, a long axis (many chunks), dead lanes in the last tile
     ((1, 1, 512), 1),  # length 1
 ]

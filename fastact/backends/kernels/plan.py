@@ -351,10 +351,11 @@ def rowwise_plan(shape: tuple, axis: int, sm_count: int) -> RowwisePlan:
     reads are coalesced (inner >= STRIDED_MIN_INNER) and there are rows for
     at least two blocks per SM (each thread walks a whole row, so fewer rows
     would leave the device idle; with 16-byte columns, rowwise_launch, a
-    thread walks an eighth of VEC rows, but the same threshold is kept).  Else moving the axis last is cheaper: a
-    transposed copy costs one extra read and write of each operand, while an
-    uncoalesced strided pass wastes most of every 32-byte sector it reads,
-    and an under-filled one leaves SMs idle for the whole row walk.
+    thread walks 1/16 of VEC rows, but the same threshold is kept).  Else
+    moving the axis last is cheaper: a transposed copy costs one extra read
+    and write of each operand, while an uncoalesced strided pass wastes most
+    of every 32-byte sector it reads, and an under-filled one leaves SMs idle
+    for the whole row walk.
     """
     shape = tuple(shape) or (1,)
     outer, length, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
@@ -377,7 +378,7 @@ def row_vectors(dtype, lanes: int) -> tuple[int, ...]:
 # a block takes COLUMN_TILE vectors of VEC rows side by side and splits the
 # rows' axis among COLUMN_SPLIT groups of threads, each reading
 # column_steps(direction) elements of its rows per chunk.
-COLUMN_TILE = 32
+COLUMN_TILE = 16
 COLUMN_SPLIT = THREADS // COLUMN_TILE
 # Blocks per SM of its grid: the blocks that fit at once (kColumnBlocksPerSm:
 # at most 64 registers on sm_90; 80 with 64-bit indices).

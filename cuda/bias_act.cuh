@@ -29,9 +29,22 @@ struct BiasActForwardOp {
 // One read and one write per element, 16-byte vectors when x and y are
 // aligned; the bias values of a vector are found once per vector (ChannelLayout).
 // Built for the elementwise kernels' occupancy (ElementwiseOccupancy: 8
-// blocks per SM for 16/32-bit data and 32-bit indices, as the grid assumes).
+// blocks per SM with 32-bit indices, as the grid assumes, but for the float64
+// kernels in BiasActSpillsAt32Registers).
+// The float64 forward kernels that spill (or take a stack frame) at 32
+// registers on sm_90, built without the cap (as SpillsAt32Registers).
+template <int LAYOUT, typename Activation>
+struct BiasActSpillsAt32Registers {
+  static constexpr bool value = false;
+};
+template <int LAYOUT> struct BiasActSpillsAt32Registers<LAYOUT, Softplus<double>> { static constexpr bool value = true; };
+template <int LAYOUT> struct BiasActSpillsAt32Registers<LAYOUT, HardSigmoid<double>> { static constexpr bool value = true; };
+template <int LAYOUT> struct BiasActSpillsAt32Registers<LAYOUT, HardSilu<double>> { static constexpr bool value = true; };
+template <int LAYOUT> struct BiasActSpillsAt32Registers<LAYOUT, Mish<double>> { static constexpr bool value = LAYOUT == kRows; };
+
 template <int LAYOUT, typename Activation, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
+__global__ void __launch_bounds__(kElementwiseThreads,
+                                  (ElementwiseOccupancy<T, Index, BiasActSpillsAt32Registers<LAYOUT, Activation>::value>::kBlocks))
 bias_act_forward(Activation activation, ChannelOf<Index> where, Index n, T* y, const T* x,
                  const ComputeType<T>* bias) {
   channel_loop<LAYOUT, VEC>(BiasActForwardOp<Activation, T>{activation}, where, n, y, x, bias);

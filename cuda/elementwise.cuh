@@ -25,15 +25,29 @@ constexpr int kElementwiseThreads = 256;
 constexpr int kElementwiseBlocksPerSM = 8;
 
 // The occupancy an activation kernel is built for: 8 blocks per SM (at most
-// 32 registers a thread) for 16- and 32-bit data with 32-bit indices, the
-// kernels the static model (python -m fastact gpu-model) holds to the copy
-// roofline; without a cap for float64 and 64-bit indices, where the cap made
-// the compiler spill around the double slow paths and the 64-bit address
-// arithmetic (python -m fastact.cuda_check).
-template <typename T, typename Index>
+// 32 registers a thread) with 32-bit indices, the kernels the static model
+// (python -m fastact gpu-model) holds to the copy roofline; without a cap for
+// 64-bit indices, where the cap made the compiler spill around the 64-bit
+// address arithmetic (python -m fastact.cuda_check), and for the float64
+// kernels in SpillsAt32Registers.
+template <typename T, typename Index, bool SPILLS_AT_32 = false>
 struct ElementwiseOccupancy {
-  static constexpr int kBlocks = (sizeof(T) <= 4 && sizeof(Index) == 4) ? kElementwiseBlocksPerSM : 1;
+  static constexpr int kBlocks =
+      sizeof(Index) == 4 && !(sizeof(T) == 8 && SPILLS_AT_32) ? kElementwiseBlocksPerSM : 1;
 };
+
+// The float64 activation kernels that spill when held to 32 registers on
+// sm_90 (the double slow paths of exp, log1p and erfc are called routines,
+// and the values live across those calls do not fit): built without the cap.
+// bias_act.cuh has the list of its forward kernels.
+template <bool BACKWARD, typename Activation>
+struct SpillsAt32Registers {
+  static constexpr bool value = false;
+};
+template <> struct SpillsAt32Registers<true, Gelu<double>> { static constexpr bool value = true; };
+template <> struct SpillsAt32Registers<false, Softplus<double>> { static constexpr bool value = true; };
+template <> struct SpillsAt32Registers<true, Tanh<double>> { static constexpr bool value = true; };
+template <> struct SpillsAt32Registers<true, Mish<double>> { static constexpr bool value = true; };
 
 template <typename T, int N>
 struct alignas(sizeof(T) * N) Vector {
@@ -58,14 +72,30 @@ __device__ __forceinline__ void elementwise_loop(const Op& op, Index n, T* out, 
   const Index chunks = n / VEC;
 
   // Whole 16-byte chunks: one vector load per input, one vector store.
-  for (Index c = first; c < chunks; c += stride) {
-    Chunk loaded[ARITY];
+  if constexpr (sizeof(T) == 8) {
+    // float64: one chunk per trip.  Unrolled (by 4, the compiler's choice for
+    // the other types), the chunks' loads in flight took 34 to 78 registers;
+    // one chunk at a time fits most kernels in 32 (8 blocks per SM) without spills.
+#pragma unroll 1
+    for (Index c = first; c < chunks; c += stride) {
+      Chunk loaded[ARITY];
 #pragma unroll
-    for (int a = 0; a < ARITY; ++a) loaded[a] = reinterpret_cast<const Chunk*>(in[a])[c];
-    Chunk result;
+      for (int a = 0; a < ARITY; ++a) loaded[a] = reinterpret_cast<const Chunk*>(in[a])[c];
+      Chunk result;
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(apply(op, c * VEC + j, loaded, j));
-    reinterpret_cast<Chunk*>(out)[c] = result;
+      for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(apply(op, c * VEC + j, loaded, j));
+      reinterpret_cast<Chunk*>(out)[c] = result;
+    }
+  } else {
+    for (Index c = first; c < chunks; c += stride) {
+      Chunk loaded[ARITY];
+#pragma unroll
+      for (int a = 0; a < ARITY; ++a) loaded[a] = reinterpret_cast<const Chunk*>(in[a])[c];
+      Chunk result;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(apply(op, c * VEC + j, loaded, j));
+      reinterpret_cast<Chunk*>(out)[c] = result;
+    }
   }
 
   // The tail (n % VEC elements, empty when VEC == 1), one element per thread.
@@ -161,7 +191,8 @@ __device__ __forceinline__ void with_form(const Gelu<C>& gelu, const Run& run) {
 // activation's parameter struct (see activations.cuh).  Built for 8 blocks
 // per SM where ElementwiseOccupancy says so (plan.py's grid assumes 8).
 template <typename Activation, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
+__global__ void __launch_bounds__(kElementwiseThreads,
+                                   (ElementwiseOccupancy<T, Index, SpillsAt32Registers<false, Activation>::value>::kBlocks))
 activation_forward(Activation activation, Index n, T* y, const T* x) {
   const T* const in[1] = {x};
   with_form(activation, [&](const auto& form) {
@@ -171,7 +202,8 @@ activation_forward(Activation activation, Index n, T* y, const T* x) {
 
 // dx = dy * activation.derivative(x).
 template <typename Activation, typename T, typename Index, int VEC>
-__global__ void __launch_bounds__(kElementwiseThreads, (ElementwiseOccupancy<T, Index>::kBlocks))
+__global__ void __launch_bounds__(kElementwiseThreads,
+                                   (ElementwiseOccupancy<T, Index, SpillsAt32Registers<true, Activation>::value>::kBlocks))
 activation_backward(Activation activation, Index n, T* dx, const T* dy, const T* x) {
   const T* const in[2] = {dy, x};
   with_form(activation, [&](const auto& form) {

@@ -99,14 +99,27 @@ __device__ __forceinline__ void channel_loop(const Op& op, const ChannelOf<Index
   const Index first = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
   const Index chunks = n / VEC;
   const C only = LAYOUT == kOneChannel ? table[0] : C(0);
-  for (Index c = first; c < chunks; c += stride) {
-    const Chunk loaded = reinterpret_cast<const Chunk*>(in)[c];
-    C values[VEC];
-    channel_values<LAYOUT>(where, table, only, c * VEC, values);
-    Chunk result;
+  if constexpr (sizeof(T) == 8) {
+#pragma unroll 1  // float64: one chunk per trip, as elementwise_loop
+    for (Index c = first; c < chunks; c += stride) {
+      const Chunk loaded = reinterpret_cast<const Chunk*>(in)[c];
+      C values[VEC];
+      channel_values<LAYOUT>(where, table, only, c * VEC, values);
+      Chunk result;
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(op(to_compute(loaded.value[j]), values[j]));
-    reinterpret_cast<Chunk*>(out)[c] = result;
+      for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(op(to_compute(loaded.value[j]), values[j]));
+      reinterpret_cast<Chunk*>(out)[c] = result;
+    }
+  } else {
+    for (Index c = first; c < chunks; c += stride) {
+      const Chunk loaded = reinterpret_cast<const Chunk*>(in)[c];
+      C values[VEC];
+      channel_values<LAYOUT>(where, table, only, c * VEC, values);
+      Chunk result;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) result.value[j] = from_compute<T>(op(to_compute(loaded.value[j]), values[j]));
+      reinterpret_cast<Chunk*>(out)[c] = result;
+    }
   }
   for (Index i = chunks * VEC + first; i < n; i += stride) {
     const C value = LAYOUT == kOneChannel ? only : table[where(i)];
@@ -134,13 +147,12 @@ prelu_forward(ChannelOf<Index> where, Index n, T* y, const T* x, const ComputeTy
 // value[k] summed over threadIdx.y for each threadIdx.x, in a fixed tree order
 // (the same bits run to run).  blockDim.y must be a power of two; the
 // results are valid in the threads with threadIdx.y == 0.
+// The same in place on N shared arrays of a value per thread (rows[k * kElementwiseThreads + thread],
+// thread = threadIdx.y * blockDim.x + threadIdx.x), every thread's values written before the call
+// and a barrier since; the results are rows[k * kElementwiseThreads + threadIdx.x].
 template <int N>
-__device__ __forceinline__ void sum_over_rows(double (&value)[N]) {
-  __shared__ double rows[N * kElementwiseThreads];
+__device__ __forceinline__ void sum_rows(double* rows) {
   const int slot = threadIdx.y * blockDim.x + threadIdx.x;
-#pragma unroll
-  for (int k = 0; k < N; ++k) rows[k * kElementwiseThreads + slot] = value[k];
-  __syncthreads();
   for (int half = blockDim.y / 2; half > 0; half /= 2) {
     if (static_cast<int>(threadIdx.y) < half) {
 #pragma unroll
@@ -151,6 +163,16 @@ __device__ __forceinline__ void sum_over_rows(double (&value)[N]) {
     __syncthreads();
 #endif
   }
+}
+
+template <int N>
+__device__ __forceinline__ void sum_over_rows(double (&value)[N]) {
+  __shared__ double rows[N * kElementwiseThreads];
+  const int slot = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+  for (int k = 0; k < N; ++k) rows[k * kElementwiseThreads + slot] = value[k];
+  __syncthreads();
+  sum_rows<N>(rows);
 #pragma unroll
   for (int k = 0; k < N; ++k) value[k] = rows[k * kElementwiseThreads + threadIdx.x];
 }
@@ -227,23 +249,29 @@ __device__ __forceinline__ void reduce_planes(const Op& op, Index outer, Index c
 // lanes picks a vector of VEC consecutive channels (channels % VEC == 0 and
 // pointers 16-byte aligned when VEC > 1), threadIdx.y and blockIdx.y walk the
 // outer rows.  Each element's term goes into its channel's double sum (one
-// per channel in the thread; no two terms of a channel share a vector).
+// per channel in the thread, added in row order; no two terms of a channel
+// share a vector).  The thread's VEC sums live in shared memory, read and
+// written at every row: in registers, 8 double sums (16-byte float16
+// vectors) took 48 registers on sm_90, and the kernel must fit 32 for the 8
+// blocks per SM its grid is sized for.  Then the block's rows in double
+// (sum_rows, in place), blocks in order (prelu_sum_partials).
 template <int VEC, typename Op, typename Index, typename T, typename C>
 __device__ __forceinline__ void reduce_rows(const Op& op, Index outer, Index channels, T* dx, const T* dy,
                                             const T* x, const C* values, double* partial) {
   using Chunk = Vector<T, VEC>;
+  __shared__ double sums[VEC * kElementwiseThreads];  // [channel of the vector][thread]
+  // volatile: read and written in shared memory at every row; kept in registers by the compiler,
+  // the sums of 8 channels took 16 of them.
+  volatile double* const mine = sums + threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+  for (int j = 0; j < VEC; ++j) mine[j * kElementwiseThreads] = 0.0;
   const Index vectors = channels / VEC;  // per row
   const Index vector = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
-  double sums[VEC];
-#pragma unroll
-  for (int j = 0; j < VEC; ++j) sums[j] = 0.0;
   if (vector < vectors) {
     C value[VEC];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) value[j] = values[vector * VEC + j];
     const Index step = static_cast<Index>(gridDim.y) * blockDim.y;
-    // Not unrolled: a second row in flight took 39 registers for float32 (8 blocks per SM need <= 32);
-    // 8 blocks of 256 threads with a vector of x and dy each keep enough bytes in flight.
 #pragma unroll 1
     for (Index row = static_cast<Index>(blockIdx.y) * blockDim.y + threadIdx.y; row < outer; row += step) {
       const Index at = row * vectors + vector;
@@ -254,15 +282,17 @@ __device__ __forceinline__ void reduce_rows(const Op& op, Index outer, Index cha
       for (int j = 0; j < VEC; ++j) {
         C term;
         result.value[j] = from_compute<T>(op(to_compute(xs.value[j]), to_compute(gs.value[j]), value[j], term));
-        sums[j] += static_cast<double>(term);
+        mine[j * kElementwiseThreads] += static_cast<double>(term);
       }
       reinterpret_cast<Chunk*>(dx)[at] = result;
     }
   }
-  sum_over_rows(sums);
+  __syncthreads();
+  sum_rows<VEC>(sums);
   if (threadIdx.y == 0 && vector < vectors) {
 #pragma unroll
-    for (int j = 0; j < VEC; ++j) partial[static_cast<Index>(blockIdx.y) * channels + vector * VEC + j] = sums[j];
+    for (int j = 0; j < VEC; ++j)
+      partial[static_cast<Index>(blockIdx.y) * channels + vector * VEC + j] = sums[j * kElementwiseThreads + threadIdx.x];
   }
 }
 

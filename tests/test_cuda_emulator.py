@@ -368,8 +368,9 @@ PRELU_LAYOUT_CASES = [  # (x shape, alpha shape, forward (layout, width), backwa
     ((3, 5, 13), (5, 1), ("kPlanes", 8), ("kPlanes", 1)),  # vectors straddle planes and wrap to channel 0
     ((2, 7, 9), (7, 1), ("kPlanes", 8), ("kPlanes", 1)),  # odd channel count
     ((3, 2, 3), (2, 1), ("kAnyLayout", 1), ("kPlanes", 1)),  # planes shorter than a vector
-    ((9, 16), (16,), ("kRows", 8), ("kRows", 4)),  # channels-last, whole vectors of channels
-    ((9, 12), (12,), ("kAnyLayout", 1), ("kRows", 4)),  # channels-last, 12 channels: not a multiple of 8
+    ((9, 16), (16,), ("kRows", 8), ("kRows", 8)),  # channels-last, whole vectors of channels
+    ((300, 24), (24,), ("kRows", 8), ("kRows", 8)),  # channels-last, 3 vectors: lanes past the last one
+    ((9, 12), (12,), ("kAnyLayout", 1), ("kRows", 1)),  # channels-last, 12 channels: not a multiple of 8
     ((9, 10), (10,), ("kAnyLayout", 1), ("kRows", 1)),  # channels-last, odd vectors
     ((5000,), (), ("kOneChannel", 8), ("kPlanes", 8)),  # scalar alpha
     ((2, 3, 40000), (3, 1), ("kWholePlanes", 8), ("kPlanes", 8)),  # many chunks per channel
@@ -415,6 +416,28 @@ def test_prelu_misaligned_views_take_the_scalar_paths(emulator, monkeypatch):
     assert {w for _, w in _layouts(recorder, "prelu_forward") | _layouts(recorder, "prelu_backward")} == {1}
 
 
+def test_prelu_channels_last_backward_widths(emulator, monkeypatch):
+    """kRows backward: 16-byte vectors of channels when aligned, the scalar path for a misaligned view;
+    both bit for bit against the NumPy backend (dalpha: the same double sums in the same order)."""
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    dtype = np.dtype(np.float16)
+    base = support.draw_values((70 * 32 + 1,), dtype, {}, seed=22)
+    aligned = base[1:].copy().reshape(70, 32)
+    misaligned = base[1:].reshape(70, 32)  # 2 bytes past an aligned address
+    dy = support.draw_values((70, 32), dtype, {}, seed=23, finite=True)
+    alpha = np.random.default_rng(24).uniform(-0.5, 1.5, (32,)).astype(np.float32)
+    widths = []
+    for x in (aligned, misaligned):
+        recorder.kernels.clear()
+        with fastact.use_backend("numpy"):
+            expected_dx, expected_dalpha = fastact.prelu_backward(dy, x, alpha)
+        dx, dalpha = emulator.prelu_backward(dy, x, alpha, None)
+        support.assert_same(dx, expected_dx)
+        np.testing.assert_allclose(dalpha, expected_dalpha, rtol=1e-6)
+        widths.append(_layouts(recorder, "prelu_backward"))
+    assert widths == [{("kRows", 8)}, {("kRows", 1)}]
+
+
 # --------------------------------------------------------------------------- #
 # Row kernels' 16-byte vector paths (cuda/rowwise.cuh: VEC, row_slots).
 # --------------------------------------------------------------------------- #
@@ -449,6 +472,125 @@ def test_rowwise_misaligned_rows_take_the_scalar_path(emulator, monkeypatch):
     expected = reference.ORACLE["softmax"][0](x, 1)
     support.assert_close(_emulated_rowwise(emulator, "softmax", 1, x), expected, x.dtype, "softmax")
     assert {int(k.rsplit(",", 2)[1]) for k in recorder.kernels} == {1}
+
+
+# --------------------------------------------------------------------------- #
+# The strided kernel's 16-byte columns (cuda/rowwise.cuh: rowwise_columns).
+# --------------------------------------------------------------------------- #
+def _launched_widths(recorder):
+    """(vector, lanes) of each row-wise launch, from the name expressions."""
+    return {tuple(int(v) for v in k.rsplit(">", 1)[0].rsplit(",", 2)[1:]) for k in recorder.kernels}
+
+
+COLUMN_CASES = [  # (shape, axis): strided rows (inner >= 32, rows >= 512 for the emulator's one SM)
+    ((2, 256, 256), 1),  # one tile of float16 columns per 256 rows, padding in no chunk
+    ((4, 37, 512), 1),  # length 37: every group's last chunk padded; several tiles per block (grid-stride)
+    ((3, 5, 200), 1),  # length 5 < the 16 groups: groups with no element; 200 = 25 vectors: tiles cross slices
+    ((520, 1000), 0),  # outer 1, a long axis (many chunks), dead lanes in the last tile
+    ((1, 1, 512), 1),  # length 1
+]
+
+
+@pytest.mark.parametrize("dtype_name", support.DTYPE_NAMES)
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,axis", COLUMN_CASES, ids=[f"{s}-axis{a}" for s, a in COLUMN_CASES])
+def test_rowwise_columns_match_the_oracle(emulator, monkeypatch, dtype_name, kernel, shape, axis):
+    dtype = support.dtype_of(dtype_name)
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    x = _logits(shape, dtype)
+    dy = support.draw_values(shape, dtype, {}, seed=17, finite=True)
+    forward, backward = reference.ORACLE[kernel]
+    y = _emulated_rowwise(emulator, kernel, axis, x)
+    support.assert_close(y, forward(x, axis), dtype, kernel, f"{kernel} {shape}")
+    dx = _emulated_rowwise(emulator, kernel, axis, x, dy)
+    support.assert_close(dx, backward(dy, x, axis), dtype, kernel, f"{kernel}_backward {shape}",
+                         support.rowwise_dy_scale(dy, axis))
+    in_place = x.copy()
+    support.assert_same(_emulated_rowwise(emulator, kernel, axis, in_place, out=in_place), y, "in place")
+    in_place_dy = dy.copy()
+    support.assert_same(_emulated_rowwise(emulator, kernel, axis, x, in_place_dy, out=in_place_dy), dx, "in place dy")
+    assert _launched_widths(recorder) == {(1 if dtype == np.float64 else 16 // dtype.itemsize, 1)}
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float32"])
+def test_rowwise_columns_follow_the_nan_and_inf_rules(emulator, dtype_name):
+    """Rows (along axis 1) with NaN, +inf, only -inf, one -inf, and -inf with +inf, side by side in one tile."""
+    dtype = support.dtype_of(dtype_name)
+    x = np.random.default_rng(18).standard_normal((2, 40, 256)) * 5
+    x[0, 3, 0] = np.nan
+    x[0, 39, 1] = np.inf
+    x[0, :, 2] = -np.inf
+    x[0, 0, 3] = -np.inf
+    x[1, 5, 7], x[1, 6, 7] = -np.inf, np.inf
+    x[1, 39, 255] = np.nan  # the last row element of the last column
+    x = x.astype(dtype)
+    dy = support.draw_values(x.shape, dtype, {}, seed=19, finite=True)
+    for kernel in ("softmax", "log_softmax"):
+        forward, backward = reference.ORACLE[kernel]
+        y = _emulated_rowwise(emulator, kernel, 1, x)
+        support.assert_close(y, forward(x, 1), dtype, kernel, kernel)
+        assert np.isnan(y.astype(np.float64)[0, :, :3]).all() and np.isnan(y.astype(np.float64)[1, :, [7, 255]]).all()
+        assert not np.isnan(y.astype(np.float64)[0, :, 3]).any()
+        dx = _emulated_rowwise(emulator, kernel, 1, x, dy)
+        support.assert_close(dx, backward(dy, x, 1), dtype, kernel, f"{kernel}_backward", support.rowwise_dy_scale(dy, 1))
+
+
+def test_rowwise_columns_are_deterministic_and_independent_of_the_layout(emulator, monkeypatch):
+    """A row's result does not depend on its neighbours, the tile it falls in or the grid: the same bits
+    alone, in a narrower array and in the scalar kernel's place (the sums' order is the row's own)."""
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    dtype = np.dtype(np.float32)
+    x = _logits((6, 300, 96), dtype)  # 576 rows, 3 tiles
+    dy = support.draw_values(x.shape, dtype, {}, seed=20, finite=True)
+    for kernel in ("softmax", "log_softmax"):
+        for direction in ("forward", "backward"):
+            gradient = dy if direction == "backward" else None
+            dx = _emulated_rowwise(emulator, kernel, 1, x, gradient)
+            support.assert_same(_emulated_rowwise(emulator, kernel, 1, x, gradient), dx, "run to run")
+            # The rows of columns 32..63, three times over: 576 rows of inner 32, tiles across slices.
+            narrow = np.concatenate([x[:, :, 32:64]] * 3)
+            alone = _emulated_rowwise(emulator, kernel, 1, narrow,
+                                      None if gradient is None else np.concatenate([dy[:, :, 32:64]] * 3))
+            support.assert_same(alone[:6], dx[:, :, 32:64], f"{kernel} {direction}: narrower array, other tiles")
+    assert _launched_widths(recorder) == {(4, 1)}
+
+
+def test_rowwise_columns_fall_back_to_the_scalar_kernel(emulator, monkeypatch):
+    """inner not a multiple of the vector, or a misaligned operand: the scalar strided kernel."""
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    dtype = np.dtype(np.float16)
+    odd = _logits((2, 7, 260), dtype)  # inner 260: not a multiple of 8
+    base = _logits((2 * 7 * 256 + 1,), dtype)
+    misaligned = base[1:].reshape(2, 7, 256)
+    for x in (odd, misaligned):
+        support.assert_close(_emulated_rowwise(emulator, "softmax", 1, x), reference.ORACLE["softmax"][0](x, 1), dtype,
+                             "softmax", "softmax")
+    assert _launched_widths(recorder) == {(1, 1)}
+
+
+def test_rowwise_columns_64_bit_instantiations_compute_the_same(emulator, monkeypatch):
+    recorder = LaunchRecorder(emulator, monkeypatch)
+    x = _logits((4, 37, 512), np.dtype(np.float32))
+    dy = support.draw_values(x.shape, x.dtype, {}, seed=21, finite=True)
+    expected = [_emulated_rowwise(emulator, k, 1, x, g) for k in ("softmax", "log_softmax") for g in (None, dy)]
+    monkeypatch.setattr(cuda_plan, "index_type", lambda n, threads: "long long")
+    got = [_emulated_rowwise(emulator, k, 1, x, g) for k in ("softmax", "log_softmax") for g in (None, dy)]
+    for a, b in zip(got, expected):
+        support.assert_same(a, b)
+    assert sum("long long" in k for k in recorder.kernels) == 4
+    assert _launched_widths(recorder) == {(4, 1)}
+
+
+def test_rowwise_columns_plan():
+    p = cuda_plan.rowwise_plan((32, 100, 4096), 1, 132)
+    launch = cuda_plan.rowwise_launch(p, 132, np.dtype(np.float16), [0, 0, 0])
+    assert (launch.lanes, launch.vector, launch.index) == (1, 8, "int")
+    assert launch.grid == min(32 * 4096 // 8 // cuda_plan.COLUMN_TILE, 132 * cuda_plan.COLUMN_BLOCKS_PER_SM)
+    assert cuda_plan.rowwise_launch(p, 132, np.dtype(np.float32), [0, 0, 0]).grid == 132 * cuda_plan.COLUMN_BLOCKS_PER_SM
+    assert cuda_plan.rowwise_launch(p, 132, np.dtype(np.float16), [0, 8, 0]).vector == 1  # misaligned
+    assert cuda_plan.rowwise_launch(p, 132, np.dtype(np.float64), [0, 0, 0]).vector == 1  # float64: scalar
+    odd = cuda_plan.rowwise_plan((32, 100, 4102), 1, 132)  # inner not a multiple of 4
+    assert cuda_plan.rowwise_launch(odd, 132, np.dtype(np.float32), [0, 0, 0]).vector == 1
 
 
 def test_softmax_keeps_bfloat16_subnormal_outputs(emulator):

@@ -87,11 +87,13 @@ def measure_stream(function: sass.Function, case: Case) -> Measured:
 
 
 def measure_rows(function: sass.Function, case: Case) -> Measured:
-    """softmax/log_softmax: per row and thread, the row loop's path plus the extra trips of its chunk loops."""
+    """softmax/log_softmax: per row and thread, the row loop's path plus the extra trips of its chunk loops
+    (the strided vector kernel: per tile, a thread's `columns` rows side by side)."""
     loops = cfg.natural_loops(function)
     outer = max(loops, key=lambda loop: len(loop.body))
     inner = [loop for loop in loops if loop is not outer and loop.body <= outer.body]
     lanes, length, items = case.rowwise["lanes"], case.rowwise["length"], case.rowwise["items"]
+    columns = case.rowwise.get("columns", 1)
     trips = math.ceil(length / (lanes * items))
     path = walk.walk(function, outer, case.params)
     if not path.complete:
@@ -114,7 +116,7 @@ def measure_rows(function: sass.Function, case: Case) -> Measured:
         calls += extra.calls_skipped * missing
     total = walk.Path(instructions, divergent, calls, True, others)
     counts = sass.count(total)
-    return _per_element(counts, length / lanes, total, function.instructions[outer.header].address)
+    return _per_element(counts, length * columns / lanes, total, function.instructions[outer.header].address)
 
 
 @dataclass

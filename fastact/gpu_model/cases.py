@@ -57,7 +57,9 @@ class Case:
     threads: int  # threads per block of the launch
     grid_blocks_per_sm: float  # the launch's grid over the SM count
     elementwise: bool  # an elementwise-engine loop (held to the invariants)
-    rowwise: dict = field(default_factory=dict)  # softmax: length, lanes, row items
+    # softmax: length, lanes (threads sharing a row), items (a lane's row elements per chunk),
+    # columns (rows side by side in each thread's accesses: the strided vector kernel; 1 if absent)
+    rowwise: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -139,7 +141,13 @@ def _row_kernel(p, dt, direction: str, kernel: str):
     """(launch, kernel, elements per lane per chunk) of a row-wise op."""
     if _ROW_VECTORS:
         launch = plan.rowwise_launch(p, SM_COUNT, dt, _ALIGNED)
-        return launch, plan.rowwise_kernel(direction, kernel, dt, launch), plan.row_items(p.lanes, launch.vector, dt)
+        name = plan.rowwise_kernel(direction, kernel, dt, launch)
+        if launch.lanes == 1 and launch.vector > 1:
+            # The strided kernel's columns (rowwise_columns): COLUMN_SPLIT threads share a column of
+            # `vector` rows, each reading column_steps elements of them per chunk.
+            return launch, name, {"lanes": plan.COLUMN_SPLIT, "items": plan.column_steps(direction, dt),
+                                  "columns": launch.vector}
+        return launch, name, plan.row_items(p.lanes, launch.vector, dt)
     launch = plan.rowwise_launch(p, SM_COUNT)
     return launch, plan.rowwise_kernel(direction, kernel, dt, p.lanes, launch.index), plan.ROW_ITEMS
 
@@ -213,10 +221,11 @@ def rowwise_cases(dtypes=SUPPORTED_DTYPES) -> list[Case]:
                 dt = numpy_dtype(dtype)
                 for direction, operands in (("forward", 2), ("backward", 3)):
                     launch, name, items = _row_kernel(p, dt, direction, spec.kernel)
+                    shape_of_work = items if isinstance(items, dict) else {"lanes": p.lanes, "items": items}
                     cases.append(Case(spec.name, label, dtype, direction, spec.kernel, name,
                                       _index_bytes(launch.index, p.rows, p.length, p.inner), operands * dt.itemsize,
                                       launch.block, launch.grid / SM_COUNT, False,
-                                      {"length": p.length, "lanes": p.lanes, "items": items}))
+                                      {"length": p.length, **shape_of_work}))
     return cases
 
 

@@ -265,17 +265,10 @@ def prelu_backward_kernel(dtype, launch: "PreluBackwardLaunch") -> str:
             f"{launch.vector}>")
 
 
-# Bytes per access of the ROWS backward: a thread keeps a double sum and the
-# channel value of each element of its vector in registers, and 16-byte
-# vectors took 48 (float16) and 38 (float32) registers on sm_90, too many
-# for 8 blocks per SM (the grid is sized for 8); 8-byte vectors fit.
-ROWS_BACKWARD_BYTES = 8
-
-
 def backward_layouts(dtype) -> list[tuple[str, int]]:
     """Every (layout, vector) of the per-channel backward kernels (prelu_backward_launch)."""
-    full, rows = VECTOR_BYTES // itemsize(dtype), max(1, ROWS_BACKWARD_BYTES // itemsize(dtype))
-    return [(PLANES, 1), (PLANES, full)] + [(ROWS, v) for v in sorted({1, rows})]
+    full = VECTOR_BYTES // itemsize(dtype)
+    return [(PLANES, 1), (PLANES, full), (ROWS, 1), (ROWS, full)]
 
 
 # The per-channel sums' dtypes the second pass stores (prelu_sum_partials' Out), by NumPy name.
@@ -357,10 +350,12 @@ def rowwise_plan(shape: tuple, axis: int, sm_count: int) -> RowwisePlan:
     Otherwise the strided kernel runs in place, a thread per row, when its
     reads are coalesced (inner >= STRIDED_MIN_INNER) and there are rows for
     at least two blocks per SM (each thread walks a whole row, so fewer rows
-    would leave the device idle).  Else moving the axis last is cheaper: a
-    transposed copy costs one extra read and write of each operand, while an
-    uncoalesced strided pass wastes most of every 32-byte sector it reads,
-    and an under-filled one leaves SMs idle for the whole row walk.
+    would leave the device idle; with 16-byte columns, rowwise_launch, a
+    thread walks 1/16 of VEC rows, but the same threshold is kept).  Else
+    moving the axis last is cheaper: a transposed copy costs one extra read
+    and write of each operand, while an uncoalesced strided pass wastes most
+    of every 32-byte sector it reads, and an under-filled one leaves SMs idle
+    for the whole row walk.
     """
     shape = tuple(shape) or (1,)
     outer, length, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
@@ -372,13 +367,37 @@ def rowwise_plan(shape: tuple, axis: int, sm_count: int) -> RowwisePlan:
 
 
 def row_vectors(dtype, lanes: int) -> tuple[int, ...]:
-    """The access widths of the row kernels with ``lanes`` lanes: scalar, and 16-byte for a warp or a block per row."""
-    return (1,) if lanes == 1 else vector_widths(dtype)
+    """The access widths of the row kernels with ``lanes`` lanes: scalar, and 16-byte (a warp or a block per
+    contiguous row; with one lane, the strided kernel's columns of rows)."""
+    if lanes == 1 and compute_dtype(dtype) == np.float64:
+        return (1,)  # float64 strided rows keep the scalar kernel (rowwise_launch)
+    return vector_widths(dtype)
+
+
+# The strided kernel with 16-byte vectors (rowwise_columns in cuda/rowwise.cuh):
+# a block takes COLUMN_TILE vectors of VEC rows side by side and splits the
+# rows' axis among COLUMN_SPLIT groups of threads, each reading
+# column_steps(direction) elements of its rows per chunk.
+COLUMN_TILE = 16
+COLUMN_SPLIT = THREADS // COLUMN_TILE
+# Blocks per SM of its grid: the blocks that fit at once (kColumnBlocksPerSm:
+# at most 64 registers on sm_90; 80 with 64-bit indices).
+COLUMN_BLOCKS_PER_SM = 4
+COLUMN_BLOCKS_PER_SM_64 = 3
+
+
+def column_steps(direction: str, dtype) -> int:
+    """Row elements per thread per chunk of rowwise_columns (column_steps in cuda/rowwise.cuh)."""
+    if direction == "backward":
+        return 1
+    return 4 if itemsize(dtype) == 4 else 2
 
 
 def row_items(lanes: int, vector: int, dtype=None) -> int:
     """Elements per lane per chunk (row_slots in cuda/rowwise.cuh): a row of at most lanes * row_items
     elements is read once (and, but for float64, its exps computed once)."""
+    if lanes == 1 and vector > 1:
+        raise ValueError("the strided vector kernel reads each row's elements in three passes (column_steps)")
     if dtype is not None and compute_dtype(dtype) == np.float64:
         return 2 if vector == 1 else vector
     if vector == 1:
@@ -406,12 +425,29 @@ def rowwise_launch(p: RowwisePlan, sm_count: int, dtype=None, pointers=()) -> Ro
     (without ``dtype``: the scalar path).  The grid covers every row once:
     the vector kernels hold a chunk of the row in registers, so fewer than 8
     blocks fit on an SM, and a grid sized for 8 would leave a partial wave.
+
+    Strided rows (inner > 1) of float32, float16 and bfloat16 take 16-byte
+    columns of rows (rowwise_columns) when inner is a multiple of the width
+    and every pointer is 16-byte aligned: a grid-stride loop over tiles of
+    COLUMN_TILE vectors, COLUMN_BLOCKS_PER_SM blocks per SM at most.  float64
+    keeps the scalar strided kernel: its row sums are compared with the
+    oracle's to 1e-15, and the oracle adds a strided row's terms one by one,
+    in the scalar kernel's order.
     """
     vector = 1
+    aligned = all(q % VECTOR_BYTES == 0 for q in pointers)
     if dtype is not None and p.inner == 1 and p.lanes > 1:
         full = VECTOR_BYTES // itemsize(dtype)
-        if p.length % full == 0 and all(q % VECTOR_BYTES == 0 for q in pointers):
+        if p.length % full == 0 and aligned:
             vector = full
+    if (dtype is not None and p.inner > 1 and aligned and compute_dtype(dtype) == np.float32
+            and p.inner % (VECTOR_BYTES // itemsize(dtype)) == 0):
+        # The strided rows as columns of 16-byte vectors (rowwise_columns): a grid-stride loop over tiles.
+        vector = VECTOR_BYTES // itemsize(dtype)
+        tiles = math.ceil(p.rows // vector / COLUMN_TILE)
+        index = index_type(p.rows * p.length, 2 * tiles * THREADS)  # tile indices reach tiles + grid
+        per_sm = COLUMN_BLOCKS_PER_SM if index == "int" else COLUMN_BLOCKS_PER_SM_64
+        return RowwiseLaunch(max(1, min(tiles, sm_count * per_sm)), index, 1, vector)
     rows_per_block = THREADS // p.lanes
     grid = max(1, math.ceil(p.rows / rows_per_block))
     # Indices reach the rows plus one grid step of rows, and n plus a chunk
@@ -498,10 +534,10 @@ def prelu_backward_launch(plan: PreluPlan, sm_count: int, dtype=None, pointers=(
     when inner is a multiple of the width and every pointer is 16-byte
     aligned.  inner == 1 (ROWS): consecutive channels are consecutive
     addresses, so lanes side by side take consecutive vectors of channels (up
-    to 32 lanes, 256 when there is one row), 8-byte vectors
-    (ROWS_BACKWARD_BYTES) when channels is a multiple of the width and the
-    pointers are aligned.  Without ``dtype``
-    the scalar path.  chunks: blocks per channel group, enough for
+    to 32 lanes, 256 when there is one row), 16-byte vectors when channels
+    is a multiple of the width and the pointers are aligned (each thread's
+    per-channel double sums live in shared memory: see reduce_rows in
+    cuda/prelu.cuh).  Without ``dtype`` the scalar path.  chunks: blocks per channel group, enough for
     REDUCE_BLOCKS_PER_SM per SM; each adds one row of partial sums.
     """
     full = 1 if dtype is None else VECTOR_BYTES // itemsize(dtype)
@@ -510,7 +546,6 @@ def prelu_backward_launch(plan: PreluPlan, sm_count: int, dtype=None, pointers=(
         layout, vector = PLANES, (full if aligned and plan.inner % full == 0 else 1)
         lanes, per_channel, groups = 1, plan.outer * plan.inner // vector, plan.channels
     else:
-        full = 1 if dtype is None else max(1, ROWS_BACKWARD_BYTES // itemsize(dtype))
         layout, vector = ROWS, (full if aligned and plan.channels % full == 0 else 1)
         vectors = plan.channels // vector
         lanes = min(THREADS if plan.outer == 1 else 32, 1 << max(0, vectors - 1).bit_length())

@@ -215,7 +215,7 @@ __device__ __forceinline__ void rowwise_rows(Index rows, Index length, Index inn
 // VEC consecutive inner positions of a vector are VEC rows side by side, so
 // a thread owns a vector-wide column of VEC rows and every access is a
 // 16-byte vector, consecutive threads on consecutive vectors.  A block takes
-// a tile of kColumnTile such columns (kColumnTile * VEC rows) and splits the
+// a tile of column_tile such columns (column_tile * VEC rows) and splits the
 // reduction axis among its kColumnSplit groups of threads: group p reads the
 // row elements k = p, p + kColumnSplit, ... of its column (column_steps of
 // them per chunk).  Three passes over a thread's elements:
@@ -228,19 +228,22 @@ __device__ __forceinline__ void rowwise_rows(Index rows, Index length, Index inn
 // Pass 2's exps may flush results below 2^-126 to 0 (they only enter sums of
 // at least 1); pass 3's follow the op (softmax forward keeps bfloat16's
 // subnormal outputs).  Passes 2 and 3 read the thread's elements again: from
-// L2 while the resident tiles fit there (4 blocks of 16 columns of `length`
-// vectors per SM: 34 MB for rows of 256 forward, twice that backward; the
-// static model assumes they do), else from memory.  The
+// L2, as the host sizes the grid (the tiles resident at once) to keep them
+// within 36 MB of it (plan.py: COLUMN_L2_BYTES; the static model assumes
+// they hit), but for rows too long for one block per SM, which read memory.  The
 // row math (RowStats::add_at_max, Op::finish, Op::output_e) is the other
 // path's: the same sums in double, the same NaN and inf rules.  rows: outer * inner;
 // inner a multiple of VEC and every pointer 16-byte aligned (plan.py:
 // rowwise_launch); any length.  float64 keeps the scalar kernel (plan.py says why).
 //
-// plan.py mirrors kColumnTile (COLUMN_TILE), column_steps and
+// plan.py mirrors column_tile (column_tile), column_steps and
 // kColumnBlocksPerSm (COLUMN_BLOCKS_PER_SM); the static GPU model counts the
 // chunk loops' trips from them.
-constexpr int kColumnTile = 16;  // a warp: 16 consecutive vectors (256 bytes) at each of 2 row elements
-constexpr int kColumnSplit = kElementwiseThreads / kColumnTile;
+// Columns of a tile: 16 (a warp: 16 consecutive vectors, 256 bytes, at each of 2 row elements);
+// a backward re-reads dy as well as x, so its tiles are half as wide (8 vectors, a 128-byte line
+// at each of 4 row elements), keeping the resident tiles within the same share of L2.
+template <bool READS_DY>
+__device__ constexpr int column_tile() { return READS_DY ? 8 : 16; }
 
 // Row elements per thread per chunk (kSteps loads of x, and of dy, in flight):
 // the most that fit 64 registers without spilling on sm_90 (the double sums
@@ -261,6 +264,8 @@ __device__ __forceinline__ void rowwise_columns(Index rows, Index length, Index 
   using Access = Vector<T, VEC>;
   using Stats = typename Op::Stats;
   using Row = typename Op::Row;
+  constexpr int kColumnTile = column_tile<Op::kReadsDy>();
+  constexpr int kColumnSplit = kElementwiseThreads / kColumnTile;
   constexpr int kColumns = kColumnTile * VEC;  // rows of a tile
   constexpr int kSteps = column_steps<T, Op::kReadsDy>();
   __shared__ double partial[kColumnSplit * kColumns];  // each group's max or sums, [group][row of the tile]

@@ -585,7 +585,16 @@ def test_rowwise_columns_plan():
     p = cuda_plan.rowwise_plan((32, 100, 4096), 1, 132)
     launch = cuda_plan.rowwise_launch(p, 132, np.dtype(np.float16), [0, 0, 0])
     assert (launch.lanes, launch.vector, launch.index) == (1, 8, "int")
-    assert launch.grid == min(32 * 4096 // 8 // cuda_plan.COLUMN_TILE, 132 * cuda_plan.COLUMN_BLOCKS_PER_SM)
+    assert launch.grid == min(32 * 4096 // 8 // cuda_plan.column_tile("forward"), 132 * cuda_plan.COLUMN_BLOCKS_PER_SM)
+    # A backward's tiles are half as wide (x and dy re-read), and the grid keeps the tiles resident at
+    # once within COLUMN_L2_BYTES: here rows of 100, well within it, so the same cap of blocks per SM.
+    back = cuda_plan.rowwise_launch(p, 132, np.dtype(np.float16), [0, 0, 0], "backward")
+    assert back.grid == min(32 * 4096 // 8 // cuda_plan.column_tile("backward"), 132 * cuda_plan.COLUMN_BLOCKS_PER_SM)
+    # Rows of 100 000 (a plan only): one block's tile alone is 25.6 MB; one block per SM (the floor).
+    long_rows = cuda_plan.rowwise_plan((1, 100_000, 131_072), 1, 132)
+    assert (long_rows.inner, long_rows.move_axis) == (131_072, False)
+    for direction in ("forward", "backward"):
+        assert cuda_plan.rowwise_launch(long_rows, 132, np.dtype(np.float16), [0, 0, 0], direction).grid == 132
     assert cuda_plan.rowwise_launch(p, 132, np.dtype(np.float32), [0, 0, 0]).grid == 132 * cuda_plan.COLUMN_BLOCKS_PER_SM
     assert cuda_plan.rowwise_launch(p, 132, np.dtype(np.float16), [0, 8, 0]).vector == 1  # misaligned
     assert cuda_plan.rowwise_launch(p, 132, np.dtype(np.float64), [0, 0, 0]).vector == 1  # float64: scalar

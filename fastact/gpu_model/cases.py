@@ -140,12 +140,12 @@ def _channel_backward(p, dt):
 def _row_kernel(p, dt, direction: str, kernel: str):
     """(launch, kernel, elements per lane per chunk) of a row-wise op."""
     if _ROW_VECTORS:
-        launch = plan.rowwise_launch(p, SM_COUNT, dt, _ALIGNED)
+        launch = plan.rowwise_launch(p, SM_COUNT, dt, _ALIGNED, direction)
         name = plan.rowwise_kernel(direction, kernel, dt, launch)
         if launch.lanes == 1 and launch.vector > 1:
-            # The strided kernel's columns (rowwise_columns): COLUMN_SPLIT threads share a column of
+            # The strided kernel's columns (rowwise_columns): column_split threads share a column of
             # `vector` rows, each reading column_steps elements of them per chunk.
-            return launch, name, {"lanes": plan.COLUMN_SPLIT, "items": plan.column_steps(direction, dt),
+            return launch, name, {"lanes": plan.column_split(direction), "items": plan.column_steps(direction, dt),
                                   "columns": launch.vector}
         return launch, name, plan.row_items(p.lanes, launch.vector, dt)
     launch = plan.rowwise_launch(p, SM_COUNT)

@@ -349,7 +349,7 @@ class KernelBackend(FusedKernelMethods, Backend):
             destination = arranged(target)
             work = destination if destination.flags.c_contiguous else xp.empty(destination.shape, destination.dtype)
             pointers = [self.data_ptr(a) for a in (work, *operands)]
-            launch = plan.rowwise_launch(p, self.sm_count(), x.dtype, pointers)
+            launch = plan.rowwise_launch(p, self.sm_count(), x.dtype, pointers, direction)
             index = lambda v: plan.index_scalar(launch.index, v)  # noqa: E731
             x_flat, dy_flat = operands[-1].reshape(-1), operands[0].reshape(-1)  # forward: x in dy's place, never read
             args = (index(p.rows), index(p.length), index(p.inner), work.reshape(-1), x_flat, dy_flat)

@@ -375,14 +375,30 @@ def row_vectors(dtype, lanes: int) -> tuple[int, ...]:
 
 
 # The strided kernel with 16-byte vectors (rowwise_columns in cuda/rowwise.cuh):
-# a block takes COLUMN_TILE vectors of VEC rows side by side and splits the
-# rows' axis among COLUMN_SPLIT groups of threads, each reading
-# column_steps(direction) elements of its rows per chunk.
-COLUMN_TILE = 16
-COLUMN_SPLIT = THREADS // COLUMN_TILE
+# a block takes column_tile(direction) vectors of VEC rows side by side and
+# splits the rows' axis among column_split(direction) groups of threads, each
+# reading column_steps(direction) elements of its rows per chunk.
+
+
+def column_tile(direction: str) -> int:
+    """Vectors side by side in a tile of rowwise_columns (column_tile in cuda/rowwise.cuh): a
+    backward re-reads dy as well as x, so its tiles are half as wide (the same L2 per tile)."""
+    return 8 if direction == "backward" else 16
+
+
+def column_split(direction: str) -> int:
+    """Groups of threads splitting a tile's rows (kColumnSplit in cuda/rowwise.cuh)."""
+    return THREADS // column_tile(direction)
+
+
 # Blocks per SM of its grid: the blocks that fit at once (kColumnBlocksPerSm:
 # at most 64 registers on sm_90; 80 with 64-bit indices).
 COLUMN_BLOCKS_PER_SM = 4
+# Passes 2 and 3 of rowwise_columns read a tile's row elements again; the grid (the tiles resident
+# at once: the kernel loops over tiles) is kept so that those tiles take at most this much of L2,
+# for the reads to hit it.  H100 and H200 have 50 MB of L2 (A100 40 MB), split in two partitions
+# and shared with every other access; a row too long for even one block per SM reads from memory.
+COLUMN_L2_BYTES = 36 << 20
 COLUMN_BLOCKS_PER_SM_64 = 3
 
 
@@ -417,7 +433,7 @@ class RowwiseLaunch:
         return THREADS
 
 
-def rowwise_launch(p: RowwisePlan, sm_count: int, dtype=None, pointers=()) -> RowwiseLaunch:
+def rowwise_launch(p: RowwisePlan, sm_count: int, dtype=None, pointers=(), direction: str = "forward") -> RowwiseLaunch:
     """Grid, index type and access width of a row-wise kernel.
 
     16-byte vectors for contiguous rows (a warp or a block per row) whose
@@ -429,7 +445,9 @@ def rowwise_launch(p: RowwisePlan, sm_count: int, dtype=None, pointers=()) -> Ro
     Strided rows (inner > 1) of float32, float16 and bfloat16 take 16-byte
     columns of rows (rowwise_columns) when inner is a multiple of the width
     and every pointer is 16-byte aligned: a grid-stride loop over tiles of
-    COLUMN_TILE vectors, COLUMN_BLOCKS_PER_SM blocks per SM at most.  float64
+    column_tile(direction) vectors, COLUMN_BLOCKS_PER_SM blocks per SM at most and no more
+    than keep the tiles they re-read within COLUMN_L2_BYTES (``direction``:
+    a backward reads dy too).  float64
     keeps the scalar strided kernel: its row sums are compared with the
     oracle's to 1e-15, and the oracle adds a strided row's terms one by one,
     in the scalar kernel's order.
@@ -444,10 +462,12 @@ def rowwise_launch(p: RowwisePlan, sm_count: int, dtype=None, pointers=()) -> Ro
             and p.inner % (VECTOR_BYTES // itemsize(dtype)) == 0):
         # The strided rows as columns of 16-byte vectors (rowwise_columns): a grid-stride loop over tiles.
         vector = VECTOR_BYTES // itemsize(dtype)
-        tiles = math.ceil(p.rows // vector / COLUMN_TILE)
+        tiles = math.ceil(p.rows // vector / column_tile(direction))
         index = index_type(p.rows * p.length, 2 * tiles * THREADS)  # tile indices reach tiles + grid
         per_sm = COLUMN_BLOCKS_PER_SM if index == "int" else COLUMN_BLOCKS_PER_SM_64
-        return RowwiseLaunch(max(1, min(tiles, sm_count * per_sm)), index, 1, vector)
+        arrays = 2 if direction == "backward" else 1  # x, and dy
+        within_l2 = max(sm_count, COLUMN_L2_BYTES // (column_tile(direction) * VECTOR_BYTES * p.length * arrays))
+        return RowwiseLaunch(max(1, min(tiles, sm_count * per_sm, within_l2)), index, 1, vector)
     rows_per_block = THREADS // p.lanes
     grid = max(1, math.ceil(p.rows / rows_per_block))
     # Indices reach the rows plus one grid step of rows, and n plus a chunk

@@ -71,7 +71,10 @@ The model (``hardware.py``), for each GPU:
 * bytes per element: the fewest the op must move (each input read once, the
   output written once): 2 x itemsize forward, 3 x itemsize backward; per-channel
   alpha and bias are not counted (they stay in cache).  softmax's second pass
-  over a long row is assumed to hit L2 (a row is at most 32 KiB here).
+  over a long row is assumed to hit L2 (a row is at most 32 KiB here), and so
+  are the strided kernel's passes 2 and 3 over its tiles: the host sizes its
+  grid so that the tiles resident at once take at most 36 MB of the 50 MB L2
+  (plan.py: COLUMN_L2_BYTES; 34 MB for the model's rows of 256, both ways).
 * wave efficiency: blocks resident per SM from registers (allocated in
   multiples of 8 per thread, 65536 per SM), 2048 threads and 32 blocks per SM;
   a grid of G equal blocks (the grid-stride loops split the work evenly) needs

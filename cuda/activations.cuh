@@ -326,11 +326,11 @@ struct Elu {
 // each with the density's 2^64 taken out by an exact product, so that the last
 // operation rounds the result once, also where it is subnormal (M - b crosses 0
 // at x = -0.75, where the derivative does: M's error is scaled by phi there,
-// absolute 4e-8).  Errors
-// against the float64 oracle over every float32 with |x| in [2^-20, 15]
-// (tests/test_family.py: test_gelu_float32_gpu_form): forward 3.8 ulps (x in
-// [-0.5, 0.5), where the roundings of w, R, E and two products add up; 3.5 in
-// [-13, -1], 3.0 below -13, 1.7 above 0.5); derivative 4.4 ulps outside x in
+// absolute 4e-8).  Errors against the float64 oracle over every float32 in
+// [-15, 15] (emulator; tests/test_family.py: test_gelu_float32_gpu_form):
+// forward 3.8 ulps (x in [-0.5, 0.5), where the roundings of w, R, E and two
+// products add up; 3.5 in [-13, -1], 3.0 below -13, 1.7 above 0.5, 1 for
+// |x| < 2^-20, where erfc gave x/2 exactly); derivative 4.4 ulps outside x in
 // [-1, -0.5] (at x = -0.36, M / (M - b) = 1.6 scales M's error), absolute
 // 1.3e-7 anywhere.  With CUDA's erfcf (~45 instructions per element alone)
 // the forward kernel took 59 instructions per element, now 44.

@@ -19,7 +19,11 @@
 // Accuracy: forward<T> and derivative<T> take the storage type T the result
 // is rounded to (the compute type C by default, as the cpu backend and the
 // fused epilogues call them).  For float32 and float64 they compute the
-// forms below with the math library, as the NumPy backend does.  For float16
+// forms below with the math library, as the NumPy backend does, but for
+// exact gelu's float32 results on the GPU (kGpuFormsForFloat32, common.cuh):
+// polynomials in FMAs whose one approximate instruction, a reciprocal, is
+// corrected (within 3.8 ulps forward, see Gelu), where CUDA's erfcf alone took
+// ~45 instructions per element.  For float16
 // and bfloat16 (NarrowStorage, common.cuh) the CUDA kernels compute the same
 // stable forms with the hardware's approximate exp2 and reciprocal and short
 // polynomials, to a relative 2^-16.5 or better, which rounds to the same
@@ -193,6 +197,81 @@ struct Logistic {
   __device__ __forceinline__ C slope() const { return e * r * r; }
 };
 
+// Exact gelu's Gaussian for float32 results on the GPU (kGpuFormsForFloat32,
+// common.cuh), for 0 <= a <= kFloatTail = 16 (see Gelu), in FMAs; the
+// polynomials come from tools/fit_gelu_mills.py.
+//   Mills' ratio M(a) = Phi(-a) / phi(a) = t R(u), t = 1 / (1 + a/2),
+//     u = 2t - 1 = 1 - 2w, R of degree 11 (relative error 2^-25.5, 2^-23.6
+//     with Horner's roundings) on a in [0, 15] (beyond, every product with
+//     the density underflows to 0; R stays finite to a = 16).  The variable
+//     is w = 1 - t = a / (2 + a), nearly correctly rounded: q = a rcp(2 + a)
+//     (the approximate reciprocal), then w = q + (a - q (a + 2)) / (a + 2),
+//     the remainder with a + 2 unrounded (a - 2q is exact for a <= 2, where
+//     it matters).  An error in the variable moves M's argument, by
+//     a (2 + a) / 2 times w's relative error: little near a = 0, where t
+//     itself would be off by its rounding, 2^-25 absolute; the results take
+//     M as a M = 2 w R (forward: its relative slope in w stays below 1) and
+//     as M - a (derivative: where the move is large, M is small beside a).
+//   The density phi(a) 2^64 = 2^n E(f): the exponent 64 - c a^2
+//     (c = log2(e) / 2) split exactly into an integer n and f in [-1/2, 1/2]
+//     plus a low part: a^2 = s + s_low exactly (FMA), d = s c_hi rounded and
+//     d_low its error; j = (64 + 1.5 2^23) - d rounds 64 - d to an integer,
+//     64 - n = (64 + 1.5 2^23) - j exactly, and f = (64 - n) - d exactly (|f|
+//     <= 1/2 on d's grid), then f - d_low - s c_low - s_low c, rounded (2^-25).
+//     E(f) = 2^f / sqrt(2 pi), degree 6 (2^-25.0, 2^-23.3 with Horner), and
+//     2^n is n added to E's exponent bits (j's bits shifted left by 23 are
+//     n's: the offset 1.5 2^23 shifts out).  No approximate instruction
+//     there: rounding the exponent to float alone would cost its ulp, a^2 ulps
+//     of float (100 at a = 13.5), and ex2.approx has 2 ulps of its own.  The
+//     shift by 2^64 keeps the density normal wherever a result is not 0
+//     (a < 14.6; n >= -121 for a <= 16); the callers scale it back with the
+//     last product, whose one rounding gives the subnormal results.
+struct GaussianTailFloat {
+  static constexpr float kC = 0.7213475108146667f;       // log2(e) / 2, rounded
+  static constexpr float kCLow = 9.629815167500055e-09f;  // log2(e) / 2 - kC
+  static constexpr float kShifted64 = 12582976.0f;        // 64 + 1.5 2^23
+  static constexpr float kFloatTail = 16.0f;  // a's clamp: the density is 0 in float beyond (and n >= -121)
+
+  float w, r, density;  // w = a / (2 + a), r = R(1 - 2w): M = (1 - w) r and a M = 2 w r; density = phi(a) 2^64
+
+  __device__ __forceinline__ explicit GaussianTailFloat(float a) {
+    const float r2 = rcp_approx(a + 2.0f);
+    const float q = a * r2;
+    w = fmaf(fmaf(-q, a, fmaf(-2.0f, q, a)), r2, q);  // q + (a - q (a + 2)) / (a + 2)
+    const float u = fmaf(w, -2.0f, 1.0f);
+    float p = 8.338668703800067e-05f;
+    p = fmaf(p, u, -0.0001876759488368407f);
+    p = fmaf(p, u, -0.00016918133769650012f);
+    p = fmaf(p, u, 0.0010495063615962863f);
+    p = fmaf(p, u, -0.001030183513648808f);
+    p = fmaf(p, u, -0.002446470782160759f);
+    p = fmaf(p, u, 0.008439690805971622f);
+    p = fmaf(p, u, -0.0005886242142878473f);
+    p = fmaf(p, u, -0.04602081701159477f);
+    p = fmaf(p, u, 0.03609214350581169f);
+    p = fmaf(p, u, 0.4153538942337036f);
+    r = fmaf(p, u, 0.8427384495735168f);
+
+    const float s = rounded_product(a, a);
+    const float s_low = fmaf(a, a, -s);
+    const float d = rounded_product(s, kC);
+    const float d_low = fmaf(s, kC, -d);
+    const float j = kShifted64 - d;
+    const float f = ((kShifted64 - j) - d) - d_low;
+    const float g = fmaf(s_low, -kC, fmaf(s, -kCLow, f));
+    float e = 6.122086779214442e-05f;
+    e = fmaf(e, g, 0.0005345802055671811f);
+    e = fmaf(e, g, 0.0038372220005840063f);
+    e = fmaf(e, g, 0.02214260771870613f);
+    e = fmaf(e, g, 0.09583649784326553f);
+    e = fmaf(e, g, 0.27652573585510254f);
+    e = fmaf(e, g, 0.3989422917366028f);
+    density = __int_as_float(int(unsigned(__float_as_int(e)) + (unsigned(__float_as_int(j)) << 23)));
+  }
+  // M(a) - a with two roundings, (r - a) - w r.
+  __device__ __forceinline__ float mills_minus(float a) const { return fmaf(-w, r, r - a); }
+};
+
 // elu(x, alpha, scale): serves elu (scale 1) and selu, as PyTorch's elu kernel
 // with poscoef = scale and negcoef = scale * alpha:
 //   forward   x > 0: scale x;  x <= 0: negcoef expm1(x)  (expm1: no cancellation near 0)
@@ -239,6 +318,22 @@ struct Elu {
 // rounding error g_low (Fast2Sum; 0 for p/2 >= 1, where g is exact):
 //   exp(-a^2/2) / sqrt(2 pi) = exp(g) (1 + g_low - q/2) e^-2 / sqrt(2 pi)
 // (the shift by 2 keeps exp(g) normal where the density, a times larger, is).
+// float32 results on the GPU (and in the emulator; not the cpu backend's, see
+// kGpuFormsForFloat32), b = min(|x|, 16), from Mills' ratio M(b) = Phi(-b) / phi(b)
+// and the density, in FMAs (GaussianTailFloat above), as the 16-bit derivative:
+//   forward    max(x, 0) - b M(b) phi(b) = max(x, 0) - 2 w R phi(b)
+//   derivative x < 0: phi(b) (M(b) - b);  x >= 0: 1 - phi(b) (M(b) - b)
+// each with the density's 2^64 taken out by an exact product, so that the last
+// operation rounds the result once, also where it is subnormal (M - b crosses 0
+// at x = -0.75, where the derivative does: M's error is scaled by phi there,
+// absolute 4e-8).  Errors against the float64 oracle over every float32 in
+// [-15, 15] (emulator; tests/test_family.py: test_gelu_float32_gpu_form):
+// forward 3.8 ulps (x in [-0.5, 0.5), where the roundings of w, R, E and two
+// products add up; 3.5 in [-13, -1], 3.0 below -13, 1.7 above 0.5, 1 for
+// |x| < 2^-20, where erfc gave x/2 exactly); derivative 4.4 ulps outside x in
+// [-1, -0.5] (at x = -0.36, M / (M - b) = 1.6 scales M's error), absolute
+// 1.3e-7 anywhere.  With CUDA's erfcf (~45 instructions per element alone)
+// the forward kernel took 59 instructions per element, now 44.
 // tanh form, with 0.5 (1 + tanh(u)) = sigmoid(2u) (no cancellation for x < 0) and
 // u2 = 2u = x (k1 + k3 x^2):
 //   forward    max(x, -kTail) sigmoid(u2)
@@ -302,6 +397,13 @@ struct Gelu {
       p = fmaf(p, t, 60.93732325685175f);  // P(t) + 64
       const C tail = ex2_approx(fmaf(a, a * C(-0.5 * kLog2e), p)) * (t * C(kTwoToMinus64));  // Phi(-a)
       return (x > C(0) ? x : C(0)) - a * tail;
+    } else if constexpr (kGpuFormsForFloat32 && sizeof(C) == sizeof(float)) {
+      // b Phi(-b) = 2 w R phi(b); the density times -2^-63 is exact wherever the result is normal
+      // (where it is not, that product's rounding is below the result's ulp, 2 w R being below 1),
+      // and the FMA rounds the result once.
+      const float b = fabs(x) < GaussianTailFloat::kFloatTail ? fabs(x) : GaussianTailFloat::kFloatTail;
+      const GaussianTailFloat g(b);
+      return fmaf(g.w * g.r, g.density * (-2.0f * float(kTwoToMinus64)), x > C(0) ? x : C(0));
     } else {
       return (x > C(0) ? x : C(0)) - a * C(0.5) * erfc_over_sqrt2(a);
     }
@@ -328,6 +430,13 @@ struct Gelu {
       const C density = ex2_approx(fmaf(a, a * C(-0.5 * kLog2e), C(kLog2InvSqrt2PiShifted))) * C(kTwoToMinus64);
       const C part = density * (mills - a);  // Phi(-a) - a phi(a)
       return x < C(0) ? part : C(1) - part;
+    } else if constexpr (kGpuFormsForFloat32 && sizeof(C) == sizeof(float)) {
+      // Phi(-b) - b phi(b) = phi(b) (M(b) - b), M - b (crossing 0 at x = -0.75) times 2^-64 exactly, so
+      // that the last product or FMA rounds the result once, also where it is subnormal.
+      const float b = fabs(x) < GaussianTailFloat::kFloatTail ? fabs(x) : GaussianTailFloat::kFloatTail;
+      const GaussianTailFloat g(b);
+      const C mills_minus = g.mills_minus(b) * float(kTwoToMinus64);  // normal, and so is the density
+      return x < C(0) ? mills_minus * g.density : fmaf(mills_minus, -g.density, C(1));
     } else {
       const C cdf = (signbit(x) ? C(0) : C(1)) + copysign(erfc_over_sqrt2(a) * C(0.5), -x);
       const C p = rounded_product(a, a);

@@ -104,6 +104,21 @@ __device__ __forceinline__ float divide_in_range(float n, float d) {
 }
 __device__ __forceinline__ double divide_in_range(double n, double d) { return n / d; }
 
+// Whether float32 results take the GPU's own form where a functor has one
+// (exact gelu: polynomials evaluated with FMAs, activations.cuh:
+// GaussianTailFloat): on the GPU, and in the emulator, which runs the GPU's
+// code (so that its tests check that form, with the same arithmetic: its one
+// approximate reciprocal is corrected to nearly correct rounding).  Not in the
+// cpu backend: its x86-64 baseline build has no FMA instruction (fmaf is a
+// library call there, which no loop vectorizes), while the math library's forms
+// vectorize (libmvec) on every build and are measured there
+// (tests/test_family.py).
+#if !defined(FASTACT_HOST_COMPILER) || defined(FASTACT_EMULATOR)
+constexpr bool kGpuFormsForFloat32 = true;
+#else
+constexpr bool kGpuFormsForFloat32 = false;
+#endif
+
 // T, or C when T is void: the storage type a functor's result is rounded to.
 template <typename T, typename C> struct StorageOrType { using type = T; };
 template <typename C> struct StorageOrType<void, C> { using type = C; };

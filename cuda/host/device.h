@@ -96,6 +96,7 @@ inline float bits_float(std::uint32_t u) {
 }  // namespace fastact_host
 
 inline float __int_as_float(int bits) { return fastact_host::bits_float(static_cast<std::uint32_t>(bits)); }
+inline int __float_as_int(float f) { return static_cast<int>(fastact_host::float_bits(f)); }
 inline double __longlong_as_double(long long bits) {
   double d;
   std::memcpy(&d, &bits, sizeof d);

@@ -444,6 +444,25 @@ PyObject* bias_act_backward(PyObject*, PyObject* const* args, Py_ssize_t nargs) 
 }
 
 // ---- softmax rows ---------------------------------------------------------------------
+// op 0 (softmax) or 1 (log_softmax), forward or backward (dy), on `count` C-contiguous rows of
+// `length` elements of storage type `dtype` (rowwise and rowwise_pointers).
+void run_rows(int dtype, long op, bool backward, void* out_memory, const void* x_memory, const void* dy_memory,
+              Index count, Index length) {
+  with_storage(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = ComputeType<T>;
+    T* out = static_cast<T*>(out_memory);
+    const T* x = static_cast<const T*>(x_memory);
+    const T* dy = static_cast<const T*>(dy_memory);
+    without_gil(count * length, [&] {
+      if (op == 0 && !backward) rows<fastact::SoftmaxForward<C>>(out, x, dy, count, length);
+      if (op == 1 && !backward) rows<fastact::LogSoftmaxForward<C>>(out, x, dy, count, length);
+      if (op == 0 && backward) rows<fastact::SoftmaxBackward<C>>(out, x, dy, count, length);
+      if (op == 1 && backward) rows<fastact::LogSoftmaxBackward<C>>(out, x, dy, count, length);
+    });
+  });
+}
+
 // rowwise(op, backward, out, dy, x, rows, length): op 0 softmax, 1 log_softmax; dy None for a forward.
 PyObject* rowwise(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 7) return PyErr_Format(PyExc_TypeError, "rowwise takes 7 arguments");
@@ -462,19 +481,7 @@ PyObject* rowwise(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!indices(args, 5, 2, size)) return nullptr;
   int dtype;
   if (!check_plan(views, count, -1, -1, size[0] * size[1], 0, dtype)) return nullptr;
-  with_storage(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    using C = ComputeType<T>;
-    T* out = static_cast<T*>(views[0]->buf);
-    const T* x = static_cast<const T*>(views[1]->buf);
-    const T* dy = backward ? static_cast<const T*>(views[2]->buf) : nullptr;
-    without_gil(size[0] * size[1], [&] {
-      if (op == 0 && !backward) rows<fastact::SoftmaxForward<C>>(out, x, dy, size[0], size[1]);
-      if (op == 1 && !backward) rows<fastact::LogSoftmaxForward<C>>(out, x, dy, size[0], size[1]);
-      if (op == 0 && backward) rows<fastact::SoftmaxBackward<C>>(out, x, dy, size[0], size[1]);
-      if (op == 1 && backward) rows<fastact::LogSoftmaxBackward<C>>(out, x, dy, size[0], size[1]);
-    });
-  });
+  run_rows(dtype, op, backward, views[0]->buf, views[1]->buf, backward ? views[2]->buf : nullptr, size[0], size[1]);
   Py_RETURN_NONE;
 }
 
@@ -508,19 +515,7 @@ PyObject* rowwise_pointers(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (!addresses[o] && PyErr_Occurred()) return nullptr;
   }
   if (size[0] * size[1] == 0) Py_RETURN_NONE;
-  with_storage(static_cast<int>(dtype), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    using C = ComputeType<T>;
-    T* out = static_cast<T*>(addresses[0]);
-    const T* x = static_cast<const T*>(addresses[1]);
-    const T* dy = static_cast<const T*>(addresses[2]);
-    without_gil(size[0] * size[1], [&] {
-      if (op == 0 && !backward) rows<fastact::SoftmaxForward<C>>(out, x, dy, size[0], size[1]);
-      if (op == 1 && !backward) rows<fastact::LogSoftmaxForward<C>>(out, x, dy, size[0], size[1]);
-      if (op == 0 && backward) rows<fastact::SoftmaxBackward<C>>(out, x, dy, size[0], size[1]);
-      if (op == 1 && backward) rows<fastact::LogSoftmaxBackward<C>>(out, x, dy, size[0], size[1]);
-    });
-  });
+  run_rows(static_cast<int>(dtype), op, backward, addresses[0], addresses[1], addresses[2], size[0], size[1]);
   Py_RETURN_NONE;
 }
 

@@ -645,3 +645,17 @@ def test_prelu_by_address_only_where_it_applies():
     assert _ops.prelu_direct(x.transpose(1, 2), torch.full((4, 1, 1), 0.25), None) is None  # not contiguous
     with pytest.raises(ValueError, match="broadcast"):
         ft.prelu(x, torch.full((4,), 0.25))
+
+
+def test_prelu_gradient_of_only_what_requires_it():
+    x = _values((2, 3, 4), torch.float32, seed=21)
+    alpha = torch.full((3, 1), 0.25)
+    dy = _values(x.shape, torch.float32, seed=22)
+    expected_dx, expected_dalpha = fastact.prelu_backward(dy.numpy(), x.numpy(), alpha.numpy())
+    xg = x.clone().requires_grad_(True)
+    ft.prelu(xg, alpha).backward(dy)
+    np.testing.assert_array_equal(xg.grad.numpy(), expected_dx)
+    assert alpha.grad is None
+    ag = alpha.clone().requires_grad_(True)
+    ft.prelu(x, ag).backward(dy)
+    np.testing.assert_array_equal(ag.grad.numpy(), expected_dalpha)

@@ -301,13 +301,14 @@ def _prelu_call(x_shape: torch.Size, alpha_shape: torch.Size, dtype: torch.dtype
     return call
 
 
-def prelu_direct(x: torch.Tensor, alpha: torch.Tensor, dy: torch.Tensor | None) -> Any:
+def prelu_direct(x: torch.Tensor, alpha: torch.Tensor, dy: torch.Tensor | None, dalpha: bool = True) -> Any:
     """prelu (dy None) or prelu_backward on contiguous CPU tensors by address (the cpu backend's module); None otherwise.
 
     Taken where the host backend in use is the ``cpu`` one, x (and dy) is contiguous, alpha
     has x's dtype and lays its slopes out in x's order (a scalar, (C, 1, 1) for NCHW, (C,)
     for channels-last, ...), as fastact.prelu computes them: slopes in the compute dtype,
-    dalpha summed in float64 and rounded to alpha's dtype.
+    dalpha summed in float64 and rounded to alpha's dtype (None without ``dalpha``: its sums
+    are made all the same, the module computes both, but not shaped and rounded).
     """
     if not x.is_cpu or not alpha.is_cpu or alpha.dtype is not x.dtype or not x.is_contiguous() or x.numel() == 0:
         return None
@@ -325,7 +326,7 @@ def prelu_direct(x: torch.Tensor, alpha: torch.Tensor, dy: torch.Tensor | None) 
     dy = dy.contiguous()
     sums = torch.empty(channels, dtype=torch.float64)
     run(y.data_ptr(), dy.data_ptr(), x.data_ptr(), slopes.data_ptr(), sums.data_ptr())
-    return y, sums.reshape(alpha.shape).to(alpha.dtype)
+    return y, sums.reshape(alpha.shape).to(alpha.dtype) if dalpha else None
 
 
 def _prelu(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -374,7 +375,8 @@ def _saving(tensors: int) -> Callable:
 def _prelu_grad(ctx: Any, dy: torch.Tensor) -> tuple:
     x, alpha = ctx.saved_tensors
     if x.is_cpu and plain(dy):  # an eager call's backward: by address without the op's layers
-        grads = prelu_direct(x, alpha, dy)
+        # alpha is the last input both of the op and of the eager calls' autograd.Function (op, x, alpha).
+        grads = prelu_direct(x, alpha, dy, ctx.needs_input_grad[-1])
         if grads is not None:
             return grads
     return PRELU_BACKWARD(dy, x, alpha)

@@ -659,3 +659,45 @@ def test_prelu_gradient_of_only_what_requires_it():
     ag = alpha.clone().requires_grad_(True)
     ft.prelu(x, ag).backward(dy)
     np.testing.assert_array_equal(ag.grad.numpy(), expected_dalpha)
+
+
+def test_small_calls_leave_compile_and_modes_to_the_custom_ops():
+    # The public functions' small-call branch must not run where torch traces or intercepts:
+    # under torch.compile the graph holds the custom ops (no graph break), and a dispatch mode sees them.
+    x = _values((4, 8), torch.float32, seed=23)
+    alpha = torch.full((8,), 0.25)
+
+    def calls(t):
+        return (ft.relu(t), ft.leaky_relu(t, 0.1), ft.gelu(t, True), ft.softmax(t, -1), ft.prelu(t, alpha))
+
+    eager = calls(x)
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(graph_module.code)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(calls, fullgraph=True, backend=recording_backend)
+    for got, expected in zip(compiled(x), eager):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert len(graphs) == 1
+    for name in ("relu", "leaky_relu", "gelu", "softmax", "prelu"):
+        assert f"fastact.{name}" in graphs[0], name
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Seen() as seen:
+        for got, expected in zip(calls(x), eager):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for name in ("relu", "leaky_relu", "gelu", "softmax", "prelu"):
+        assert f"fastact.{name}.default" in seen.ops, name

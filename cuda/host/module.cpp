@@ -218,6 +218,16 @@ PyObject* elementwise(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// The raw addresses (Python ints) args[first] ... args[first + count - 1] of the *_pointers
+// calls; false with an error set.
+bool addresses_of(PyObject* const* args, Py_ssize_t first, int count, void** addresses) {
+  for (int o = 0; o < count; ++o) {
+    addresses[o] = PyLong_AsVoidPtr(args[first + o]);
+    if (!addresses[o] && PyErr_Occurred()) return false;
+  }
+  return true;
+}
+
 // elementwise_pointers(functor, backward, params, dtype, n, out, x) or (..., out, dy, x):
 // the same computation on n contiguous elements at raw addresses (ints), for
 // callers that already checked the memory (fastact/torch: contiguous CPU
@@ -249,10 +259,10 @@ PyObject* elementwise_pointers(PyObject*, PyObject* const* args, Py_ssize_t narg
   shape.ndim = 1;
   shape.extent[0] = static_cast<Index>(n);
   Operand operands[3];
+  void* addresses[3];
+  if (!addresses_of(args, 5, inputs + 1, addresses)) return nullptr;
   for (int o = 0; o <= inputs; ++o) {
-    void* address = PyLong_AsVoidPtr(args[5 + o]);
-    if (!address && PyErr_Occurred()) return nullptr;
-    operands[o].data = static_cast<char*>(address);
+    operands[o].data = static_cast<char*>(addresses[o]);
     operands[o].strides[0] = kItemSize[dtype];
   }
   if (n > 0) {
@@ -510,10 +520,7 @@ PyObject* rowwise_pointers(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return nullptr;
   }
   void* addresses[3] = {nullptr, nullptr, nullptr};
-  for (int o = 0; o < 2 + backward; ++o) {
-    addresses[o] = PyLong_AsVoidPtr(args[5 + o]);
-    if (!addresses[o] && PyErr_Occurred()) return nullptr;
-  }
+  if (!addresses_of(args, 5, 2 + backward, addresses)) return nullptr;
   if (size[0] * size[1] == 0) Py_RETURN_NONE;
   run_rows(static_cast<int>(dtype), op, backward, addresses[0], addresses[1], addresses[2], size[0], size[1]);
   Py_RETURN_NONE;
@@ -538,10 +545,7 @@ PyObject* prelu_pointers(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return nullptr;
   }
   void* addresses[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
-  for (Py_ssize_t o = 4; o < nargs; ++o) {
-    addresses[o - 4] = PyLong_AsVoidPtr(args[o]);
-    if (!addresses[o - 4] && PyErr_Occurred()) return nullptr;
-  }
+  if (!addresses_of(args, 4, static_cast<int>(nargs - 4), addresses)) return nullptr;
   const Index n = size[0] * size[1] * size[2];
   if (n == 0) Py_RETURN_NONE;
   const ChannelGrid grid(size[0], size[1], size[2], kMaxPartials);

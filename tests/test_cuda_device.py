@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 import fastact
+import support
+from fastact import reference
 from fastact.backends import unavailable_reason
 
 REASON = unavailable_reason("cuda")
@@ -90,6 +92,36 @@ def test_a_captured_graph_replays_the_kernels_on_new_data(dtype):
             _close(y.get(), _numpy("leaky_relu", hx, alpha=0.1), dtype)
             _close(dx.get(), _numpy("mish_backward", hdy, hx), dtype)
             _close(p.get(), _numpy("softmax", hx), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_strided_rows_in_16_byte_columns_on_the_device(name, dtype):
+    # Softmax along axis 1 of a tensor with a large inner size takes rowwise_columns (three passes over
+    # 16-byte columns of rows); its emulator tests run on the CPU, this is its check on silicon.
+    import cupy
+
+    from fastact.backends.kernels import plan
+
+    backend = fastact.backends.load("cuda")
+    shape = (2, 40, 1 << 16)
+    p = plan.rowwise_plan(shape, 1, backend.sm_count())
+    for direction in ("forward", "backward"):
+        launch = plan.rowwise_launch(p, backend.sm_count(), np.dtype(dtype), [0, 0, 0], direction)
+        assert (p.inner, launch.lanes, launch.vector) == (1 << 16, 1, 16 // np.dtype(dtype).itemsize), direction
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    x[0, :, 5] = -np.inf  # a row of only -inf: NaN
+    x[1, 7, 9] = np.nan  # a row with NaN: NaN
+    x[1, 3, 11] = -np.inf  # one -inf in a row: 0 (log: -inf)
+    with fastact.use_backend("cuda"):
+        y = cupy.asnumpy(getattr(fastact, name)(cupy.asarray(x), axis=1))
+        dx = cupy.asnumpy(getattr(fastact, f"{name}_backward")(cupy.asarray(dy), cupy.asarray(x), axis=1))
+    forward, backward = reference.ORACLE[name]  # the float64 oracle and the README's bounds
+    support.assert_close(y, forward(x, 1), np.dtype(dtype), name, f"{name} on the device")
+    support.assert_close(dx, backward(dy, x, 1), np.dtype(dtype), name, f"{name}_backward on the device",
+                         support.rowwise_dy_scale(dy, 1))
 
 
 TORCH_DTYPES = ["float16", "bfloat16", "float32", "float64"]

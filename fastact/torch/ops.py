@@ -189,11 +189,12 @@ def prelu(x, alpha):
             and not _functorch_wrapped(alpha)):
         if (x.requires_grad or alpha.requires_grad) and _grad_enabled():
             return _Eager.apply(_ops.PRELU, x, alpha)
-        call = None if not x.is_contiguous() or alpha.dtype is not x.dtype else _PRELU_CALLS.get(
-            (x.shape, alpha.shape, x.dtype, _backend_context.get() or _backends._default))
+        dtype = x.dtype
+        call = None if not x.is_contiguous() or alpha.dtype is not dtype else _PRELU_CALLS.get(
+            (x.shape, alpha.shape, dtype, _backend_context.get() or _backends._default))
         if call is not None:
             run, _, compute = call
-            slopes = alpha if alpha.dtype is compute and alpha.is_contiguous() else alpha.detach().to(compute).contiguous()
+            slopes = alpha if compute is dtype and alpha.is_contiguous() else alpha.detach().to(compute).contiguous()
             y = _empty_like(x)
             run(y.data_ptr(), x.data_ptr(), slopes.data_ptr())
             return y

@@ -622,31 +622,15 @@ class ReplayedCalls:
 
     # ---- the fast path ------------------------------------------------------------
     def replayed(self, tag: tuple, operands: tuple, out: Any) -> Any:
-        """The fast path of one call: its key (as :meth:`_replay_key`, written out: it is most of the cost),
-        every operand exactly a native array on the current device, the checks on ``out``, the replay."""
-        array_type, device = self.array_type, self.current_device()
-        data_ptr, array_device, c_contiguous = self.data_ptr, self.array_device, self.c_contiguous
-        key = [tag]
-        append = key.append
-        pointers = []
-        for a in operands:
-            if a is None:
-                append(None)
-                continue
-            if type(a) is not array_type or array_device(a) != device:
-                return None
-            p = data_ptr(a)
-            append(a.shape)
-            append(a.dtype)
-            append(True if c_contiguous(a) else a.strides)  # C order: the strides follow from shape and dtype
-            append(p % ALIGNMENT)
-            if p in pointers:
-                append(~pointers.index(p))
-            pointers.append(p)
-        append(device)
-        recipe = self._elementwise_entries.get(tuple(key))
+        """The fast path of one call: its key (:meth:`_replay_key`, every operand exactly a native array on
+        the current device), the checks on ``out``, the replay."""
+        key = self._replay_key(tag, operands, self.current_device(), self.array_type)
+        if key is None:
+            return None
+        recipe = self._elementwise_entries.get(key)
         if recipe is None or recipe is _DECLINED:
             return None
+        data_ptr = self.data_ptr
         if out is not None:
             if not self.writable(out):
                 return None

@@ -257,15 +257,22 @@ def test_rowwise_paths_match_the_oracle(emulator, monkeypatch, dtype_name, kerne
     recorder = LaunchRecorder(emulator, monkeypatch)
     x = _logits(shape, dtype)
     dy = support.draw_values(shape, dtype, {}, seed=6, finite=True)
+    _rowwise_against_the_oracle(emulator, kernel, axis, x, dy)
+    assert {int(k.rsplit(",", 1)[1].rstrip("> ")) for k in recorder.kernels} == {lanes}
+
+
+def _rowwise_against_the_oracle(emulator, kernel, axis, x, dy):
+    """Forward and backward along ``axis`` on the emulator against the float64 oracle, and the forward in
+    place on x giving the same bits; (y, dx)."""
     forward, backward = reference.ORACLE[kernel]
     y = _emulated_rowwise(emulator, kernel, axis, x)
-    support.assert_close(y, forward(x, axis), dtype, kernel, f"{kernel} {shape}")
+    support.assert_close(y, forward(x, axis), x.dtype, kernel, f"{kernel} {x.shape}")
     dx = _emulated_rowwise(emulator, kernel, axis, x, dy)
-    scale = support.rowwise_dy_scale(dy, axis)
-    support.assert_close(dx, backward(dy, x, axis), dtype, kernel, f"{kernel}_backward {shape}", scale)
+    support.assert_close(dx, backward(dy, x, axis), x.dtype, kernel, f"{kernel}_backward {x.shape}",
+                         support.rowwise_dy_scale(dy, axis))
     in_place = x.copy()
     support.assert_same(_emulated_rowwise(emulator, kernel, axis, in_place, out=in_place), y, "in place")
-    assert {int(k.rsplit(",", 1)[1].rstrip("> ")) for k in recorder.kernels} == {lanes}
+    return y, dx
 
 
 @pytest.mark.parametrize("shape", [(64, 300), (4, 3000)], ids=["warp", "block"])
@@ -499,14 +506,7 @@ def test_rowwise_columns_match_the_oracle(emulator, monkeypatch, dtype_name, ker
     recorder = LaunchRecorder(emulator, monkeypatch)
     x = _logits(shape, dtype)
     dy = support.draw_values(shape, dtype, {}, seed=17, finite=True)
-    forward, backward = reference.ORACLE[kernel]
-    y = _emulated_rowwise(emulator, kernel, axis, x)
-    support.assert_close(y, forward(x, axis), dtype, kernel, f"{kernel} {shape}")
-    dx = _emulated_rowwise(emulator, kernel, axis, x, dy)
-    support.assert_close(dx, backward(dy, x, axis), dtype, kernel, f"{kernel}_backward {shape}",
-                         support.rowwise_dy_scale(dy, axis))
-    in_place = x.copy()
-    support.assert_same(_emulated_rowwise(emulator, kernel, axis, in_place, out=in_place), y, "in place")
+    _, dx = _rowwise_against_the_oracle(emulator, kernel, axis, x, dy)
     in_place_dy = dy.copy()
     support.assert_same(_emulated_rowwise(emulator, kernel, axis, x, in_place_dy, out=in_place_dy), dx, "in place dy")
     assert _launched_widths(recorder) == {(1 if dtype == np.float64 else 16 // dtype.itemsize, 1)}

@@ -61,6 +61,19 @@ def _activation(function: str, activation: Any) -> Activation:
     return Activation.coerce(activation)
 
 
+def _bias_act_replayed(tag_slot: int, x: Any, axis: Any, activation: Any, operands: tuple, out: Any) -> Any:
+    """A replayed bias_act (``tag_slot`` 4 of the name's _NAMED entry) or bias_act_backward (5) for an
+    activation named by a string and an int axis; None: the general path (which checks and records)."""
+    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
+    if fast is None or not fast.replays or type(x) is not fast.array_type or type(axis) is not int \
+            or type(activation) is not str:
+        return None
+    named, ndim = _NAMED.get(activation), x.ndim
+    if named is None or not -ndim <= axis < ndim:
+        return None
+    return fast.replayed(named[tag_slot] + (axis % ndim,), operands, out)
+
+
 # Calls of dense_bias_act / conv2d_bias_act the general path has checked, by key (the op, the activation's
 # name, the options, and per array its layout, dtype, alignment and device: what every check reads), with
 # what the checks produced (conv2d: the geometry).  A call with a known key on a kernel backend skips
@@ -157,13 +170,9 @@ def bias_act(x: Any, bias: Any, activation: Any = "relu", *, axis: int = 1, out:
         >>> y[0, :, 0, 0]
         array([0. , 0.5, 6. ], dtype=float32)
     """
-    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
-    if fast is not None and fast.replays and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
-        named, ndim = _NAMED.get(activation), x.ndim
-        if named is not None and -ndim <= axis < ndim:
-            y = fast.replayed(named[4] + (axis % ndim,), (x, bias, out), out)
-            if y is not None:
-                return y
+    y = _bias_act_replayed(4, x, axis, activation, (x, bias, out), out)
+    if y is not None:
+        return y
     act = _activation("bias_act", activation)
     call = _start("bias_act", out, x=x, bias=bias)
     xn = call.native["x"]
@@ -187,13 +196,9 @@ def bias_act_backward(dy: Any, x: Any, bias: Any, activation: Any = "relu", *, a
         >>> dbias
         array([0., 2., 2.])
     """
-    fast = host_fast_path() if type(x) is ndarray else device_fast_path()  # replaying_backend, written out
-    if fast is not None and fast.replays and type(x) is fast.array_type and type(axis) is int and type(activation) is str:
-        named, ndim = _NAMED.get(activation), x.ndim
-        if named is not None and -ndim <= axis < ndim:
-            result = fast.replayed(named[5] + (axis % ndim,), (dy, x, bias), None)
-            if result is not None:
-                return result
+    result = _bias_act_replayed(5, x, axis, activation, (dy, x, bias), None)
+    if result is not None:
+        return result
     function = "bias_act_backward"
     act = _activation(function, activation)
     call = _start(function, dy=dy, x=x, bias=bias)

@@ -396,3 +396,20 @@ def check_large_blocks(cases: list) -> None:
             assert_same(y[r], f(x[r], **params), name)
             assert_same(dx[r], b(dy[r], x[r], **params), name)
         assert_same(f(x.T, **params), y.T, name)
+
+
+def compile_recording(function: Callable) -> tuple[Callable, list]:
+    """``torch.compile(function, fullgraph=True)`` with a backend that keeps each graph's code; (compiled, codes).
+
+    (A graph break fails fullgraph; the codes show which ops the graph holds.)
+    """
+    import torch
+
+    codes: list = []
+
+    def recording_backend(graph_module, example_inputs):
+        codes.append(graph_module.code)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    return torch.compile(function, fullgraph=True, backend=recording_backend), codes

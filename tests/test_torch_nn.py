@@ -12,6 +12,7 @@ import copy
 import pytest
 
 import fastact
+import support
 
 torch = pytest.importorskip("torch")
 import fastact.torch as ft  # noqa: E402
@@ -256,14 +257,7 @@ def test_compile_fullgraph_sees_fastacts_ops_without_a_graph_break():
     torch.manual_seed(0)
     model = article_cnn()
     ft.patch(model)
-    graphs = []
-
-    def recording_backend(graph_module, example_inputs):
-        graphs.append(graph_module.code)
-        return graph_module.forward
-
-    torch._dynamo.reset()
-    compiled = torch.compile(model, fullgraph=True, backend=recording_backend)
+    compiled, graphs = support.compile_recording(model)
     x = _input((2, 1, 28, 28), torch.float32)
     torch.testing.assert_close(compiled(x), model(x))
     assert len(graphs) == 1

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import fastact
+import support
 from fastact._registry import REGISTRY, get_spec
 
 torch = pytest.importorskip("torch")
@@ -671,14 +672,7 @@ def test_small_calls_leave_compile_and_modes_to_the_custom_ops():
         return (ft.relu(t), ft.leaky_relu(t, 0.1), ft.gelu(t, True), ft.softmax(t, -1), ft.prelu(t, alpha))
 
     eager = calls(x)
-    graphs = []
-
-    def recording_backend(graph_module, example_inputs):
-        graphs.append(graph_module.code)
-        return graph_module.forward
-
-    torch._dynamo.reset()
-    compiled = torch.compile(calls, fullgraph=True, backend=recording_backend)
+    compiled, graphs = support.compile_recording(calls)
     for got, expected in zip(compiled(x), eager):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert len(graphs) == 1

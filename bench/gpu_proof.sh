@@ -28,7 +28,8 @@
 #
 # --dry-run runs here, without a GPU, every step that can: info; precompile lists the modules;
 # tests collects the GPU selection (so its files and -k expression are checked) and runs a small
-# part of it on the cuda-emulator backend; the sanitizer steps print the commands they would run
+# part of it on the cuda-emulator backend; torch-tests collects the fastact.torch tests (or says that
+# torch is not installed, as in the README's plain test install); the sanitizer steps print the commands they would run
 # and run the probe on the emulator; bench runs the same command on the emulator for relu and
 # softmax (the probe covers the other kernels) at 4096 elements with 2 timed calls.
 # tests/test_gpu_proof.py runs it.
@@ -142,6 +143,10 @@ if [ -e fastact/torch/__init__.py ] || [ -e fastact/torch.py ]; then
 fi
 if [ ${#TORCH_TESTS[@]} -eq 0 ]; then
   run_step torch-tests 10 echo "no fastact.torch package (or no tests/test_torch*.py) in this checkout: nothing to run"
+elif [ "$DRY" = 1 ] && ! "$PY" -c "import torch" 2>/dev/null; then
+  # A dry run where torch is not installed (the README's plain test install): every torch test
+  # would skip and the collection find nothing.  On a GPU the image has torch, and its absence fails.
+  run_step torch-tests 10 echo "dry run: torch is not importable by $PY, so the fastact.torch tests cannot be collected here"
 elif [ "$DRY" = 1 ]; then
   run_step torch-tests 60 "$PY" -m pytest --collect-only -q -p no:cacheprovider "${TORCH_TESTS[@]}"
 else

@@ -360,13 +360,21 @@ def _opcheck_cases():
     w, b = _values((5, 2), seed=25), _values((2,), seed=26)
     yield "dense_bias_act", torch.ops.fastact.dense_bias_act, (x4, w, b, key)
     yield "dense_bias_act-no-bias", torch.ops.fastact.dense_bias_act, (x4, w, None, key)
-    yield "dense_bias_act_backward", torch.ops.fastact.dense_bias_act_backward, (_values((2, 3, 5, 2)), x4, w, b, key)
+    # The backward takes the forward's kept pre-activation z (an empty z: recomputed) and an output mask.
+    dense_z = torch.ops.fastact.dense_bias_act(x4, w, b, key)[1]
+    dyd = _values((2, 3, 5, 2))
+    yield "dense_bias_act_backward", torch.ops.fastact.dense_bias_act_backward, (dyd, x4, w, b, dense_z, [True] * 3, key)
+    yield "dense_bias_act_backward-recomputed-masked", torch.ops.fastact.dense_bias_act_backward, (
+        dyd, x4, w, b, x4.new_empty((0,)), [False, True, True], key)
     wc, bc = _values((4, 3, 3, 3), seed=27), _values((4,), seed=28)
     conv = [key, [2, 1], [1, 1, 0, 1], [1, 1], 1, "NCHW"]
     yield "conv2d_bias_act", torch.ops.fastact.conv2d_bias_act, (x4, wc, bc, *conv)
     yield "conv2d_bias_act-no-bias", torch.ops.fastact.conv2d_bias_act, (x4, wc, None, *conv)
     dyc = _values((2, 4, 3, 4), seed=29)
-    yield "conv2d_bias_act_backward", torch.ops.fastact.conv2d_bias_act_backward, (dyc, x4, wc, bc, *conv)
+    conv_z = torch.ops.fastact.conv2d_bias_act(x4, wc, bc, *conv)[1]
+    yield "conv2d_bias_act_backward", torch.ops.fastact.conv2d_bias_act_backward, (dyc, x4, wc, bc, conv_z, [True] * 3, *conv)
+    yield "conv2d_bias_act_backward-recomputed-masked", torch.ops.fastact.conv2d_bias_act_backward, (
+        dyc, x4, wc, bc, x4.new_empty((0,)), [True, False, True], *conv)
 
 
 OPCHECK = list(_opcheck_cases())
@@ -575,33 +583,85 @@ def test_remembered_small_calls_still_refuse_values_of_the_wrong_type():
             ft.leaky_relu(x, [0.1])  # unhashable: the general path says what is wrong
 
 
-def test_fused_calls_on_cpu_tensors_multiply_with_torch(monkeypatch):
-    # fastact's GEMMs inside fastact.torch run on torch's matrix product (one thread pool), and only there.
-    from fastact.backends.numpy import fused
-    from fastact.torch import _bridge
-
-    products = []
-    original = _bridge._torch_matmul
+def _count_calls(monkeypatch, owner, name: str) -> list:
+    """Record each call of ``owner.name`` (its first argument's shape) while the test runs."""
+    calls = []
+    original = getattr(owner, name)
 
     def counted(*args, **kwargs):
-        products.append(args[0].shape)
+        calls.append(tuple(args[0].shape))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_bridge, "_torch_matmul", counted)
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_fused_calls_on_float_cpu_tensors_use_torchs_linear_part(monkeypatch):
+    # float32/float64 CPU tensors: the product or convolution is torch's own primitive, the epilogue fastact's
+    # (forward and backward, on the kept pre-activation); fastact's own GEMMs are not called.
+    from fastact.torch import _bridge
+
+    products = _count_calls(monkeypatch, _bridge, "_torch_matmul")
+    epilogues = _count_calls(monkeypatch, fastact, "bias_act")
+    epilogue_backwards = _count_calls(monkeypatch, fastact, "bias_act_backward")
     x = _values((2, 3, 6, 6), torch.float32, seed=12).requires_grad_(True)
     w = _values((4, 3, 3, 3), torch.float32, seed=13).requires_grad_(True)
     b = _values((4,), torch.float32, seed=14).requires_grad_(True)
+    y, z = torch.ops.fastact.conv2d_bias_act(x, w, b, _ops.activation_key("t", "leaky_relu"), [1, 1], [1, 1, 1, 1],
+                                             [1, 1], 1, "NCHW")
+    torch.testing.assert_close(z, torch.nn.functional.conv2d(x, w, None, padding=1))  # z: without the bias
+    y = ft.conv2d_bias_act(x, w, b, "leaky_relu", padding="same")
+    y.sum().backward()
+    assert products == [] and len(epilogues) == 2 and len(epilogue_backwards) == 1
+    xd = _values((5, 7), torch.float64, seed=15)
+    wd = _values((7, 3), torch.float64, seed=16)
+    np.testing.assert_allclose(ft.dense_bias_act(xd, wd, None, "linear").numpy(), xd.numpy() @ wd.numpy(), rtol=1e-12)
+    assert products == []
+
+
+def test_fused_backward_computes_only_the_gradients_asked_for():
+    # A first layer's input needs no gradient: the backward op is asked for dw and db only (dx is not computed).
+    x = _values((2, 3, 7, 7), torch.float64, seed=40)
+    w = _values((4, 3, 3, 3), torch.float64, seed=41).requires_grad_(True)
+    b = _values((4,), torch.float64, seed=42).requires_grad_(True)
+    key = _ops.activation_key("t", ACT)
+    conv = [key, [1, 1], [0, 1, 1, 0], [1, 1], 1, "NCHW"]
+    y, z = torch.ops.fastact.conv2d_bias_act(x, w, b, *conv)
+    dy = torch.randn_like(y)
+    dx, dw, db = torch.ops.fastact.conv2d_bias_act_backward(dy, x, w, b, z, [False, True, True], *conv)
+    assert dx.numel() == 0 and dw.shape == w.shape and db.shape == b.shape
+    stock = torch.nn.functional.leaky_relu(
+        torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 0, 0, 1)), w, b), 0.05)
+    torch.testing.assert_close(y, stock, rtol=1e-12, atol=1e-12)
+    want_w, want_b = torch.autograd.grad(stock, (w, b), dy)
+    torch.testing.assert_close(dw, want_w, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(db, want_b, rtol=1e-12, atol=1e-12)
+    y = ft.conv2d_bias_act(x, w, b, ACT, padding=((0, 1), (1, 0)))  # eager autograd: the same
+    got_w, got_b = torch.autograd.grad(y, (w, b), dy)
+    torch.testing.assert_close(got_w, want_w, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_b, want_b, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_calls_on_16_bit_cpu_tensors_multiply_with_torch(monkeypatch):
+    # 16-bit CPU tensors take fastact's whole fused call (its float32 GEMM result is rounded once, after the
+    # epilogue); its GEMMs run on torch's matrix product (one thread pool), and only inside fastact.torch.
+    from fastact.backends.numpy import fused
+    from fastact.torch import _bridge
+
+    products = _count_calls(monkeypatch, _bridge, "_torch_matmul")
+    x = _values((2, 3, 6, 6), torch.float16, seed=12).requires_grad_(True)
+    w = _values((4, 3, 3, 3), torch.float16, seed=13).requires_grad_(True)
+    b = _values((4,), torch.float16, seed=14).requires_grad_(True)
     y = ft.conv2d_bias_act(x, w, b, "leaky_relu", padding="same")
     y.sum().backward()
     assert len(products) >= 4  # forward; backward: z again, dw, dcols
     products.clear()
-    xd = _values((5, 7), torch.float64, seed=15)
-    wd = _values((7, 3), torch.float64, seed=16)
-    np.testing.assert_allclose(ft.dense_bias_act(xd, wd, None, "linear").numpy(), xd.numpy() @ wd.numpy(), rtol=1e-12)
+    xh = _values((5, 7), torch.float16, seed=15)
+    wh = _values((7, 3), torch.float16, seed=16)
+    ft.dense_bias_act(xh, wh, None, "linear")
     assert len(products) == 1
     assert fused.MATMUL.get() is np.matmul  # outside fastact.torch: NumPy's
-    np.testing.assert_allclose(
-        fastact.dense_bias_act(xd.numpy(), wd.numpy(), None, "linear"), xd.numpy() @ wd.numpy(), rtol=1e-12)
+    fastact.dense_bias_act(xh.numpy(), wh.numpy(), None, "linear")
     assert len(products) == 1
 
 

@@ -229,7 +229,7 @@ def dense_bias_act(x, w, b=None, activation="relu"):
                 [0., 0., 1., 2.]])
     """
     _tensors("dense_bias_act", x=x, w=w, b=b)
-    return _ops.DENSE(x, w, b, _ops.activation_key("dense_bias_act", activation))
+    return _ops.DENSE(x, w, b, _ops.activation_key("dense_bias_act", activation))[0]  # [1]: z, kept for the backward
 
 
 def conv2d_bias_act(x, w, b=None, activation="relu", *, stride=1, padding="valid", dilation=1, groups=1,
@@ -251,5 +251,6 @@ def conv2d_bias_act(x, w, b=None, activation="relu", *, stride=1, padding="valid
     geometry = conv2d_geometry(function, tuple(x.shape), tuple(w.shape), stride=stride, padding=padding,
                                dilation=dilation, groups=groups, data_format=data_format)
     (top, bottom), (left, right) = geometry.padding
-    return _ops.CONV2D(x, w, b, key, list(geometry.stride), [top, bottom, left, right], list(geometry.dilation),
-                       geometry.groups, geometry.data_format)
+    y, _ = _ops.CONV2D(x, w, b, key, list(geometry.stride), [top, bottom, left, right], list(geometry.dilation),
+                       geometry.groups, geometry.data_format)  # the second: z, kept for the backward
+    return y

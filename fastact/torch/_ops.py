@@ -500,21 +500,42 @@ def _empty_like_none(like: torch.Tensor) -> torch.Tensor:
 
 
 def _host_epilogue(z: torch.Tensor, b: torch.Tensor | None, act: Activation, axis: int) -> torch.Tensor:
-    """y = act(z + b along ``axis``) by fastact's host backend into a new tensor of z's layout."""
+    """y = act(z + b along ``axis``) by fastact's host backend into a new tensor of z's layout.
+
+    z is the op's own result and b a 1-d tensor of z's dtype as the op's checks left them, so the
+    loaded host backend is called directly (fastact.bias_act's argument checks cost ~15 us a call,
+    bench/bench_torch_ops.py); anything else takes the public function.
+    """
     y = torch.empty_like(z)
+    host = backends.host_fast_path()
+    zn, yn = host_array(z), host_array(y)
     if b is None:
-        act(host_array(z), out=host_array(y))
+        if host is None:
+            act(zn, out=yn)
+        else:
+            host.forward(act.kernel, act.kernel_params, zn, yn)
+    elif host is None or b.dtype != z.dtype or b.dim() != 1:
+        fastact.bias_act(zn, host_array(b), act, axis=axis, out=yn)
     else:
-        fastact.bias_act(host_array(z), host_array(b), act, axis=axis, out=host_array(y))
+        host.bias_act(act.kernel, act.kernel_params, zn, host_array(b), axis % z.dim(), yn)
     return y
 
 
 def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor | None, act: Activation,
                             axis: int) -> tuple:
     """(dz, dbias or None): fastact's epilogue backward, dz = dy act'(z + b), dbias summed in the same pass."""
+    host = backends.host_fast_path()
+    dyn, zn = host_array(dy), host_array(z)
     if b is None:
-        return as_tensor(act.backward(host_array(dy), host_array(z))), None
-    dz, dbias = fastact.bias_act_backward(host_array(dy), host_array(z), host_array(b), act, axis=axis)
+        if host is None:
+            return as_tensor(act.backward(dyn, zn)), None
+        dz = torch.empty_like(z)
+        host.backward(act.kernel, act.kernel_params, dyn, zn, host_array(dz))
+        return dz, None
+    if host is None or b.dtype != z.dtype or b.dim() != 1 or dy.dtype != z.dtype or dy.shape != z.shape:
+        dz, dbias = fastact.bias_act_backward(dyn, zn, host_array(b), act, axis=axis)
+    else:
+        dz, dbias = host.bias_act_backward(act.kernel, act.kernel_params, dyn, zn, host_array(b), axis % z.dim())
     return as_tensor(dz), as_tensor(dbias)
 
 

@@ -540,8 +540,9 @@ def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor |
 
 
 def _masked(grads: tuple, mask: list, like: torch.Tensor) -> tuple:
-    """The gradients asked for by ``mask``; the others (and a missing bias's) as empty tensors."""
-    return tuple(_result(g) if wanted and g is not None else _empty_like_none(like) for g, wanted in zip(grads, mask))
+    """The gradients (tensors) asked for by ``mask``, contiguous as the fakes; the others (and a missing
+    bias's) as empty tensors."""
+    return tuple(g.contiguous() if wanted and g is not None else _empty_like_none(like) for g, wanted in zip(grads, mask))
 
 
 def _fused_autograd(backward_op: Op) -> tuple[Callable, Callable]:

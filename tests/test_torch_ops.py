@@ -360,21 +360,13 @@ def _opcheck_cases():
     w, b = _values((5, 2), seed=25), _values((2,), seed=26)
     yield "dense_bias_act", torch.ops.fastact.dense_bias_act, (x4, w, b, key)
     yield "dense_bias_act-no-bias", torch.ops.fastact.dense_bias_act, (x4, w, None, key)
-    # The backward takes the forward's kept pre-activation z (an empty z: recomputed) and an output mask.
-    dense_z = torch.ops.fastact.dense_bias_act(x4, w, b, key)[1]
-    dyd = _values((2, 3, 5, 2))
-    yield "dense_bias_act_backward", torch.ops.fastact.dense_bias_act_backward, (dyd, x4, w, b, dense_z, [True] * 3, key)
-    yield "dense_bias_act_backward-recomputed-masked", torch.ops.fastact.dense_bias_act_backward, (
-        dyd, x4, w, b, x4.new_empty((0,)), [False, True, True], key)
+    yield "dense_bias_act_backward", torch.ops.fastact.dense_bias_act_backward, (_values((2, 3, 5, 2)), x4, w, b, key)
     wc, bc = _values((4, 3, 3, 3), seed=27), _values((4,), seed=28)
     conv = [key, [2, 1], [1, 1, 0, 1], [1, 1], 1, "NCHW"]
     yield "conv2d_bias_act", torch.ops.fastact.conv2d_bias_act, (x4, wc, bc, *conv)
     yield "conv2d_bias_act-no-bias", torch.ops.fastact.conv2d_bias_act, (x4, wc, None, *conv)
     dyc = _values((2, 4, 3, 4), seed=29)
-    conv_z = torch.ops.fastact.conv2d_bias_act(x4, wc, bc, *conv)[1]
-    yield "conv2d_bias_act_backward", torch.ops.fastact.conv2d_bias_act_backward, (dyc, x4, wc, bc, conv_z, [True] * 3, *conv)
-    yield "conv2d_bias_act_backward-recomputed-masked", torch.ops.fastact.conv2d_bias_act_backward, (
-        dyc, x4, wc, bc, x4.new_empty((0,)), [True, False, True], *conv)
+    yield "conv2d_bias_act_backward", torch.ops.fastact.conv2d_bias_act_backward, (dyc, x4, wc, bc, *conv)
 
 
 OPCHECK = list(_opcheck_cases())
@@ -596,53 +588,40 @@ def _count_calls(monkeypatch, owner, name: str) -> list:
     return calls
 
 
-def test_fused_calls_on_float_cpu_tensors_use_torchs_linear_part(monkeypatch):
-    # float32/float64 CPU tensors: the product or convolution is torch's own primitive, the epilogue fastact's
-    # (forward and backward, on the kept pre-activation); fastact's own GEMMs are not called.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_calls_on_float_cpu_tensors_use_torchs_linear_part(monkeypatch, dtype):
+    # float32/float64 CPU tensors: the product or convolution is torch's own primitive (its autograd node
+    # for dx and dw), the bias + activation fastact's epilogue, forward and backward; no fastact GEMM.
+    from fastact import backends
     from fastact.torch import _bridge
 
-    from fastact import backends
-
-    products = _count_calls(monkeypatch, _bridge, "_torch_matmul")
     fastact.relu(np.ones(2))  # the host backend loaded
+    products = _count_calls(monkeypatch, _bridge, "_torch_matmul")
     epilogues = _count_calls(monkeypatch, backends.host_fast_path(), "bias_act")
-    epilogue_backwards = _count_calls(monkeypatch, backends.host_fast_path(), "bias_act_backward")
-    x = _values((2, 3, 6, 6), torch.float32, seed=12).requires_grad_(True)
-    w = _values((4, 3, 3, 3), torch.float32, seed=13).requires_grad_(True)
-    b = _values((4,), torch.float32, seed=14).requires_grad_(True)
-    y, z = torch.ops.fastact.conv2d_bias_act(x, w, b, _ops.activation_key("t", "leaky_relu"), [1, 1], [1, 1, 1, 1],
-                                             [1, 1], 1, "NCHW")
-    torch.testing.assert_close(z, torch.nn.functional.conv2d(x, w, None, padding=1))  # z: without the bias
-    y = ft.conv2d_bias_act(x, w, b, "leaky_relu", padding="same")
-    y.sum().backward()
-    assert products == [] and len(epilogues) == 2 and len(epilogue_backwards) == 1
-    xd = _values((5, 7), torch.float64, seed=15)
-    wd = _values((7, 3), torch.float64, seed=16)
-    np.testing.assert_allclose(ft.dense_bias_act(xd, wd, None, "linear").numpy(), xd.numpy() @ wd.numpy(), rtol=1e-12)
-    assert products == []
-
-
-def test_fused_backward_computes_only_the_gradients_asked_for():
-    # A first layer's input needs no gradient: the backward op is asked for dw and db only (dx is not computed).
-    x = _values((2, 3, 7, 7), torch.float64, seed=40)
-    w = _values((4, 3, 3, 3), torch.float64, seed=41).requires_grad_(True)
-    b = _values((4,), torch.float64, seed=42).requires_grad_(True)
-    key = _ops.activation_key("t", ACT)
-    conv = [key, [1, 1], [0, 1, 1, 0], [1, 1], 1, "NCHW"]
-    y, z = torch.ops.fastact.conv2d_bias_act(x, w, b, *conv)
+    epilogue_backwards = _count_calls(monkeypatch, backends.host_fast_path(), "epilogue_backward")
+    x = _values((2, 3, 6, 6), dtype, seed=12).requires_grad_(True)
+    w = _values((4, 3, 3, 3), dtype, seed=13).requires_grad_(True)
+    b = _values((4,), dtype, seed=14).requires_grad_(True)
+    y = ft.conv2d_bias_act(x, w, b, ACT, padding="same")
     dy = torch.randn_like(y)
-    dx, dw, db = torch.ops.fastact.conv2d_bias_act_backward(dy, x, w, b, z, [False, True, True], *conv)
-    assert dx.numel() == 0 and dw.shape == w.shape and db.shape == b.shape
-    stock = torch.nn.functional.leaky_relu(
-        torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 0, 0, 1)), w, b), 0.05)
-    torch.testing.assert_close(y, stock, rtol=1e-12, atol=1e-12)
-    want_w, want_b = torch.autograd.grad(stock, (w, b), dy)
-    torch.testing.assert_close(dw, want_w, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(db, want_b, rtol=1e-12, atol=1e-12)
-    y = ft.conv2d_bias_act(x, w, b, ACT, padding=((0, 1), (1, 0)))  # eager autograd: the same
-    got_w, got_b = torch.autograd.grad(y, (w, b), dy)
-    torch.testing.assert_close(got_w, want_w, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(got_b, want_b, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad(y, (x, w, b), dy)
+    assert products == [] and len(epilogues) == 1 and len(epilogue_backwards) == 1
+    stock = torch.nn.functional.leaky_relu(torch.nn.functional.conv2d(x, w, b, padding=1), 0.05)
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype is torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, stock, **tolerance)
+    for mine, theirs in zip(got, torch.autograd.grad(stock, (x, w, b), dy)):
+        torch.testing.assert_close(mine, theirs, **tolerance)
+    # the custom op, fastact's whole fused call (its GEMMs on torch.matmul), computes the same
+    key = _ops.activation_key("test", ACT)
+    torch.testing.assert_close(torch.ops.fastact.conv2d_bias_act(x, w, b, key, [1, 1], [1, 1, 1, 1], [1, 1], 1, "NCHW"),
+                               y, **tolerance)
+    assert len(products) == 1
+    products.clear()
+    xd = _values((5, 7), dtype, seed=15)
+    wd = _values((7, 3), dtype, seed=16)
+    np.testing.assert_allclose(ft.dense_bias_act(xd, wd, None, "linear").numpy(), xd.numpy() @ wd.numpy(),
+                               rtol=tolerance["rtol"])
+    assert products == []
 
 
 def test_fused_calls_on_16_bit_cpu_tensors_multiply_with_torch(monkeypatch):
@@ -666,6 +645,17 @@ def test_fused_calls_on_16_bit_cpu_tensors_multiply_with_torch(monkeypatch):
     assert fused.MATMUL.get() is np.matmul  # outside fastact.torch: NumPy's
     fastact.dense_bias_act(xh.numpy(), wh.numpy(), None, "linear")
     assert len(products) == 1
+
+
+def test_fused_calls_with_mixed_dtypes_or_bad_bias_take_the_fused_op():
+    # What torch's primitive + bias_act would not check goes to the fused op, whose checks say what is wrong.
+    x, w = torch.ones(2, 3, 5, 5), torch.ones(4, 3, 3, 3)
+    with pytest.raises(ValueError, match="b"):
+        ft.conv2d_bias_act(x, w, torch.ones(5), "relu")
+    with pytest.raises(ValueError, match="b"):
+        ft.dense_bias_act(torch.ones(2, 3), torch.ones(3, 4), torch.ones(3), "relu")
+    with pytest.raises(TypeError, match="same dtype"):  # fastact's dtype rule, as on NumPy arrays
+        ft.conv2d_bias_act(x, w.double(), None, "relu")
 
 
 @pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))

@@ -441,9 +441,85 @@ def _differentiable(backward_op: Op, tensors: int) -> tuple[Callable, Callable]:
 
 
 # --------------------------------------------------------------------------- #
+# The epilogue on CPU tensors (bias_act, and the fused dense/conv2d of ops.py)
+#
+# On float32/float64 CPU tensors, fastact.torch's dense_bias_act and
+# conv2d_bias_act (ops.py) compute their linear part with torch's own primitive
+# (F.linear; F.conv2d, oneDNN on x86: its backward is torch's autograd node)
+# and the bias + activation with the bias_act op below, which runs fastact's
+# fused epilogue on the cpu backend (dz and dbias in one pass in the backward).
+# Why not fastact's own im2col + GEMM + col2im: torch's oneDNN convolution took
+# a third of its time on the AVX-512 dev VMs, and fastact's backward recomputes
+# the pre-activation (bench/bench_torch_ops.py keeps it as a comparison row).
+# The custom ops dense_bias_act / conv2d_bias_act stay fastact's whole fused
+# call (what CUDA tensors, 16-bit CPU tensors and direct torch.ops calls run).
+# --------------------------------------------------------------------------- #
+_TORCH_LINEAR_DTYPES = (torch.float32, torch.float64)
+
+
+def torch_linear_part(x: torch.Tensor) -> bool:
+    """True where fastact.torch's dense/conv2d compute the product or convolution with torch's primitive.
+
+    CPU tensors of float32/float64; not 16-bit ones, whose fastact GEMM result is float32,
+    rounded once after the epilogue (torch's would round z first), nor CUDA tensors.
+    """
+    return x.device.type == "cpu" and x.dtype in _TORCH_LINEAR_DTYPES
+
+
+def _host_epilogue(z: torch.Tensor, b: torch.Tensor | None, act: Activation, axis: int) -> torch.Tensor:
+    """y = act(z + b along ``axis``) by fastact's host backend into a new tensor of z's layout.
+
+    z is the op's own result and b a 1-d tensor of z's dtype as the op's checks left them, so the
+    loaded host backend is called directly (fastact.bias_act's argument checks cost ~15 us a call,
+    bench/bench_torch_ops.py); anything else takes the public function.
+    """
+    y = torch.empty_like(z)
+    host = backends.host_fast_path() if z.dtype in _TORCH_LINEAR_DTYPES else None
+    zn, yn = host_array(z), host_array(y)
+    if b is None:
+        if host is None:
+            act(zn, out=yn)
+        else:
+            host.forward(act.kernel, act.kernel_params, zn, yn)
+    elif host is None or b.dtype != z.dtype or b.dim() != 1:
+        fastact.bias_act(zn, host_array(b), act, axis=axis, out=yn)
+    else:
+        host.bias_act(act.kernel, act.kernel_params, zn, host_array(b), axis % z.dim(), yn)
+    return y
+
+
+def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor | None, act: Activation,
+                            axis: int) -> tuple:
+    """(dz, dbias or None): fastact's epilogue backward, dz = dy act'(z + b), dbias summed in the same pass.
+
+    dz is C-contiguous (as the bias_act_backward op's fake promises), dbias in b's dtype.
+    """
+    host = backends.host_fast_path() if z.dtype in _TORCH_LINEAR_DTYPES else None
+    dyn, zn = host_array(dy), host_array(z)
+    if b is None:
+        if host is None or dy.dtype != z.dtype or dy.shape != z.shape:
+            return as_tensor(act.backward(dyn, zn)).contiguous(), None
+        dz = torch.empty(z.shape, dtype=z.dtype)
+        host.backward(act.kernel, act.kernel_params, dyn, zn, host_array(dz))
+        return dz, None
+    epilogues = getattr(host, "epilogues", None)
+    if epilogues is None or b.dtype != z.dtype or b.dim() != 1 or dy.dtype != z.dtype or dy.shape != z.shape:
+        dz, dbias = fastact.bias_act_backward(dyn, zn, host_array(b), act, axis=axis)
+        return as_tensor(dz).contiguous(), as_tensor(dbias)
+    # dz from torch's allocator, as every other buffer of the step: a NumPy allocation of a few MiB came
+    # back from the kernel as fresh pages each step (page faults: the bench CNN's step took ~1500 more).
+    dz = torch.empty(z.shape, dtype=z.dtype)
+    total = epilogues.epilogue_backward(act.kernel, act.kernel_params, dyn, zn, host_array(b), axis % z.dim(),
+                                        host_array(dz))
+    return dz, torch.from_numpy(total).to(b.dtype)
+
+
+# --------------------------------------------------------------------------- #
 # bias_act
 # --------------------------------------------------------------------------- #
 def _bias_act(x: torch.Tensor, bias: torch.Tensor, activation: str, axis: int) -> torch.Tensor:
+    if x.is_cpu:
+        return _host_epilogue(x, bias, activation_of(activation), axis)
     y = torch.empty_like(x)
     with on_device(x):
         fastact.bias_act(as_array(x), as_array(bias), activation_of(activation), axis=axis, out=as_array(y))
@@ -451,6 +527,8 @@ def _bias_act(x: torch.Tensor, bias: torch.Tensor, activation: str, axis: int) -
 
 
 def _bias_act_backward(dy, x, bias, activation: str, axis: int) -> tuple:
+    if x.is_cpu:
+        return _host_epilogue_backward(dy, x, bias, activation_of(activation), axis)
     with on_device(x):
         dx, dbias = fastact.bias_act_backward(as_array(dy), as_array(x), as_array(bias), activation_of(activation), axis=axis)
         return _gradients(dx, dbias, like=x)
@@ -472,152 +550,47 @@ BIAS_ACT = Op(
 
 
 # --------------------------------------------------------------------------- #
-# dense_bias_act and conv2d_bias_act
-#
-# On CPU tensors of float32/float64 the linear part (the product, the
-# convolution) is torch's own primitive (torch.matmul; aten.convolution, oneDNN
-# on x86) and the bias + activation is fastact's fused epilogue on the result's
-# memory; the op returns the pre-activation z beside y, autograd keeps it, and
-# the backward is fastact's epilogue backward (dz and dbias in one pass) followed
-# by torch's backward primitive for dx and dw, each only where asked (the
-# output mask).  Why not fastact's own im2col + GEMM + col2im there: on the
-# AVX-512 dev VMs torch's oneDNN convolution took a third of that time, forward
-# and backward (bench/bench_torch_ops.py; the note in bench/results/README.md).
-# Elsewhere (CUDA tensors, 16-bit dtypes, whose fastact GEMM result is rounded
-# once, after the epilogue) the op is fastact's whole fused call, z is an
-# empty tensor, and the backward recomputes it from x and w as fastact's does.
-# --------------------------------------------------------------------------- #
-_KEEPS_Z_DTYPES = (torch.float32, torch.float64)
-
-
-def keeps_preactivation(x: torch.Tensor) -> bool:
-    """True where a fused op computes its linear part with torch's primitive and keeps z for the backward."""
-    return x.device.type == "cpu" and x.dtype in _KEEPS_Z_DTYPES
-
-
-def _empty_like_none(like: torch.Tensor) -> torch.Tensor:
-    return like.new_empty((0,))
-
-
-def _host_epilogue(z: torch.Tensor, b: torch.Tensor | None, act: Activation, axis: int) -> torch.Tensor:
-    """y = act(z + b along ``axis``) by fastact's host backend into a new tensor of z's layout.
-
-    z is the op's own result and b a 1-d tensor of z's dtype as the op's checks left them, so the
-    loaded host backend is called directly (fastact.bias_act's argument checks cost ~15 us a call,
-    bench/bench_torch_ops.py); anything else takes the public function.
-    """
-    y = torch.empty_like(z)
-    host = backends.host_fast_path()
-    zn, yn = host_array(z), host_array(y)
-    if b is None:
-        if host is None:
-            act(zn, out=yn)
-        else:
-            host.forward(act.kernel, act.kernel_params, zn, yn)
-    elif host is None or b.dtype != z.dtype or b.dim() != 1:
-        fastact.bias_act(zn, host_array(b), act, axis=axis, out=yn)
-    else:
-        host.bias_act(act.kernel, act.kernel_params, zn, host_array(b), axis % z.dim(), yn)
-    return y
-
-
-def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor | None, act: Activation,
-                            axis: int) -> tuple:
-    """(dz, dbias or None): fastact's epilogue backward, dz = dy act'(z + b), dbias summed in the same pass."""
-    host = backends.host_fast_path()
-    dyn, zn = host_array(dy), host_array(z)
-    if b is None:
-        if host is None:
-            return as_tensor(act.backward(dyn, zn)), None
-        dz = torch.empty_like(z)
-        host.backward(act.kernel, act.kernel_params, dyn, zn, host_array(dz))
-        return dz, None
-    if host is None or b.dtype != z.dtype or b.dim() != 1 or dy.dtype != z.dtype or dy.shape != z.shape:
-        dz, dbias = fastact.bias_act_backward(dyn, zn, host_array(b), act, axis=axis)
-    else:
-        dz, dbias = host.bias_act_backward(act.kernel, act.kernel_params, dyn, zn, host_array(b), axis % z.dim())
-    return as_tensor(dz), as_tensor(dbias)
-
-
-def _masked(grads: tuple, mask: list, like: torch.Tensor) -> tuple:
-    """The gradients (tensors) asked for by ``mask``, contiguous as the fakes; the others (and a missing
-    bias's) as empty tensors."""
-    return tuple(g.contiguous() if wanted and g is not None else _empty_like_none(like) for g, wanted in zip(grads, mask))
-
-
-def _fused_autograd(backward_op: Op) -> tuple[Callable, Callable]:
-    """setup_context/backward for dense/conv2d: save x, w, b and the kept z; y's gradient only (z's is none)."""
-
-    def setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
-        ctx.save_for_backward(*inputs[:3], output[1])
-        ctx.arguments = inputs[3:]
-        ctx.mark_non_differentiable(output[1])
-        ctx.set_materialize_grads(False)
-
-    def backward(ctx: Any, dy: torch.Tensor, _: Any) -> tuple:
-        x, w, b, z = ctx.saved_tensors
-        # The op's inputs are the last of needs_input_grad (an eager call's autograd.Function has the op first).
-        needs = ctx.needs_input_grad[-(3 + len(ctx.arguments)):]
-        mask = [needs[0], needs[1], b is not None and needs[2]]
-        if dy is None or not any(mask):
-            return (None,) * (3 + len(ctx.arguments))
-        grads = backward_op(dy, x, w, b, z, mask, *ctx.arguments)
-        return (*(g if wanted else None for g, wanted in zip(grads, mask)), *(None,) * len(ctx.arguments))
-
-    return setup_context, backward
-
-
-def _fused_fake(x: torch.Tensor, out_shape: tuple) -> tuple:
-    y = x.new_empty(out_shape)
-    return y, (x.new_empty(out_shape) if keeps_preactivation(x) else _empty_like_none(x))
-
-
-def _backward_fakes(x, w, b, mask):
-    return tuple(t.new_empty(t.shape) if t is not None and wanted else x.new_empty((0,))
-                 for t, wanted in zip((x, w, b), mask))
-
-
 # dense_bias_act: w is (in, out), as Keras Dense and fastact.dense_bias_act
-def _dense(x, w, b, activation: str) -> tuple:
-    act = activation_of(activation)
-    if keeps_preactivation(x):
-        z = torch.matmul(x, w)
-        return _host_epilogue(z, b, act, -1), z
+# --------------------------------------------------------------------------- #
+def _dense(x, w, b, activation: str) -> torch.Tensor:
     with on_device(x, gemm=True):
-        y = _result(fastact.dense_bias_act(as_array(x), as_array(w), as_optional_array(b), act))
-    return y, _empty_like_none(x)
+        return _result(fastact.dense_bias_act(as_array(x), as_array(w), as_optional_array(b), activation_of(activation)))
 
 
-def _dense_backward(dy, x, w, b, z, mask, activation: str) -> tuple:
-    act = activation_of(activation)
-    if keeps_preactivation(x) and z.numel() == dy.numel():
-        dz, dbias = _host_epilogue_backward(dy, z, b, act, -1)
-        dx = torch.matmul(dz, w.t()) if mask[0] else None
-        dw = torch.matmul(x.reshape(-1, x.shape[-1]).t(), dz.reshape(-1, dz.shape[-1])) if mask[1] else None
-        return _masked((dx, dw, dbias), mask, x)
+def _dense_backward(dy, x, w, b, activation: str) -> tuple:
     with on_device(x, gemm=True):
-        grads = fastact.dense_bias_act_backward(as_array(dy), as_array(x), as_array(w), as_optional_array(b), act)
-        return _masked(tuple(None if g is None else as_tensor(g) for g in grads), mask, x)
+        grads = fastact.dense_bias_act_backward(
+            as_array(dy), as_array(x), as_array(w), as_optional_array(b), activation_of(activation))
+        return _gradients(*grads, like=x)
+
+
+def _dense_fake(x, w, b, activation):
+    return x.new_empty((*x.shape[:-1], w.shape[1]))
+
+
+def _backward_fakes(x, w, b):
+    return x.new_empty(x.shape), w.new_empty(w.shape), x.new_empty((0,)) if b is None else b.new_empty(b.shape)
 
 
 DENSE_BACKWARD = Op(
     "dense_bias_act_backward",
-    "(Tensor dy, Tensor x, Tensor w, Tensor? b, Tensor z, bool[] output_mask, str activation) "
-    "-> (Tensor, Tensor, Tensor)",
+    "(Tensor dy, Tensor x, Tensor w, Tensor? b, str activation) -> (Tensor, Tensor, Tensor)",
     _dense_backward,
-    lambda dy, x, w, b, z, mask, activation: _backward_fakes(x, w, b, mask),
+    lambda dy, x, w, b, activation: _backward_fakes(x, w, b),
 )
 DENSE = Op(
     "dense_bias_act",
-    "(Tensor x, Tensor w, Tensor? b, str activation) -> (Tensor, Tensor)",
+    "(Tensor x, Tensor w, Tensor? b, str activation) -> Tensor",
     _dense,
-    lambda x, w, b, activation: _fused_fake(x, (*x.shape[:-1], w.shape[1])),
-    *_fused_autograd(DENSE_BACKWARD),
+    _dense_fake,
+    *_differentiable(DENSE_BACKWARD, 3),
 )
 
 
+# --------------------------------------------------------------------------- #
 # conv2d_bias_act: the geometry checked by the caller, padding explicit
 # (top, bottom, left, right) so the schema holds only ints
+# --------------------------------------------------------------------------- #
 _CONV_ARGS = "str activation, int[] stride, int[] padding, int[] dilation, int groups, str data_format"
 
 
@@ -627,85 +600,42 @@ def _conv_options(stride, padding, dilation, groups, data_format) -> dict:
             "groups": groups, "data_format": data_format}
 
 
-def _nchw(x: torch.Tensor, w: torch.Tensor, data_format: str) -> tuple:
-    """x and w as torch's convolution takes them (views: an NHWC x is a channels-last NCHW tensor)."""
-    if data_format == "NHWC":
-        return x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1)
-    return x, w
-
-
-def _torch_padding(x: torch.Tensor, padding: list) -> tuple:
-    """(x, symmetric padding): torch's convolution pads both sides alike; uneven padding pads x first."""
-    top, bottom, left, right = padding
-    if top == bottom and left == right:
-        return x, [top, left]
-    return torch.nn.functional.pad(x, (left, right, top, bottom)), [0, 0]
-
-
-def _conv(x, w, b, activation: str, stride, padding, dilation, groups, data_format) -> tuple:
-    act = activation_of(activation)
-    if keeps_preactivation(x):
-        xt, wt = _nchw(x, w, data_format)
-        xt, symmetric = _torch_padding(xt, padding)
-        z = torch.ops.aten.convolution(xt, wt, None, stride, symmetric, dilation, False, [0, 0], groups)
-        if data_format == "NHWC":
-            z = z.permute(0, 2, 3, 1)
-        z = z.contiguous()
-        return _host_epilogue(z, b, act, 1 if data_format == "NCHW" else -1), z
+def _conv(x, w, b, activation: str, *options) -> torch.Tensor:
     with on_device(x, gemm=True):
-        y = fastact.conv2d_bias_act(as_array(x), as_array(w), as_optional_array(b), act,
-                                    **_conv_options(stride, padding, dilation, groups, data_format))
-        return _result(y), _empty_like_none(x)
+        y = fastact.conv2d_bias_act(as_array(x), as_array(w), as_optional_array(b), activation_of(activation),
+                                    **_conv_options(*options))
+        return _result(y)
 
 
-def _conv_backward(dy, x, w, b, z, mask, activation: str, stride, padding, dilation, groups, data_format) -> tuple:
-    act = activation_of(activation)
-    if keeps_preactivation(x) and z.numel() == dy.numel():
-        dz, dbias = _host_epilogue_backward(dy, z, b, act, 1 if data_format == "NCHW" else -1)
-        xt, wt = _nchw(x, w, data_format)
-        padded, symmetric = _torch_padding(xt, padding)
-        dzt = dz.permute(0, 3, 1, 2) if data_format == "NHWC" else dz
-        dx, dw = (None, None)
-        if mask[0] or mask[1]:
-            dx, dw, _ = torch.ops.aten.convolution_backward(
-                dzt, padded, wt, None, stride, symmetric, dilation, False, [0, 0], groups, [mask[0], mask[1], False])
-        if dx is not None:
-            if padded is not xt:  # the uneven padding's rows and columns have no gradient to give back
-                top, _, left, _ = padding
-                dx = dx[:, :, top:top + xt.shape[2], left:left + xt.shape[3]]
-            dx = dx.permute(0, 2, 3, 1) if data_format == "NHWC" else dx
-        if dw is not None and data_format == "NHWC":
-            dw = dw.permute(2, 3, 1, 0)
-        return _masked((dx, dw, dbias), mask, x)
+def _conv_backward(dy, x, w, b, activation: str, *options) -> tuple:
     with on_device(x, gemm=True):
         grads = fastact.conv2d_bias_act_backward(
-            as_array(dy), as_array(x), as_array(w), as_optional_array(b), act,
-            **_conv_options(stride, padding, dilation, groups, data_format))
-        return _masked(tuple(None if g is None else as_tensor(g) for g in grads), mask, x)
+            as_array(dy), as_array(x), as_array(w), as_optional_array(b), activation_of(activation),
+            **_conv_options(*options))
+        return _gradients(*grads, like=x)
 
 
-def _conv_out_shape(x, w, stride, padding, dilation, groups, data_format) -> tuple:
+def _conv_fake(x, w, b, activation, stride, padding, dilation, groups, data_format):
     (batch, channels, size), (out_channels, _, kernel_size) = _split_shapes(
         "conv2d_bias_act", data_format, tuple(x.shape), tuple(w.shape))
     top, bottom, left, right = padding
     geometry = Conv2dGeometry(data_format, batch, channels, size, out_channels, kernel_size, tuple(stride),
                               tuple(dilation), ((top, bottom), (left, right)), groups)
-    return geometry.out_shape
+    return x.new_empty(geometry.out_shape)
 
 
 CONV2D_BACKWARD = Op(
     "conv2d_bias_act_backward",
-    f"(Tensor dy, Tensor x, Tensor w, Tensor? b, Tensor z, bool[] output_mask, {_CONV_ARGS}) "
-    f"-> (Tensor, Tensor, Tensor)",
+    f"(Tensor dy, Tensor x, Tensor w, Tensor? b, {_CONV_ARGS}) -> (Tensor, Tensor, Tensor)",
     _conv_backward,
-    lambda dy, x, w, b, z, mask, *rest: _backward_fakes(x, w, b, mask),
+    lambda dy, x, w, b, *rest: _backward_fakes(x, w, b),
 )
 CONV2D = Op(
     "conv2d_bias_act",
-    f"(Tensor x, Tensor w, Tensor? b, {_CONV_ARGS}) -> (Tensor, Tensor)",
+    f"(Tensor x, Tensor w, Tensor? b, {_CONV_ARGS}) -> Tensor",
     _conv,
-    lambda x, w, b, activation, *options: _fused_fake(x, _conv_out_shape(x, w, *options)),
-    *_fused_autograd(CONV2D_BACKWARD),
+    _conv_fake,
+    *_differentiable(CONV2D_BACKWARD, 3),
 )
 
 ALL_OPS: tuple[Op, ...] = (

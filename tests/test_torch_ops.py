@@ -597,15 +597,15 @@ def test_fused_calls_on_float_cpu_tensors_use_torchs_linear_part(monkeypatch, dt
 
     fastact.relu(np.ones(2))  # the host backend loaded
     products = _count_calls(monkeypatch, _bridge, "_torch_matmul")
-    epilogues = _count_calls(monkeypatch, backends.host_fast_path(), "bias_act")
-    epilogue_backwards = _count_calls(monkeypatch, backends.host_fast_path(), "epilogue_backward")
+    monkeypatch.setattr(_ops, "_EPILOGUE_CALLS", {})  # so the counted module function is looked up
+    calls = _count_calls(monkeypatch, backends.host_fast_path().engine, "bias_act_pointers")
     x = _values((2, 3, 6, 6), dtype, seed=12).requires_grad_(True)
     w = _values((4, 3, 3, 3), dtype, seed=13).requires_grad_(True)
     b = _values((4,), dtype, seed=14).requires_grad_(True)
     y = ft.conv2d_bias_act(x, w, b, ACT, padding="same")
     dy = torch.randn_like(y)
     got = torch.autograd.grad(y, (x, w, b), dy)
-    assert products == [] and len(epilogues) == 1 and len(epilogue_backwards) == 1
+    assert products == [] and [len(c) for c in calls] == [9, 11]  # the epilogue forward, then its backward
     stock = torch.nn.functional.leaky_relu(torch.nn.functional.conv2d(x, w, b, padding=1), 0.05)
     tolerance = dict(rtol=1e-5, atol=1e-5) if dtype is torch.float32 else dict(rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(y, stock, **tolerance)
@@ -622,6 +622,32 @@ def test_fused_calls_on_float_cpu_tensors_use_torchs_linear_part(monkeypatch, dt
     np.testing.assert_allclose(ft.dense_bias_act(xd, wd, None, "linear").numpy(), xd.numpy() @ wd.numpy(),
                                rtol=tolerance["rtol"])
     assert products == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,axis", [((3, 5, 4, 4), 1), ((3, 4, 4, 5), -1), ((6, 5), 1), ((6, 5), -1)])
+def test_bias_act_by_address_gives_fastacts_bits(dtype, shape, axis):
+    # The epilogue's pointer path (contiguous float32/float64 CPU tensors) against fastact on NumPy views.
+    x = _values(shape, dtype, seed=50).requires_grad_(True)
+    bias = _values((shape[axis],), dtype, seed=51).requires_grad_(True)
+    y = ft.bias_act(x, bias, ACT, axis=axis)
+    dy = _values(shape, dtype, seed=52)
+    dx, dbias = torch.autograd.grad(y, (x, bias), dy)
+    xn, bn = x.detach().numpy(), bias.detach().numpy()
+    np.testing.assert_array_equal(y.detach().numpy(), fastact.bias_act(xn, bn, ACT, axis=axis))
+    want_dx, want_dbias = fastact.bias_act_backward(dy.numpy(), xn, bn, ACT, axis=axis)
+    np.testing.assert_array_equal(dx.numpy(), want_dx)
+    np.testing.assert_array_equal(dbias.numpy(), want_dbias)
+
+
+def test_bias_act_checks_what_the_pointer_path_would_not():
+    x = torch.ones(2, 3, 4)
+    with pytest.raises(ValueError):
+        ft.bias_act(x, torch.ones(4), "relu", axis=1)  # 4 values for an axis of 3
+    with pytest.raises(ValueError):
+        ft.bias_act(x, torch.ones(3), "relu", axis=3)  # no such axis
+    with pytest.raises(ValueError):
+        ft.bias_act(x, torch.ones(3, 1), "relu", axis=1)  # not 1-d
 
 
 def test_fused_calls_on_16_bit_cpu_tensors_multiply_with_torch(monkeypatch):

@@ -565,6 +565,65 @@ PyObject* prelu_pointers(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// bias_act_pointers(functor, params, dtype, outer, channels, inner, out, x, bias) or
+// (functor, params, dtype, outer, channels, inner, dx, dy, x, bias, dbias): bias_act_forward /
+// bias_act_backward on C-contiguous float32/float64 memory at raw addresses (bias one value per
+// channel in that dtype; dbias written in that dtype, summed in double as bias_act_backward
+// sums), for callers that checked the memory themselves (fastact/torch's fused epilogue).
+PyObject* bias_act_pointers(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 9 && nargs != 11) {
+    PyErr_SetString(PyExc_TypeError, "bias_act_pointers(functor, params, dtype, outer, channels, inner, out, x, bias) "
+                                     "or (..., dx, dy, x, bias, dbias)");
+    return nullptr;
+  }
+  const long index = PyLong_AsLong(args[0]);
+  if (index == -1 && PyErr_Occurred()) return nullptr;
+  const long dtype = PyLong_AsLong(args[2]);
+  if (dtype == -1 && PyErr_Occurred()) return nullptr;
+  Index size[3];
+  if (!indices(args, 3, 3, size)) return nullptr;
+  if ((dtype != kFloat32 && dtype != kFloat64) || size[0] < 0 || size[1] < 1 || size[2] < 0) {
+    PyErr_SetString(PyExc_ValueError, "bias_act_pointers: float32/float64 only, sizes >= 0 and channels >= 1");
+    return nullptr;
+  }
+  const char* params = functor_params(index, static_cast<int>(dtype), args[1]);
+  if (!params) return nullptr;
+  void* addresses[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+  if (!addresses_of(args, 6, static_cast<int>(nargs - 6), addresses)) return nullptr;
+  const bool backward = nargs == 11;
+  const Index n = size[0] * size[1] * size[2];
+  const ChannelGrid grid(size[0], size[1], size[2], kMaxPartials);
+  std::vector<double> totals(backward ? size[1] : 0, 0.0);
+  with_storage(static_cast<int>(dtype), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      with_functor(index, [&](auto functor) {
+        using Activation = typename decltype(functor)::template type<T>;
+        Activation activation;
+        std::memcpy(static_cast<void*>(&activation), params, sizeof activation);
+        with_form(activation, [&](const auto form) {
+          without_gil(n, [&] {
+            if (n == 0) return;
+            if (!backward) {
+              channel_forward(grid, static_cast<T*>(addresses[0]), static_cast<const T*>(addresses[1]),
+                              static_cast<const T*>(addresses[2]), BiasActForward<std::decay_t<decltype(form)>>{form});
+            } else {
+              channel_backward(grid, static_cast<T*>(addresses[0]), static_cast<const T*>(addresses[1]),
+                               static_cast<const T*>(addresses[2]), static_cast<const T*>(addresses[3]),
+                               totals.data(), BiasActBackward<std::decay_t<decltype(form)>>{form});
+            }
+          });
+        });
+      });
+      if (backward) {
+        T* dbias = static_cast<T*>(addresses[4]);
+        for (Index c = 0; c < size[1]; ++c) dbias[c] = static_cast<T>(totals[c]);
+      }
+    }
+  });
+  Py_RETURN_NONE;
+}
+
 // ---- conv2d's im2col and col2im (conv.h) ------------------------------------------------
 // Reads (nhwc, n, C, H, W, groups, kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w)
 // from args[first ..] and checks the image (storage dtype) and column (compute
@@ -678,6 +737,9 @@ PyMethodDef kMethods[] = {
     {"rowwise_pointers", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(rowwise_pointers)),
      METH_FASTCALL,
      "rowwise_pointers(op, backward, dtype, rows, length, out, x) / (..., out, x, dy): C-contiguous rows."},
+    {"bias_act_pointers", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(bias_act_pointers)),
+     METH_FASTCALL,
+     "bias_act_pointers(functor, params, dtype, outer, channels, inner, out, x, bias) / (..., dx, dy, x, bias, dbias)."},
     {"prelu_pointers", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(prelu_pointers)), METH_FASTCALL,
      "prelu_pointers(dtype, outer, channels, inner, out, x, slopes) / (..., dx, dy, x, slopes, dalpha)."},
     {"elementwise_pointers", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(elementwise_pointers)),

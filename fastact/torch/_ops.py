@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -466,52 +467,75 @@ def torch_linear_part(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in _TORCH_LINEAR_DTYPES
 
 
-def _host_epilogue(z: torch.Tensor, b: torch.Tensor | None, act: Activation, axis: int) -> torch.Tensor:
-    """y = act(z + b along ``axis``) by fastact's host backend into a new tensor of z's layout.
+# (activation key, torch dtype) -> (the cpu module's bias_act_pointers, functor number, packed parameters,
+# dtype code, the backend they came from): computed once, as FORWARD_CALLS does for activations.
+_EPILOGUE_CALLS: dict = {}
 
-    z is the op's own result and b a 1-d tensor of z's dtype as the op's checks left them, so the
-    loaded host backend is called directly (fastact.bias_act's argument checks cost ~15 us a call,
-    bench/bench_torch_ops.py); anything else takes the public function.
+
+def _epilogue_call(key: str, dtype: torch.dtype) -> tuple | None:
+    """The pointer call for the epilogue of ``key`` on ``dtype`` memory, or None where the host backend has none."""
+    host = backends.host_fast_path()
+    entry = _EPILOGUE_CALLS.get((key, dtype))
+    if entry is not None and entry[4] is host:
+        return entry
+    function = getattr(getattr(host, "engine", None), "bias_act_pointers", None)
+    if function is None or dtype not in _TORCH_LINEAR_DTYPES:
+        return None  # not loaded yet (the general path loads it), another backend, or an older module
+    act, numpy_dtype = activation_of(key), _HOST_DTYPES[dtype]
+    number, packed = host.functor(act.kernel, act.kernel_params, numpy_dtype)
+    if len(_EPILOGUE_CALLS) >= _MAX_POINTER_CALLS:
+        _EPILOGUE_CALLS.clear()
+    entry = _EPILOGUE_CALLS[(key, dtype)] = (function, number, packed, host.dtype_code(numpy_dtype), host)
+    return entry
+
+
+def _by_address(z: torch.Tensor, b: torch.Tensor, axis: int, dy: torch.Tensor | None = None) -> tuple | None:
+    """(outer, channels, inner) where the epilogue can run on raw addresses (contiguous z, dy and b of z's
+    dtype, b of z.shape[axis] values, axis in range); None sends the call to fastact.bias_act, whose
+    checks say what is wrong."""
+    ndim = z.dim()
+    if not -ndim <= axis < ndim or b.dim() != 1 or b.dtype != z.dtype or b.shape[0] != z.shape[axis] or not z.numel():
+        return None
+    if not (z.is_contiguous() and b.is_contiguous()):
+        return None
+    if dy is not None and (dy.dtype != z.dtype or dy.shape != z.shape or not dy.is_contiguous()):
+        return None
+    axis %= ndim
+    return math.prod(z.shape[:axis]), z.shape[axis], math.prod(z.shape[axis + 1:])
+
+
+def _host_epilogue(z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> torch.Tensor:
+    """y = act(z + b along ``axis``) on the cpu backend, into a new tensor of z's layout.
+
+    Contiguous float32/float64 memory goes to the compiled module by address (no NumPy views,
+    no argument checks: ~40 us a call less in a training step, bench/bench_torch_ops.py);
+    anything else to fastact.bias_act on NumPy views.
     """
+    sizes = _by_address(z, b, axis)
+    call = None if sizes is None else _epilogue_call(key, z.dtype)
     y = torch.empty_like(z)
-    host = backends.host_fast_path() if z.dtype in _TORCH_LINEAR_DTYPES else None
-    zn, yn = host_array(z), host_array(y)
-    if b is None:
-        if host is None:
-            act(zn, out=yn)
-        else:
-            host.forward(act.kernel, act.kernel_params, zn, yn)
-    elif host is None or b.dtype != z.dtype or b.dim() != 1:
-        fastact.bias_act(zn, host_array(b), act, axis=axis, out=yn)
+    if call is None:
+        fastact.bias_act(host_array(z), host_array(b), activation_of(key), axis=axis, out=host_array(y))
     else:
-        host.bias_act(act.kernel, act.kernel_params, zn, host_array(b), axis % z.dim(), yn)
+        call[0](call[1], call[2], call[3], *sizes, y.data_ptr(), z.data_ptr(), b.data_ptr())
     return y
 
 
-def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor | None, act: Activation,
-                            axis: int) -> tuple:
-    """(dz, dbias or None): fastact's epilogue backward, dz = dy act'(z + b), dbias summed in the same pass.
-
-    dz is C-contiguous (as the bias_act_backward op's fake promises), dbias in b's dtype.
-    """
-    host = backends.host_fast_path() if z.dtype in _TORCH_LINEAR_DTYPES else None
-    dyn, zn = host_array(dy), host_array(z)
-    if b is None:
-        if host is None or dy.dtype != z.dtype or dy.shape != z.shape:
-            return as_tensor(act.backward(dyn, zn)).contiguous(), None
-        dz = torch.empty(z.shape, dtype=z.dtype)
-        host.backward(act.kernel, act.kernel_params, dyn, zn, host_array(dz))
-        return dz, None
-    epilogues = getattr(host, "epilogues", None)
-    if epilogues is None or b.dtype != z.dtype or b.dim() != 1 or dy.dtype != z.dtype or dy.shape != z.shape:
-        dz, dbias = fastact.bias_act_backward(dyn, zn, host_array(b), act, axis=axis)
+def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> tuple:
+    """(dz, dbias): fastact's epilogue backward on the cpu backend, dz = dy act'(z + b) and dbias (summed in
+    double, in b's dtype) in one pass; dz C-contiguous, as the bias_act_backward op's fake promises."""
+    sizes = _by_address(z, b, axis, dy)
+    call = None if sizes is None else _epilogue_call(key, z.dtype)
+    if call is None:
+        dz, dbias = fastact.bias_act_backward(host_array(dy), host_array(z), host_array(b), activation_of(key),
+                                              axis=axis)
         return as_tensor(dz).contiguous(), as_tensor(dbias)
-    # dz from torch's allocator, as every other buffer of the step: a NumPy allocation of a few MiB came
-    # back from the kernel as fresh pages each step (page faults: the bench CNN's step took ~1500 more).
-    dz = torch.empty(z.shape, dtype=z.dtype)
-    total = epilogues.epilogue_backward(act.kernel, act.kernel_params, dyn, zn, host_array(b), axis % z.dim(),
-                                        host_array(dz))
-    return dz, torch.from_numpy(total).to(b.dtype)
+    # dz from torch's allocator, as every other buffer of the step (a NumPy allocation of a few MiB came back
+    # from the kernel as fresh pages each step: the bench CNN's step took ~1500 more page faults).
+    dz, dbias = torch.empty(z.shape, dtype=z.dtype), torch.empty(b.shape, dtype=b.dtype)
+    call[0](call[1], call[2], call[3], *sizes, dz.data_ptr(), dy.data_ptr(), z.data_ptr(), b.data_ptr(),
+            dbias.data_ptr())
+    return dz, dbias
 
 
 # --------------------------------------------------------------------------- #
@@ -519,7 +543,7 @@ def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor |
 # --------------------------------------------------------------------------- #
 def _bias_act(x: torch.Tensor, bias: torch.Tensor, activation: str, axis: int) -> torch.Tensor:
     if x.is_cpu:
-        return _host_epilogue(x, bias, activation_of(activation), axis)
+        return _host_epilogue(x, bias, activation, axis)
     y = torch.empty_like(x)
     with on_device(x):
         fastact.bias_act(as_array(x), as_array(bias), activation_of(activation), axis=axis, out=as_array(y))
@@ -528,7 +552,7 @@ def _bias_act(x: torch.Tensor, bias: torch.Tensor, activation: str, axis: int) -
 
 def _bias_act_backward(dy, x, bias, activation: str, axis: int) -> tuple:
     if x.is_cpu:
-        return _host_epilogue_backward(dy, x, bias, activation_of(activation), axis)
+        return _host_epilogue_backward(dy, x, bias, activation, axis)
     with on_device(x):
         dx, dbias = fastact.bias_act_backward(as_array(dy), as_array(x), as_array(bias), activation_of(activation), axis=axis)
         return _gradients(dx, dbias, like=x)

@@ -23,12 +23,11 @@ so the noise of a shared machine cancels in the ratios, not in the absolute time
    3x3 convolutions with Leaky ReLU after each, max pooling, a dense layer with
    Leaky ReLU; batch 64 of 28x28): forward, backward and an SGD step, stock
    against ``fastact.torch.patch``-ed (fused conv/dense + Leaky ReLU: on float32
-   CPU tensors torch's convolution/product without bias, fastact's fused bias +
-   Leaky ReLU epilogue, its backward on the kept pre-activation with dbias in
-   the same pass, then torch's backward primitive for dx (where needed) and dw),
+   CPU tensors torch's convolution/product without bias, then fastact's fused
+   bias + Leaky ReLU epilogue, whose backward gives dz and dbias in one pass),
    and, for comparison, against the patched model made to run fastact's whole
    fused call (fastact's im2col, col2im and epilogues, the GEMMs by torch.matmul:
-   what 16-bit CPU tensors take), the path float32 took before.
+   what 16-bit CPU tensors take, and float32 took before).
 
     python bench/bench_torch_ops.py [--quick] [--json FILE] [--markdown FILE]
 """
@@ -68,6 +67,9 @@ OPS = {
     "prelu": (lambda x: ft.prelu(x, _SLOPE), lambda x: F.prelu(x, _SLOPE), lambda x: fastact.prelu(x, _SLOPE.numpy()),
               lambda dy, x: fastact.prelu_backward(dy, x, _SLOPE.numpy())[0]),
 }
+# A training step takes ~20 ms: 8 s per comparison gives ~150 rounds (the per-round ratios of a 2-core VM
+# spread by +-15%; 1 s gave ~20 and a p20-p80 band of 0.25).
+TRAINING = Budget(seconds=8.0, min_reps=60, max_reps=2000, warmup_seconds=1.0)
 SMALL = 1 << 10
 MEDIUM = 1 << 16  # where the per-call overhead is amortized
 LARGE = 1 << 24
@@ -162,7 +164,7 @@ def bench_cnn() -> torch.nn.Sequential:
 class _WholeFusedCall:
     """For comparison only: fastact.torch's fused dense/conv2d as fastact's whole fused call on float32 too.
 
-    (fastact.torch decides per call with ``_ops.keeps_preactivation``; False sends a call to fastact's own
+    (fastact.torch decides per call with ``_ops.torch_linear_part``; False sends a call to fastact's own
     im2col + GEMM + col2im, as 16-bit CPU tensors go.)
     """
 
@@ -170,11 +172,11 @@ class _WholeFusedCall:
         self.model = model
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        keeps, _ops.keeps_preactivation = _ops.keeps_preactivation, lambda t: False
+        torch_linear_part, _ops.torch_linear_part = _ops.torch_linear_part, lambda t: False
         try:
             return self.model(x)
         finally:
-            _ops.keeps_preactivation = keeps
+            _ops.torch_linear_part = torch_linear_part
 
     def parameters(self):
         return self.model.parameters()
@@ -198,12 +200,18 @@ def training_step(budget: Budget, batch: int) -> dict:
             optimizer.step()
         return step
 
-    result = interleaved({"patched": step_of(patched), "stock": step_of(stock), "whole": step_of(whole)}, budget)
-    forward = interleaved({"patched": lambda r: patched(x), "stock": lambda r: stock(x), "whole": lambda r: whole(x)},
-                          budget)
+    # Two pairs, each interleaved with stock alone: the whole fused call's large im2col buffers between the
+    # other two's rounds change what the allocator hands them (fresh pages), which is not their own cost.
+    # Each sample follows ~50 ms of untimed steps of the same model (settle_seconds), so each side is timed in
+    # its own steady state, as in a training loop of its own (torch's OpenMP workers spin after an op).
+    settled = {"settle_seconds": 0.05}
+    result = interleaved({"patched": step_of(patched), "stock": step_of(stock)}, budget, **settled)
+    forward = interleaved({"patched": lambda r: patched(x), "stock": lambda r: stock(x)}, budget, **settled)
+    whole_result = interleaved({"whole": step_of(whole), "stock": step_of(stock)}, budget, **settled)
+    whole_forward = interleaved({"whole": lambda r: whole(x), "stock": lambda r: stock(x)}, budget, **settled)
     return {"step": _ratio_row(result, "patched", "stock"), "forward only": _ratio_row(forward, "patched", "stock"),
-            "whole step": _ratio_row(result, "whole", "stock"),
-            "whole forward only": _ratio_row(forward, "whole", "stock"), "batch": batch}
+            "whole step": _ratio_row(whole_result, "whole", "stock"),
+            "whole forward only": _ratio_row(whole_forward, "whole", "stock"), "batch": batch}
 
 
 def markdown(report: dict) -> str:
@@ -274,7 +282,7 @@ def main() -> None:
         "pieces": where_the_time_goes(budget),
         "large_size": large_size,
         "large": large_tensors(budget, large_size),
-        "training": training_step(budget if not args.quick else QUICK, batch=64),
+        "training": training_step(TRAINING if not args.quick else QUICK, batch=64),
     }
     report["machine"]["load_average_end"] = machine.load_average()
     text = markdown(report)

@@ -16,6 +16,7 @@ Each call is the custom op ``torch.ops.fastact.NAME`` (see
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -275,13 +276,30 @@ def conv2d_bias_act(x, w, b=None, activation="relu", *, stride=1, padding="valid
     function = "conv2d_bias_act"
     _tensors(function, x=x, w=w, b=b)
     key = _ops.activation_key(function, activation)
-    geometry = conv2d_geometry(function, tuple(x.shape), tuple(w.shape), stride=stride, padding=padding,
-                               dilation=dilation, groups=groups, data_format=data_format)
+    geometry = _geometry(function, tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups, data_format)
     (top, bottom), (left, right) = geometry.padding
     if _ops.torch_linear_part(x) and _same_dtype_bias(x, w, b, geometry.out_channels):
         return _conv2d_by_torch(x, w, b, key, geometry)
     return _ops.CONV2D(x, w, b, key, list(geometry.stride), [top, bottom, left, right], list(geometry.dilation),
                        geometry.groups, geometry.data_format)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_geometry(*args: Any):
+    return conv2d_geometry(*args[:3], stride=args[3], padding=args[4], dilation=args[5], groups=args[6],
+                           data_format=args[7])
+
+
+def _geometry(*args: Any):
+    """conv2d_geometry, remembered per shapes and arguments (a Conv2d module asks the same each step: its
+    checks cost ~15 us a call); computed afresh under torch.compile (symbolic shapes) or for an unhashable
+    argument (a list: the same checks, uncached)."""
+    if torch.compiler.is_compiling():
+        return _cached_geometry.__wrapped__(*args)
+    try:
+        return _cached_geometry(*args)
+    except TypeError:
+        return _cached_geometry.__wrapped__(*args)
 
 
 def _conv2d_by_torch(x, w, b, key: str, geometry):

@@ -564,12 +564,22 @@ BIAS_ACT_BACKWARD = Op(
     _bias_act_backward,
     lambda dy, x, bias, activation, axis: (x.new_empty(x.shape), bias.new_empty(bias.shape)),
 )
+def _bias_act_grad(ctx: Any, dy: torch.Tensor) -> tuple:
+    x, bias = ctx.saved_tensors
+    activation, axis = ctx.arguments
+    if x.is_cpu and plain(dy):  # an eager call's backward: fastact's epilogue without the op's layers
+        grads = _host_epilogue_backward(dy, x, bias, activation, axis)
+    else:
+        grads = BIAS_ACT_BACKWARD(dy, x, bias, activation, axis)
+    return (*grads, None, None)
+
+
 BIAS_ACT = Op(
     "bias_act",
     "(Tensor x, Tensor bias, str activation, int axis) -> Tensor",
     _bias_act,
     lambda x, bias, activation, axis: torch.empty_like(x),
-    *_differentiable(BIAS_ACT_BACKWARD, 2),
+    _saving(2), _bias_act_grad,
 )
 
 

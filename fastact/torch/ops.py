@@ -277,9 +277,9 @@ def conv2d_bias_act(x, w, b=None, activation="relu", *, stride=1, padding="valid
     _tensors(function, x=x, w=w, b=b)
     key = _ops.activation_key(function, activation)
     geometry = _geometry(function, tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups, data_format)
-    (top, bottom), (left, right) = geometry.padding
     if _ops.torch_linear_part(x) and _same_dtype_bias(x, w, b, geometry.out_channels):
         return _conv2d_by_torch(x, w, b, key, geometry)
+    (top, bottom), (left, right) = geometry.padding
     return _ops.CONV2D(x, w, b, key, list(geometry.stride), [top, bottom, left, right], list(geometry.dilation),
                        geometry.groups, geometry.data_format)
 
@@ -292,8 +292,8 @@ def _cached_geometry(*args: Any):
 
 def _geometry(*args: Any):
     """conv2d_geometry, remembered per shapes and arguments (a Conv2d module asks the same each step: its
-    checks cost ~15 us a call); computed afresh under torch.compile (symbolic shapes) or for an unhashable
-    argument (a list: the same checks, uncached)."""
+    checks cost ~19 us a call, 0.3 us remembered, by timeit on the AMD EPYC dev VM); computed afresh
+    under torch.compile (symbolic shapes) or for an unhashable argument (a list: the same checks, uncached)."""
     if torch.compiler.is_compiling():
         return _cached_geometry.__wrapped__(*args)
     try:

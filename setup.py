@@ -61,7 +61,8 @@ def extensions() -> list[Extension]:
             define_macros=[("FASTACT_MODULE_NAME", name), ("FASTACT_ISA", isa)]
             + ([("FASTACT_LIBMVEC", "1")] if vector_math else []),
             extra_compile_args=COMPILE_ARGS + flags,
-            libraries=["mvec", "m"] if vector_math else [],
+            # dl: dlopen/dlsym, to run on PyTorch's OpenMP threads (cuda/host/thread_pool.h: use_openmp).
+            libraries=(["mvec", "m"] if vector_math else []) + (["dl"] if sys.platform.startswith("linux") else []),
             language="c++",
             optional=True,
         ))

@@ -27,9 +27,22 @@ so the noise of a shared machine cancels in the ratios, not in the absolute time
    bias + Leaky ReLU epilogue, whose backward gives dz and dbias in one pass),
    and, for comparison, against the patched model made to run fastact's whole
    fused call (fastact's im2col, col2im and epilogues, the GEMMs by torch.matmul:
-   what 16-bit CPU tensors take, and float32 took before).
+   what 16-bit CPU tensors take, and float32 took before).  The patched model also runs with
+   fastact's kernels on its own thread pool instead of torch's OpenMP threads (what it did
+   before fastact.torch shared torch's threads; see section 5).
+5. **threads**: the bench CNN's first epilogue (bias + Leaky ReLU on the (64, 32, 26, 26)
+   float32 result of torch's convolution), timed alone right after that convolution, as in
+   the step: fastact's kernel on torch's OpenMP threads (what ``import fastact.torch`` sets up,
+   fastact/backends/cpu/threads.py) against the same kernel on fastact's own pool, and torch's
+   ``F.leaky_relu`` (no bias) in the same place for scale.
 
-    python bench/bench_torch_ops.py [--quick] [--json FILE] [--markdown FILE]
+Page faults: glibc returns freed memory to the kernel and the step's next large tensors come
+back as fresh pages (1000-5000 minor faults a step on the dev VM, in both models, in amounts
+that change from run to run).  ``GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:
+glibc.malloc.mmap_threshold=4000000000`` keeps freed memory in the process; timing the step
+with it (``--training-only``) shows the compute without that noise.
+
+    python bench/bench_torch_ops.py [--quick] [--training-only] [--json FILE] [--markdown FILE]
 """
 from __future__ import annotations
 
@@ -48,8 +61,9 @@ import torch.nn.functional as F
 import fastact
 import fastact.torch as ft
 from fastact.benchmark import machine
-from fastact.benchmark.timing import FULL, QUICK, Budget, interleaved
-from fastact.torch import _bridge, _library, _ops
+from fastact.backends.cpu import threads
+from fastact.benchmark.timing import FULL, QUICK, Budget, Interleaved, interleaved
+from fastact.torch import _bridge, _library, _ops, _threads
 
 _SLOPE = torch.tensor([0.25])
 # name -> (fastact.torch call, torch call, fastact call on NumPy, fastact backward on NumPy)
@@ -182,6 +196,48 @@ class _WholeFusedCall:
         return self.model.parameters()
 
 
+def on_threads(runtime: str | None, call):
+    """``call`` with fastact's kernels on the OpenMP runtime ``runtime`` (torch's), or on fastact's own pool (None)."""
+    def run(r):
+        threads.run_on_openmp(runtime)
+        return call(r)
+    return run
+
+
+def epilogue_after_convolution(rounds: int) -> dict:
+    """The bench CNN's first epilogue kernel, timed alone right after the torch convolution that made its input."""
+    runtime = _threads.torch_openmp_runtime()
+    torch.manual_seed(0)
+    x, w, b = torch.randn(64, 1, 28, 28), torch.randn(32, 1, 3, 3), torch.randn(32)
+    if runtime is None:
+        return {"runtime": None}
+    key = _ops.activation_key("bench", fastact.Activation("leaky_relu", alpha=0.05))
+    _ops._host_epilogue(F.conv2d(x, w), b, key, 1)  # loads the host backend
+    call, y = _ops._epilogue_call(key, torch.float32), torch.empty(64, 32, 26, 26)
+    # The kernels alone, into one y kept from call to call (a fresh y would time the page faults of its
+    # first writes, which the threads do not change): the fused layers' forward pointer call, and torch's.
+    epilogue = lambda z: call[0](call[1], call[2], call[3], 64, 32, 26 * 26, y.data_ptr(), z.data_ptr(),  # noqa: E731
+                                 b.data_ptr())
+    variants = {"torch threads": (runtime, epilogue), "own pool": (None, epilogue),
+                "torch F.leaky_relu": (runtime, lambda z: torch.ops.aten.leaky_relu.out(z, 0.05, out=y))}
+    times: dict = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(rounds + 3):
+        for k in range(len(names)):
+            name = names[(r + k) % len(names)]
+            threads.run_on_openmp(variants[name][0])
+            z = F.conv2d(x, w)  # what the fused layer's epilogue reads, just written by torch's threads
+            start = time.perf_counter()
+            variants[name][1](z)
+            if r >= 3:  # three rounds of warm-up
+                times[name].append(time.perf_counter() - start)
+    threads.run_on_openmp(runtime)
+    result = Interleaved({name: np.array(t) for name, t in times.items()})
+    return {"runtime": runtime, "shape": [64, 32, 26, 26],
+            "own pool over torch threads": _ratio_row(result, "own pool", "torch threads"),
+            "torch threads over torch F.leaky_relu": _ratio_row(result, "torch threads", "torch F.leaky_relu")}
+
+
 def training_step(budget: Budget, batch: int) -> dict:
     torch.manual_seed(0)
     stock = bench_cnn()
@@ -205,11 +261,17 @@ def training_step(budget: Budget, batch: int) -> dict:
     # Each sample follows ~50 ms of untimed steps of the same model (settle_seconds), so each side is timed in
     # its own steady state, as in a training loop of its own (torch's OpenMP workers spin after an op).
     settled = {"settle_seconds": 0.05}
-    result = interleaved({"patched": step_of(patched), "stock": step_of(stock)}, budget, **settled)
+    runtime = _threads.torch_openmp_runtime()
+    steps = {"patched": on_threads(runtime, step_of(patched)), "stock": step_of(stock)}
+    if runtime is not None:  # the same patched model with fastact's kernels on fastact's own pool
+        steps["own pool"] = on_threads(None, step_of(copy.deepcopy(patched)))
+    result = interleaved(steps, budget, **settled)
     forward = interleaved({"patched": lambda r: patched(x), "stock": lambda r: stock(x)}, budget, **settled)
     whole_result = interleaved({"whole": step_of(whole), "stock": step_of(stock)}, budget, **settled)
     whole_forward = interleaved({"whole": lambda r: whole(x), "stock": lambda r: stock(x)}, budget, **settled)
+    threads.run_on_openmp(runtime)
     return {"step": _ratio_row(result, "patched", "stock"), "forward only": _ratio_row(forward, "patched", "stock"),
+            "step on fastact's own pool": _ratio_row(result, "own pool", "stock") if runtime is not None else None,
             "whole step": _ratio_row(whole_result, "whole", "stock"),
             "whole forward only": _ratio_row(whole_forward, "whole", "stock"), "batch": batch}
 
@@ -220,11 +282,14 @@ def markdown(report: dict) -> str:
              f"{m['date']}, OPENBLAS_NUM_THREADS={m['OPENBLAS_NUM_THREADS'] or 'unset'}, "
              f"load average {m['load_average_start']} -> {m['load_average_end']})", "",
              "Ratios are fastact.torch's time over the other's, median of per-round ratios [p20, p80] "
-             "(below 1: fastact.torch is faster). `python bench/bench_torch_ops.py`.", "",
+             "(below 1: fastact.torch is faster). `python bench/bench_torch_ops.py"
+             + (" --training-only" if "small" not in report else "") + "`.", "",
+             f"GLIBC_TUNABLES={m.get('GLIBC_TUNABLES') or 'unset'} (set: freed memory stays in the process, "
+             "no page faults in the step; unset: glibc's defaults, what a training script gets).", "",
     ]
     us = lambda s: f"{s['median'] * 1e6:.1f} us"  # noqa: E731
     ratio = lambda r: f"{r['median']:.2f} [{r['p20']:.2f}, {r['p80']:.2f}]"  # noqa: E731
-    for size, rows in report["small"].items():
+    for size, rows in report.get("small", {}).items():
         clock = "CPU time of the calling thread" if rows["clock"] == "thread_time" else "wall time"
         lines += [f"## Calls on {size} float32 elements ({clock}; goal for small calls: <= 2x torch's F.*)", "",
                   "| op | forward: fastact.torch | torch | ratio | autograd fwd+bwd: fastact.torch | torch | ratio |",
@@ -236,21 +301,38 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {us(f['fastact.torch'])} | {us(f['torch'])} | {ratio(f['ratio'])} | "
                          f"{us(a['fastact.torch'])} | {us(a['torch'])} | {ratio(a['ratio'])} |")
         lines.append("")
-    lines += ["## Where the time of a small fastact.torch.leaky_relu goes (each piece timed alone, "
-              "CPU time of the calling thread)", "",
-              "| piece | median |", "|---|---|"]
-    lines += [f"| {name} | {us(stats)} |" for name, stats in report["pieces"].items()]
-    lines += ["", f"## Large tensors ({report['large_size']} float32 elements)", "",
-              "| op | forward vs fastact on NumPy | forward vs torch | backward op vs fastact on NumPy |",
-              "|---|---|---|---|"]
-    for name, row in report["large"].items():
-        lines.append(f"| {name} | {ratio(row['forward']['vs fastact on NumPy'])} | {ratio(row['forward']['vs torch'])} | "
-                     f"{ratio(row['backward op']['vs fastact on NumPy'])} |")
-    t = report["training"]
-    lines += ["", f"## Training step of the bench CNN (batch {t['batch']}), patched over stock", "",
+    if "pieces" in report:
+        lines += ["## Where the time of a small fastact.torch.leaky_relu goes (each piece timed alone, "
+                  "CPU time of the calling thread)", "",
+                  "| piece | median |", "|---|---|"]
+        lines += [f"| {name} | {us(stats)} |" for name, stats in report["pieces"].items()] + [""]
+    if "large" in report:
+        lines += [f"## Large tensors ({report['large_size']} float32 elements)", "",
+                  "| op | forward vs fastact on NumPy | forward vs torch | backward op vs fastact on NumPy |",
+                  "|---|---|---|---|"]
+        for name, row in report["large"].items():
+            lines.append(f"| {name} | {ratio(row['forward']['vs fastact on NumPy'])} | {ratio(row['forward']['vs torch'])} | "
+                         f"{ratio(row['backward op']['vs fastact on NumPy'])} |")
+        lines.append("")
+    th = report.get("threads")
+    if th and th.get("runtime"):
+        a, b = th["own pool over torch threads"], th["torch threads over torch F.leaky_relu"]
+        lines += [f"## Threads: the first epilogue (bias + Leaky ReLU, {tuple(th['shape'])} float32) right after "
+                  "torch's convolution", "",
+                  "| fastact's kernel on | median | vs |", "|---|---|---|",
+                  f"| torch's OpenMP threads (the default with fastact.torch) | {us(a['torch threads'])} | |",
+                  f"| fastact's own pool | {us(a['own pool'])} | {ratio(a['ratio'])} over torch's threads |",
+                  f"| (torch's F.leaky_relu, no bias, same place) | {us(b['torch F.leaky_relu'])} | "
+                  f"fastact on torch's threads: {ratio(b['ratio'])} of it |", ""]
+    elif th is not None:
+        lines += ["## Threads: torch's OpenMP runtime not found here (fastact keeps its own pool)", ""]
+    t, own = report["training"], report["training"].get("step on fastact's own pool")
+    lines += [f"## Training step of the bench CNN (batch {t['batch']}), patched over stock", "",
               "| | patched | stock | ratio |", "|---|---|---|---|",
               f"| forward + backward + SGD step | {us(t['step']['patched'])} | {us(t['step']['stock'])} | {ratio(t['step']['ratio'])} |",
               f"| forward only | {us(t['forward only']['patched'])} | {us(t['forward only']['stock'])} | {ratio(t['forward only']['ratio'])} |",
+              *([f"| step, fastact's kernels on its own pool (not torch's threads) | {us(own['own pool'])} | "
+                 f"{us(own['stock'])} | {ratio(own['ratio'])} |"] if own else []),
               "", "For comparison: the patched model run as fastact's whole fused call (its own im2col + GEMM + "
               "col2im, the GEMMs by torch.matmul; what 16-bit CPU tensors take, and float32 did before), over stock:", "",
               "| | whole fused call | stock | ratio |", "|---|---|---|---|",
@@ -265,6 +347,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short timings and a 1 Mi large size (a smoke run)")
     parser.add_argument("--json", type=Path, help="write the full result here")
     parser.add_argument("--markdown", type=Path, help="write the Markdown tables here")
+    parser.add_argument("--training-only", action="store_true", help="only the threads section and the training step")
     args = parser.parse_args()
     budget = QUICK if args.quick else Budget(seconds=1.0, min_reps=15, max_reps=2000, warmup_seconds=0.2)
     large_size = 1 << 20 if args.quick else LARGE
@@ -273,17 +356,22 @@ def main() -> None:
                                           # NumPy's BLAS runs fastact's dense/conv GEMMs (see the docstring)
                                           "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
                                           "load_average_start": machine.load_average(),
+                                          "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES"),
                                           "fastact_backend": machine.fastact_backend("auto")}),
-        # 1 Ki calls run on the calling thread on both sides (below torch's and fastact's
-        # parallel grain): timed in that thread's CPU time, which the machine's other jobs
-        # disturb far less than wall time.  64 Ki calls may use both libraries' threads: wall time.
-        "small": {str(SMALL): small_calls(budget, SMALL, time.thread_time),
-                  str(MEDIUM): small_calls(budget, MEDIUM, time.perf_counter)},
-        "pieces": where_the_time_goes(budget),
-        "large_size": large_size,
-        "large": large_tensors(budget, large_size),
-        "training": training_step(TRAINING if not args.quick else QUICK, batch=64),
     }
+    if not args.training_only:
+        report.update({
+            # 1 Ki calls run on the calling thread on both sides (below torch's and fastact's
+            # parallel grain): timed in that thread's CPU time, which the machine's other jobs
+            # disturb far less than wall time.  64 Ki calls may use both libraries' threads: wall time.
+            "small": {str(SMALL): small_calls(budget, SMALL, time.thread_time),
+                      str(MEDIUM): small_calls(budget, MEDIUM, time.perf_counter)},
+            "pieces": where_the_time_goes(budget),
+            "large_size": large_size,
+            "large": large_tensors(budget, large_size),
+        })
+    report["threads"] = epilogue_after_convolution(rounds=20 if args.quick else 400)
+    report["training"] = training_step(TRAINING if not args.quick else QUICK, batch=64)
     report["machine"]["load_average_end"] = machine.load_average()
     text = markdown(report)
     print(text)

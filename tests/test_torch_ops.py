@@ -625,6 +625,39 @@ def test_fused_calls_on_float_cpu_tensors_use_torchs_linear_part(monkeypatch, dt
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_fused_epilogue_in_training_gives_the_bias_act_ops_bits(dtype, data_format):
+    # Eager CPU training takes the fused calls' own autograd.Function (_ops.fused_epilogue); its values and
+    # gradients are the bias_act op's on the same z, also for a gradient that is not contiguous.
+    fastact.relu(np.ones(2))  # the host backend loaded (before, the first call takes the general path)
+    x = _values((2, 3, 7, 7) if data_format == "NCHW" else (2, 7, 7, 3), dtype, seed=21).requires_grad_(True)
+    w = _values((4, 3, 3, 3) if data_format == "NCHW" else (3, 3, 3, 4), dtype, seed=22).requires_grad_(True)
+    b = _values((4,), dtype, seed=23).requires_grad_(True)
+    y = ft.conv2d_bias_act(x, w, b, ACT, data_format=data_format)
+    assert type(y.grad_fn).__name__ == "_FusedEpilogueBackward"
+    axis = 1 if data_format == "NCHW" else -1
+    z = torch.nn.functional.conv2d(*((x, w) if data_format == "NCHW" else (x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1))))
+    z = z if data_format == "NCHW" else z.permute(0, 2, 3, 1)
+    z = z.detach().requires_grad_(True)
+    expected = ft.bias_act(z, b, ACT, axis=axis)
+    assert type(expected.grad_fn).__name__ != "_FusedEpilogueBackward"
+    np.testing.assert_array_equal(y.detach().numpy(), expected.detach().numpy())
+    dy = _values(tuple(y.shape[:-1]) + (2 * y.shape[-1],), dtype, seed=24)[..., ::2]  # every other element
+    assert not dy.is_contiguous()
+    got = torch.autograd.grad(y, (b,), dy, retain_graph=True)[0]
+    want_dz, want_db = torch.autograd.grad(expected, (z, b), dy)
+    np.testing.assert_array_equal(got.numpy(), want_db.numpy())
+    got_dx = torch.autograd.grad(y, (x,), dy, retain_graph=True)[0]
+    want_dx = torch.autograd.grad(
+        torch.nn.functional.conv2d(*((x, w) if data_format == "NCHW" else (x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1)))),
+        (x,), want_dz if data_format == "NCHW" else want_dz.permute(0, 3, 1, 2))[0]
+    np.testing.assert_array_equal(got_dx.numpy(), want_dx.numpy())
+    with pytest.raises(RuntimeError):  # no second derivative (as the bias_act op has none): an error, never zeros
+        g = torch.autograd.grad(y, (b,), dy, create_graph=True)[0]
+        torch.autograd.grad(g.sum(), (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape,axis", [((3, 5, 4, 4), 1), ((3, 4, 4, 5), -1), ((6, 5), 1), ((6, 5), -1)])
 def test_bias_act_by_address_gives_fastacts_bits(dtype, shape, axis):
     # The epilogue's pointer path (contiguous float32/float64 CPU tensors) against fastact on NumPy views.

@@ -713,6 +713,20 @@ PyObject* set_threads(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+// use_openmp(path): run later jobs on the OpenMP runtime already loaded from `path` (PyTorch's;
+// fastact/torch/_threads.py); None: the module's own pool.  Returns whether it took effect.
+PyObject* use_openmp(PyObject*, PyObject* arg) {
+  const char* path = nullptr;
+  if (arg != Py_None && !(path = PyUnicode_AsUTF8(arg))) return nullptr;
+  bool done;
+  Py_BEGIN_ALLOW_THREADS
+  done = ThreadPool::instance().use_openmp(path);
+  Py_END_ALLOW_THREADS
+  return PyBool_FromLong(done);
+}
+
+PyObject* on_openmp(PyObject*, PyObject*) { return PyBool_FromLong(ThreadPool::instance().on_openmp()); }
+
 // Whether this CPU can run the instruction set the module was built for
 // (the baseline module answers for the others before they are imported).
 PyObject* cpu_supports(PyObject*, PyObject* arg) {
@@ -762,6 +776,8 @@ PyMethodDef kMethods[] = {
     {"functors", functors, METH_NOARGS, "The C++ functor names, in the order elementwise() numbers them."},
     {"threads", threads, METH_NOARGS, "Threads a call runs on (the caller included)."},
     {"set_threads", set_threads, METH_O, "set_threads(n): n threads (0: one per core)."},
+    {"use_openmp", use_openmp, METH_O, "use_openmp(path or None): jobs on that loaded OpenMP runtime's threads."},
+    {"on_openmp", on_openmp, METH_NOARGS, "on_openmp(): whether jobs run on an OpenMP runtime's threads."},
     {"cpu_supports", cpu_supports, METH_O, "cpu_supports(isa): whether this CPU runs 'avx512', 'avx2', 'baseline'."},
     {nullptr, nullptr, 0, nullptr}};
 

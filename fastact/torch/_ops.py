@@ -522,11 +522,16 @@ def _host_epilogue(z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> tor
     return y
 
 
-def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> tuple:
+def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor, key: str, axis: int,
+                            call: tuple | None = None) -> tuple:
     """(dz, dbias): fastact's epilogue backward on the cpu backend, dz = dy act'(z + b) and dbias (summed in
-    double, in b's dtype) in one pass; dz C-contiguous, as the bias_act_backward op's fake promises."""
+    double, in b's dtype) in one pass; dz C-contiguous, as the bias_act_backward op's fake promises.
+    ``call``: the pointer call of the forward, where the caller has it."""
     sizes = _by_address(z, b, axis, dy)
-    call = None if sizes is None else _epilogue_call(key, z.dtype)
+    if sizes is None:
+        call = None
+    elif call is None:
+        call = _epilogue_call(key, z.dtype)
     if call is None:
         dz, dbias = fastact.bias_act_backward(host_array(dy), host_array(z), host_array(b), activation_of(key),
                                               axis=axis)
@@ -537,6 +542,43 @@ def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor, 
     call[0](call[1], call[2], call[3], *sizes, dz.data_ptr(), dy.data_ptr(), z.data_ptr(), b.data_ptr(),
             dbias.data_ptr())
     return dz, dbias
+
+
+class _FusedEpilogue(torch.autograd.Function):
+    """act(z + b) with autograd on CPU memory the epilogue reads by address: the fused calls' epilogue.
+
+    What the bias_act op does on an eager CPU call (the same kernels: _host_epilogue and
+    _host_epilogue_backward's pointer calls), without its generic layers (the Op's eager
+    path, setup_context, the backward's routing): the fused layers call it once per layer
+    and step.  ``call`` and ``sizes`` come from :func:`fused_epilogue`'s checks.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, b: torch.Tensor, call: tuple, sizes: tuple, key: str, axis: int):
+        y = torch.empty_like(z)
+        call[0](call[1], call[2], call[3], *sizes, y.data_ptr(), z.data_ptr(), b.data_ptr())
+        ctx.save_for_backward(z, b)
+        ctx.call, ctx.arguments = call, (key, axis)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple:
+        z, b = ctx.saved_tensors
+        return (*_host_epilogue_backward(dy, z, b, *ctx.arguments, call=ctx.call), None, None, None, None)
+
+
+def fused_epilogue(z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> torch.Tensor | None:
+    """act(z + b along ``axis``) for a fused call on the result z of torch's product or convolution,
+    through :class:`_FusedEpilogue` where autograd records it and the memory allows the pointer
+    call; None elsewhere (the caller then takes the bias_act op)."""
+    if not (z.requires_grad or b.requires_grad) or not torch.is_grad_enabled() or not z.is_cpu or not plain(z):
+        return None
+    sizes = _by_address(z, b, axis)
+    call = None if sizes is None else _epilogue_call(key, z.dtype)
+    if call is None:
+        return None
+    return _FusedEpilogue.apply(z, b, call, sizes, key, axis)
 
 
 # --------------------------------------------------------------------------- #

@@ -224,7 +224,8 @@ def _epilogue(z, b, key: str, axis: int):
     """act(z + b along ``axis``) on the result of torch's primitive: the bias_act op; the activation's op
     without a bias."""
     if b is not None:
-        return _ops.BIAS_ACT(z, b, key, axis)
+        y = _ops.fused_epilogue(z, b, key, axis)  # eager CPU training: the pointer calls, fewer layers
+        return _ops.BIAS_ACT(z, b, key, axis) if y is None else y
     act = _ops.activation_of(key)
     return _ops.ACTIVATIONS[act.name](z, *_ops.schema_values(act.spec, tuple(act.params.values())))
 

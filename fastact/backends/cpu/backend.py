@@ -28,7 +28,7 @@ from ..kernels import plan
 from ..kernels.fused import channel_plan
 from ..numpy.backend import NumpyBackend, _padded
 from ..numpy import fused as numpy_fused
-from . import build
+from . import build, threads
 
 _ROWWISE = {"softmax": 0, "log_softmax": 1}
 _MAX_CACHED_FUNCTORS = 4096
@@ -42,6 +42,7 @@ class CpuBackend(NumpyBackend):
 
     def __init__(self) -> None:
         self.engine = build.load()
+        threads.apply(self.engine)  # torch's OpenMP threads, where fastact.torch asked for them
         self._functor_numbers = {name: i for i, name in enumerate(self.engine.functors())}
         self._packed: dict = {}
         self._bfloat16 = _bfloat16_dtype()
@@ -280,7 +281,7 @@ class CpuBackend(NumpyBackend):
 
     def describe(self) -> dict:
         return {"name": self.name, "isa": self.engine.isa, "threads": self.engine.threads(),
-                "module": self.engine.__file__}
+                "thread pool": threads.describe(self.engine), "module": self.engine.__file__}
 
 
 class CompiledConvKernels(numpy_fused.ConvKernels):

@@ -4,13 +4,15 @@ By default the module runs its jobs on a pool of its own (``cuda/host/thread_poo
 Inside PyTorch that pool competes with torch's: torch's OpenMP workers keep spinning
 for a while after each of its ops, waiting for the next one, so a fastact call right
 after a torch op ran its tasks on cores those workers held (on the 2-core dev VM a
-bias + Leaky ReLU epilogue after torch's convolution took about 1.8x its time on
+bias + Leaky ReLU epilogue after torch's convolution took 1.2-1.8x its time on
 torch's threads; ``python bench/bench_torch_ops.py``, section "threads").
 ``fastact.torch`` therefore calls :func:`run_on_openmp` with the OpenMP runtime torch
 was loaded with, and from then on the module's jobs run on torch's team of threads,
 as torch's own ops do, on ``min(fastact's thread count, torch.get_num_threads())``
 threads.  The tasks and their order of reduction do not change, so neither do the
-results (bit for bit, ``tests/test_torch_threads.py``).
+results (bit for bit, ``tests/test_torch_threads.py``).  A child forked after that
+(the study's ``--jobs`` workers) has none of torch's threads: its jobs go back to the
+module's own pool (``cuda/host/thread_pool.h``, its ``pthread_atfork`` handler).
 """
 from __future__ import annotations
 

@@ -121,3 +121,23 @@ def test_a_forked_child_runs_fastact_on_its_own_pool(engine):
     on_openmp, total, reversed_total = queue.get(timeout=10)
     assert not on_openmp
     assert child.exitcode == 0 and total == pytest.approx(reversed_total)
+
+
+@needs_runtime
+def test_bench_torch_ops_measures_both_pools(tmp_path):
+    # bench/bench_torch_ops.py's threads section and training step switch fastact between the two pools.
+    import json
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_torch_ops.py"
+    out = tmp_path / "report.json"
+    subprocess.run([sys.executable, str(script), "--quick", "--training-only", "--json", str(out)], check=True,
+                   capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    threads_section = report["threads"]
+    assert threads_section["runtime"] == RUNTIME
+    for key in ("own pool over torch threads", "torch threads over torch F.leaky_relu"):
+        assert threads_section[key]["ratio"]["median"] > 0
+    training = report["training"]
+    assert training["step"]["ratio"]["median"] > 0 and training["step on fastact's own pool"]["ratio"]["median"] > 0

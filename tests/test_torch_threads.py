@@ -32,14 +32,9 @@ def engine():
     threads.run_on_openmp(before)
 
 
-def _loaded_files() -> set[str]:
-    with open("/proc/self/maps") as maps:
-        return {line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6}
-
-
 @needs_runtime
 def test_torch_runtime_is_a_loaded_openmp_library_and_fastact_runs_on_it(engine):
-    assert RUNTIME in _loaded_files()
+    assert RUNTIME in _threads.loaded_files()
     assert "omp" in RUNTIME.rsplit("/", 1)[1]
     assert engine.on_openmp()
     assert backends.load("cpu").describe()["thread pool"] == f"OpenMP runtime {RUNTIME}"

@@ -514,11 +514,18 @@ def _host_epilogue(z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> tor
     """
     sizes = _by_address(z, b, axis)
     call = None if sizes is None else _epilogue_call(key, z.dtype)
+    if call is not None:
+        return _epilogue_by_address(call, sizes, z, b)
     y = torch.empty_like(z)
-    if call is None:
-        fastact.bias_act(host_array(z), host_array(b), activation_of(key), axis=axis, out=host_array(y))
-    else:
-        call[0](call[1], call[2], call[3], *sizes, y.data_ptr(), z.data_ptr(), b.data_ptr())
+    fastact.bias_act(host_array(z), host_array(b), activation_of(key), axis=axis, out=host_array(y))
+    return y
+
+
+def _epilogue_by_address(call: tuple, sizes: tuple, z: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """y = act(z + b) into a new tensor of z's layout, by the pointer call ``call`` on memory _by_address
+    measured as ``sizes``."""
+    y = torch.empty_like(z)
+    call[0](call[1], call[2], call[3], *sizes, y.data_ptr(), z.data_ptr(), b.data_ptr())
     return y
 
 
@@ -555,8 +562,7 @@ class _FusedEpilogue(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, b: torch.Tensor, call: tuple, sizes: tuple, key: str, axis: int):
-        y = torch.empty_like(z)
-        call[0](call[1], call[2], call[3], *sizes, y.data_ptr(), z.data_ptr(), b.data_ptr())
+        y = _epilogue_by_address(call, sizes, z, b)
         ctx.save_for_backward(z, b)
         ctx.call, ctx.arguments = call, (key, axis)
         return y

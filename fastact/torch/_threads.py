@@ -24,17 +24,21 @@ def torch_openmp_runtime() -> str | None:
     """The file of the OpenMP runtime loaded in this process that torch's ops run on, or None."""
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            files = {line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6}
-    except OSError:
-        return None
-    runtimes = sorted(f for f in files if _OPENMP_FILE.search(f))
+    runtimes = sorted(f for f in loaded_files() if _OPENMP_FILE.search(f))
     torch_folder = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
     own = [f for f in runtimes if os.path.realpath(f).startswith(torch_folder)]
     if len(own) == 1:
         return own[0]
     return runtimes[0] if len(runtimes) == 1 else None
+
+
+def loaded_files() -> set[str]:
+    """The files mapped into this process (``/proc/self/maps``); empty where there is no such file."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return {fields[5].strip() for fields in (line.split(None, 5) for line in maps) if len(fields) == 6}
+    except OSError:
+        return set()
 
 
 def share_torch_threads() -> None:

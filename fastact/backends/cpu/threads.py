@@ -37,12 +37,11 @@ def run_on_openmp(path: str | None) -> None:
         apply(module)
 
 
-def apply(module: ModuleType) -> bool:
-    """Give ``module`` the runtime chosen by :func:`run_on_openmp`; True where its jobs now run there."""
+def apply(module: ModuleType) -> None:
+    """Give ``module`` the runtime chosen by :func:`run_on_openmp` (:func:`describe` tells whether it took)."""
     use = getattr(module, "use_openmp", None)
-    if use is None:  # a module built before use_openmp
-        return False
-    return bool(use(_runtime)) and _runtime is not None
+    if use is not None:  # None: a module built before use_openmp
+        use(_runtime)
 
 
 def describe(module: ModuleType) -> str:

@@ -23,18 +23,23 @@ so the noise of a shared machine cancels in the ratios, not in the absolute time
    3x3 convolutions with Leaky ReLU after each, max pooling, a dense layer with
    Leaky ReLU; batch 64 of 28x28): forward, backward and an SGD step, stock
    against ``fastact.torch.patch``-ed (fused conv/dense + Leaky ReLU: on float32
-   CPU tensors torch's convolution/product without bias, then fastact's fused
-   bias + Leaky ReLU epilogue, whose backward gives dz and dbias in one pass),
-   and, for comparison, against the patched model made to run fastact's whole
-   fused call (fastact's im2col, col2im and epilogues, the GEMMs by torch.matmul:
-   what 16-bit CPU tensors take, and float32 took before).  The patched model also runs with
-   fastact's kernels on its own thread pool instead of torch's OpenMP threads (what it did
-   before fastact.torch shared torch's threads; see section 5).
-5. **threads**: the bench CNN's first epilogue (bias + Leaky ReLU on the (64, 32, 26, 26)
-   float32 result of torch's convolution), timed alone right after that convolution, as in
-   the step: fastact's kernel on torch's OpenMP threads (what ``import fastact.torch`` sets up,
-   fastact/backends/cpu/threads.py) against the same kernel on fastact's own pool, and torch's
-   ``F.leaky_relu`` (no bias) in the same place for scale.
+   CPU tensors torch's convolution/product with the bias, then fastact's Leaky ReLU
+   over its result, whose backward reads y), and, for comparison, against the patched
+   model made to run fastact's whole fused call (fastact's im2col, col2im and
+   epilogues, the GEMMs by torch.matmul: what 16-bit CPU tensors take, and float32
+   took before).  The patched model also runs with fastact's kernels on its own thread
+   pool instead of torch's OpenMP threads (what it did before fastact.torch shared
+   torch's threads; see section 5).  Each comparison is a pair of its own.
+5. **threads**: the bench CNN's first fused layer's activation (Leaky ReLU over the
+   (64, 32, 26, 26) float32 result of torch's convolution), timed alone right after that
+   convolution, as in the step: fastact's kernel on torch's OpenMP threads (what
+   ``import fastact.torch`` sets up, fastact/backends/cpu/threads.py) against the same
+   kernel on fastact's own pool, torch's in-place ``leaky_relu_`` (the like for like) and
+   its ``F.leaky_relu`` into a new tensor (what stock runs) in the same place.
+6. **where the bias goes** on that first layer: torch's convolution with and without the
+   bias, forward and backward (dbias), against fastact's bias + activation epilogue and its
+   backward (dz and dbias in one pass) and the activation alone: why the fused layers leave
+   the bias to torch's primitive (fastact/torch/_ops.py).
 
 Page faults: glibc returns freed memory to the kernel and the step's next large tensors come
 back as fresh pages (1000-5000 minor faults a step on the dev VM, in both models, in amounts
@@ -204,40 +209,96 @@ def on_threads(runtime: str | None, call):
     return run
 
 
-def epilogue_after_convolution(rounds: int) -> dict:
-    """The bench CNN's first epilogue kernel, timed alone right after the torch convolution that made its input."""
-    runtime = _threads.torch_openmp_runtime()
+def _first_layer():
+    """The bench CNN's first convolution's input, weight and bias (batch 64), and its fused activation."""
     torch.manual_seed(0)
-    x, w, b = torch.randn(64, 1, 28, 28), torch.randn(32, 1, 3, 3), torch.randn(32)
-    if runtime is None:
-        return {"runtime": None}
-    key = _ops.activation_key("bench", fastact.Activation("leaky_relu", alpha=0.05))
-    _ops._host_epilogue(F.conv2d(x, w), b, key, 1)  # loads the host backend
-    call, y = _ops._epilogue_call(key, torch.float32), torch.empty(64, 32, 26, 26)
-    if call is None:  # the host backend is not the cpu backend (not built here, or forced to numpy)
-        return {"runtime": runtime, "not measured": f"no compiled epilogue on the {fastact.get_backend()} backend"}
-    # The kernels alone, into one y kept from call to call (a fresh y would time the page faults of its
-    # first writes, which the threads do not change): the fused layers' forward pointer call, and torch's.
-    epilogue = lambda z: call[0](call[1], call[2], call[3], 64, 32, 26 * 26, y.data_ptr(), z.data_ptr(),  # noqa: E731
-                                 b.data_ptr())
-    variants = {"torch threads": (runtime, epilogue), "own pool": (None, epilogue),
-                "torch F.leaky_relu": (runtime, lambda z: torch.ops.aten.leaky_relu.out(z, 0.05, out=y))}
+    act = fastact.Activation("leaky_relu", alpha=0.05)
+    return torch.randn(64, 1, 28, 28), torch.randn(32, 1, 3, 3), torch.randn(32), act
+
+
+def _timed_rounds(variants: dict, rounds: int, before) -> Interleaved:
+    """Each variant ``(runtime, call)`` timed alone, ``rounds`` times in rotated order after three warm-up rounds;
+    ``before(name)`` makes its input just before (untimed), with fastact's kernels on ``runtime``."""
     times: dict = {name: [] for name in variants}
     names = list(variants)
     for r in range(rounds + 3):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
             threads.run_on_openmp(variants[name][0])
-            z = F.conv2d(x, w)  # what the fused layer's epilogue reads, just written by torch's threads
+            argument = before(name)
             start = time.perf_counter()
-            variants[name][1](z)
-            if r >= 3:  # three rounds of warm-up
+            variants[name][1](argument)
+            if r >= 3:
                 times[name].append(time.perf_counter() - start)
+    return Interleaved({name: np.array(t) for name, t in times.items()})
+
+
+def activation_after_convolution(rounds: int) -> dict:
+    """The bench CNN's first fused layer's activation, timed alone right after the torch convolution that made z."""
+    runtime = _threads.torch_openmp_runtime()
+    x, w, b, act = _first_layer()
+    if runtime is None:
+        return {"runtime": None}
+    spec, values = act.spec, tuple(act.params.values())
+    ft.leaky_relu(torch.ones(2), 0.05)  # loads the host backend
+    call = _ops.pointer_call(spec, values, torch.float32, False)
+    if call is None:  # the host backend is not the cpu backend (not built here, or forced to numpy)
+        return {"runtime": runtime, "not measured": f"no compiled kernel on the {fastact.get_backend()} backend"}
+    # What the fused layer's forward runs (fastact/torch/_ops.py: activation_after_primitive): the activation
+    # over z, the result of torch's convolution with the bias.  torch's own in-place leaky_relu_ is the like for
+    # like; its out-of-place F.leaky_relu (what stock runs, into a new tensor) is for scale.
+    fastact_kernel = lambda z: call[2](z.numel(), z.data_ptr(), z.data_ptr())  # noqa: E731
+    variants = {"torch threads": (runtime, fastact_kernel), "own pool": (None, fastact_kernel),
+                "torch leaky_relu_": (runtime, lambda z: F.leaky_relu_(z, 0.05)),
+                "torch F.leaky_relu": (runtime, lambda z: F.leaky_relu(z, 0.05))}
+    result = _timed_rounds(variants, rounds, lambda name: F.conv2d(x, w, b))
     threads.run_on_openmp(runtime)
-    result = Interleaved({name: np.array(t) for name, t in times.items()})
     return {"runtime": runtime, "shape": [64, 32, 26, 26],
             "own pool over torch threads": _ratio_row(result, "own pool", "torch threads"),
+            "torch threads over torch leaky_relu_": _ratio_row(result, "torch threads", "torch leaky_relu_"),
             "torch threads over torch F.leaky_relu": _ratio_row(result, "torch threads", "torch F.leaky_relu")}
+
+
+def where_the_bias_goes(rounds: int) -> dict:
+    """The bench CNN's first layer: the bias in torch's convolution and its backward, or in fastact's epilogue.
+
+    Forward: torch's convolution with and without the bias; fastact's bias + Leaky ReLU epilogue (the
+    bias_act op's kernel) and the activation alone.  Backward: torch's convolution backward (dw) with and
+    without dbias; fastact's epilogue backward (dz and dbias in one pass) and the activation's backward alone.
+    All on torch's threads; the outputs of fastact's kernels go to buffers kept from call to call.
+    """
+    x, w, b, act = _first_layer()
+    key = _ops.activation_key("bench", act)
+    ft.leaky_relu(torch.ones(2), 0.05)
+    forward = _ops.pointer_call(act.spec, tuple(act.params.values()), torch.float32, False)
+    backward = _ops.pointer_call(act.spec, tuple(act.params.values()), torch.float32, True)
+    epilogue = _ops._epilogue_call(key, torch.float32)
+    if forward is None or backward is None or epilogue is None:
+        return {"not measured": f"no compiled kernels on the {fastact.get_backend()} backend"}
+    z = F.conv2d(x, w)
+    dy, out, dbias = torch.randn_like(z), torch.empty_like(z), torch.empty(32)
+    n, sizes = z.numel(), (64, 32, 26 * 26)
+    variants = {
+        "conv forward with bias": (None, lambda _: F.conv2d(x, w, b)),
+        "conv forward without bias": (None, lambda _: F.conv2d(x, w)),
+        "fastact bias + activation": (None, lambda _: epilogue[0](epilogue[1], epilogue[2], epilogue[3], *sizes,
+                                                                 out.data_ptr(), z.data_ptr(), b.data_ptr())),
+        "fastact activation alone": (None, lambda _: forward[2](n, out.data_ptr(), z.data_ptr())),
+        "conv backward with dbias": (None, lambda _: torch.ops.aten.convolution_backward(
+            dy, x, w, [32], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True])),
+        "conv backward without dbias": (None, lambda _: torch.ops.aten.convolution_backward(
+            dy, x, w, [32], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])),
+        "fastact epilogue backward (dz, dbias)": (None, lambda _: epilogue[0](
+            epilogue[1], epilogue[2], epilogue[3], *sizes, out.data_ptr(), dy.data_ptr(), z.data_ptr(), b.data_ptr(),
+            dbias.data_ptr())),
+        "fastact activation backward alone": (None, lambda _: backward[2](n, out.data_ptr(), dy.data_ptr(),
+                                                                          z.data_ptr())),
+    }
+    runtime = _threads.torch_openmp_runtime()
+    variants = {name: (runtime, call) for name, (_, call) in variants.items()}
+    result = _timed_rounds(variants, rounds, lambda name: None)
+    threads.run_on_openmp(runtime)
+    return {"shape": [64, 32, 26, 26], "times": {name: result.stats(name).as_dict() for name in variants}}
 
 
 def training_step(budget: Budget, batch: int) -> dict:
@@ -262,18 +323,23 @@ def training_step(budget: Budget, batch: int) -> dict:
     # other two's rounds change what the allocator hands them (fresh pages), which is not their own cost.
     # Each sample follows ~50 ms of untimed steps of the same model (settle_seconds), so each side is timed in
     # its own steady state, as in a training loop of its own (torch's OpenMP workers spin after an op).
+    # The same patched model with fastact's kernels on fastact's own pool is a pair of its own too: in one
+    # three-way interleaving the patched model measured 1.07-1.08x stock against 1.02-1.03x as a pair
+    # (trimming off, AMD EPYC dev VM), the own pool's threads between the rounds costing its neighbours.
     settled = {"settle_seconds": 0.05}
     runtime = _threads.torch_openmp_runtime()
-    steps = {"patched": on_threads(runtime, step_of(patched)), "stock": step_of(stock)}
-    if runtime is not None:  # the same patched model with fastact's kernels on fastact's own pool
-        steps["own pool"] = on_threads(None, step_of(copy.deepcopy(patched)))
-    result = interleaved(steps, budget, **settled)
+    stock_step = step_of(stock)
+    result = interleaved({"patched": on_threads(runtime, step_of(patched)), "stock": stock_step}, budget, **settled)
+    own = None
+    if runtime is not None:
+        own = interleaved({"own pool": on_threads(None, step_of(copy.deepcopy(patched))),
+                           "stock": on_threads(runtime, stock_step)}, budget, **settled)
     forward = interleaved({"patched": lambda r: patched(x), "stock": lambda r: stock(x)}, budget, **settled)
-    whole_result = interleaved({"whole": step_of(whole), "stock": step_of(stock)}, budget, **settled)
+    whole_result = interleaved({"whole": step_of(whole), "stock": stock_step}, budget, **settled)
     whole_forward = interleaved({"whole": lambda r: whole(x), "stock": lambda r: stock(x)}, budget, **settled)
     threads.run_on_openmp(runtime)
     return {"step": _ratio_row(result, "patched", "stock"), "forward only": _ratio_row(forward, "patched", "stock"),
-            "step on fastact's own pool": _ratio_row(result, "own pool", "stock") if runtime is not None else None,
+            "step on fastact's own pool": _ratio_row(own, "own pool", "stock") if own is not None else None,
             "whole step": _ratio_row(whole_result, "whole", "stock"),
             "whole forward only": _ratio_row(whole_forward, "whole", "stock"), "batch": batch}
 
@@ -320,16 +386,28 @@ def markdown(report: dict) -> str:
     if th and "not measured" in th:
         lines += [f"## Threads: not measured ({th['not measured']})", ""]
     elif th and th.get("runtime"):
-        a, b = th["own pool over torch threads"], th["torch threads over torch F.leaky_relu"]
-        lines += [f"## Threads: the first epilogue (bias + Leaky ReLU, {tuple(th['shape'])} float32) right after "
-                  "torch's convolution", "",
-                  "| fastact's kernel on | median | vs |", "|---|---|---|",
-                  f"| torch's OpenMP threads (the default with fastact.torch) | {us(a['torch threads'])} | |",
-                  f"| fastact's own pool | {us(a['own pool'])} | {ratio(a['ratio'])} over torch's threads |",
-                  f"| (torch's F.leaky_relu, no bias, same place) | {us(b['torch F.leaky_relu'])} | "
-                  f"fastact on torch's threads: {ratio(b['ratio'])} of it |", ""]
+        a, b, c = (th["own pool over torch threads"], th["torch threads over torch leaky_relu_"],
+                   th["torch threads over torch F.leaky_relu"])
+        lines += [f"## Threads: the first fused layer's Leaky ReLU ({tuple(th['shape'])} float32, over z) right "
+                  "after torch's convolution", "",
+                  "| the activation | median | vs |", "|---|---|---|",
+                  f"| fastact's kernel on torch's OpenMP threads (the default with fastact.torch) | "
+                  f"{us(a['torch threads'])} | |",
+                  f"| fastact's kernel on its own pool | {us(a['own pool'])} | {ratio(a['ratio'])} over torch's threads |",
+                  f"| torch's leaky_relu_ (in place, the like for like) | {us(b['torch leaky_relu_'])} | "
+                  f"fastact on torch's threads: {ratio(b['ratio'])} of it |",
+                  f"| (torch's F.leaky_relu, into a new tensor: what stock runs) | {us(c['torch F.leaky_relu'])} | "
+                  f"fastact on torch's threads: {ratio(c['ratio'])} of it |", ""]
     elif th is not None:
         lines += ["## Threads: torch's OpenMP runtime not found here (fastact keeps its own pool)", ""]
+    bias = report.get("bias")
+    if bias and "not measured" in bias:
+        lines += [f"## Where the bias goes: not measured ({bias['not measured']})", ""]
+    elif bias:
+        lines += [f"## Where the bias goes: the first layer ({tuple(bias['shape'])} float32), each piece alone on "
+                  "torch's threads", "",
+                  "| piece | median |", "|---|---|"]
+        lines += [f"| {name} | {us(stats)} |" for name, stats in bias["times"].items()] + [""]
     t, own = report["training"], report["training"].get("step on fastact's own pool")
     lines += [f"## Training step of the bench CNN (batch {t['batch']}), patched over stock", "",
               "| | patched | stock | ratio |", "|---|---|---|---|",
@@ -374,7 +452,8 @@ def main() -> None:
             "large_size": large_size,
             "large": large_tensors(budget, large_size),
         })
-    report["threads"] = epilogue_after_convolution(rounds=20 if args.quick else 400)
+    report["threads"] = activation_after_convolution(rounds=20 if args.quick else 400)
+    report["bias"] = where_the_bias_goes(rounds=10 if args.quick else 100)
     report["training"] = training_step(TRAINING if not args.quick else QUICK, batch=64)
     report["machine"]["load_average_end"] = machine.load_average()
     text = markdown(report)

@@ -166,6 +166,11 @@ class ActivationSpec:
     # array param and two results.
     form: str = "elementwise"
     notes: str = ""
+    # For kernels whose derivative the output determines: kernel params -> True where
+    # derivative(forward(x)) == derivative(x) for every x, bit for bit, NaN included (the
+    # backward may then read y instead of x, so a forward may overwrite x: fastact.torch's
+    # fused layers on CPU do).  None: never (the backward needs x).
+    derivative_from_output: Callable[..., bool] | None = None
     # kernel_params_of's memory: (values, their types) -> kernel params.
     _kernel_params_cache: dict = field(default_factory=dict, compare=False, repr=False)
 

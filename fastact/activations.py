@@ -29,6 +29,16 @@ def _relu_kernel(alpha: float = 0.0, max_value: float | None = None, threshold: 
     return {"alpha": alpha, "max_value": max_value, "threshold": threshold}
 
 
+def _relu_derivative_from_output(alpha: float, max_value: float | None, threshold: float) -> bool:
+    """Whether relu's derivative at y = relu(x) is its derivative at x (ActivationSpec.derivative_from_output).
+
+    The derivative is alpha for x <= t and 1 above (uncapped); y keeps x's side of t when
+    x <= t gives y = alpha (x - t) <= 0 <= t (alpha >= 0, t >= 0) and x > t gives y = x.
+    A NaN x gives y = x, the same NaN.  A cap (max_value) breaks it: y = m for all x >= m.
+    """
+    return max_value is None and alpha >= 0.0 and threshold >= 0.0
+
+
 _RELU_NOTES = """Conventions (the same on every backend):
     * x <= threshold gives alpha * (x - threshold), exactly 0 when alpha == 0,
       also for x = -inf; with a negative threshold, values in (threshold, 0)
@@ -61,6 +71,7 @@ RELU = register(
         kernel="relu",
         kernel_params=_relu_kernel,
         notes=_RELU_NOTES,
+        derivative_from_output=_relu_derivative_from_output,
         example=(
             "    >>> import numpy as np, fastact\n"
             "    >>> fastact.relu(np.array([-2.0, 0.5, 8.0]), max_value=6.0)\n"
@@ -79,6 +90,7 @@ LEAKY_RELU = register(
         kernel="relu",
         kernel_params=lambda alpha: _relu_kernel(alpha=alpha),
         notes=_RELU_NOTES,
+        derivative_from_output=_relu_derivative_from_output,
         example=(
             "    >>> fastact.leaky_relu(np.array([-2.0, 3.0]), 0.1)\n"
             "    array([-0.2,  3. ])"
@@ -96,6 +108,7 @@ RELU6 = register(
         kernel="relu",
         kernel_params=lambda: _relu_kernel(max_value=6.0),
         notes=_RELU_NOTES,
+        derivative_from_output=_relu_derivative_from_output,
         example=(
             "    >>> fastact.relu6(np.array([-1.0, 3.0, 7.0]))\n"
             "    array([0., 3., 6.])"
@@ -113,6 +126,7 @@ THRESHOLDED_RELU = register(
         kernel="relu",
         kernel_params=lambda theta: _relu_kernel(threshold=theta),
         notes=_RELU_NOTES,
+        derivative_from_output=_relu_derivative_from_output,
         example=(
             "    >>> fastact.thresholded_relu(np.array([0.5, 1.0, 2.0]))\n"
             "    array([0., 0., 2.])"
@@ -391,6 +405,7 @@ LINEAR = register(
             "    array([-1.,  2.])"
         ),
         notes="dx = dy, NaN where x is NaN (NaN in, NaN out: README.md, Conventions), although the derivative is 1.",
+        derivative_from_output=lambda: True,  # y is x
     )
 )
 

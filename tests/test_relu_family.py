@@ -102,3 +102,60 @@ def test_aliases_of_relu():
 
 def test_large_blocks_and_threads_match_small():
     support.check_large_blocks(CASES)
+
+
+# (params, expected derivative_from_output) for relu's kernel parameters; the False rows each have an x
+# where the derivative at y differs from the derivative at x (checked below, so the exclusions are needed).
+_FROM_OUTPUT_CASES = [
+    (dict(alpha=0.0, max_value=None, threshold=0.0), True),
+    (dict(alpha=0.05, max_value=None, threshold=0.0), True),
+    (dict(alpha=3.0, max_value=None, threshold=0.0), True),
+    (dict(alpha=0.0, max_value=None, threshold=1.0), True),
+    (dict(alpha=0.5, max_value=None, threshold=0.75), True),
+    (dict(alpha=-0.5, max_value=None, threshold=0.0), False),  # x < 0 gives y > 0
+    (dict(alpha=0.5, max_value=None, threshold=-1.0), False),  # x = -1.5 gives y = -0.25 > t
+    (dict(alpha=0.0, max_value=6.0, threshold=0.0), False),  # (a cap is refused, though here it would hold)
+    (dict(alpha=0.5, max_value=1.0, threshold=2.0), False),  # x = 3 gives y = 1 <= t
+]
+
+
+@pytest.mark.parametrize("backend", backend_params)
+@pytest.mark.parametrize("dtype_name", DTYPE_NAMES)
+def test_relu_derivative_from_output_where_declared(backend, dtype_name):
+    """Where ActivationSpec.derivative_from_output says so, backward(dy, relu(x)) == backward(dy, x), bit for bit
+    (fastact.torch's fused layers then write y over x and keep only y): kinks, signed zeros, subnormals,
+    infinities and NaN included, every dy."""
+    from fastact.activations import RELU
+
+    dtype = dtype_of(dtype_name)
+    xp = support.xp_for(backend)
+    tiny = float(np.finfo(np.float32).tiny) / 4  # subnormal in float32, 0 or subnormal in 16 bits
+    points = [-np.inf, -1e30, -3.0, -1.5, -1.0, -0.5, -tiny, -0.0, 0.0, tiny, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+              6.0, 7.0, 1e30, np.inf, np.nan]
+    grads = [1.0, -2.5, 0.0, np.inf, np.nan]
+    with np.errstate(over="ignore"):  # 1e30 is inf in 16 bits
+        x_host = np.array([p for p in points for _ in grads], np.float64).astype(dtype)
+    dy_host = np.array(grads * len(points), np.float64).astype(dtype)
+    x, dy = xp.asarray(x_host), xp.asarray(dy_host)
+    for params, declared in _FROM_OUTPUT_CASES:
+        assert RELU.derivative_from_output(**params) is declared, params
+        with fastact.use_backend(backend):
+            y = fastact.relu(x, **params)
+            from_x = support.to_host(fastact.relu_backward(dy, x, **params))
+            from_y = support.to_host(fastact.relu_backward(dy, y, **params))
+        if declared:
+            support.assert_same(from_y, from_x, f"relu{params}")
+        elif params["max_value"] is None or params["threshold"] > params["max_value"]:
+            differs = ~((from_y == from_x) | (np.isnan(from_y.astype(float)) & np.isnan(from_x.astype(float))))
+            assert differs.any(), params
+
+
+def test_derivative_from_output_is_declared_by_relus_specs_and_linear():
+    from fastact._registry import REGISTRY
+
+    declared = {name for name, spec in REGISTRY.items() if spec.derivative_from_output is not None}
+    assert declared == {"relu", "leaky_relu", "relu6", "thresholded_relu", "linear"}
+    assert REGISTRY["leaky_relu"].derivative_from_output(**REGISTRY["leaky_relu"].kernel_params_of(0.05))
+    assert not REGISTRY["leaky_relu"].derivative_from_output(**REGISTRY["leaky_relu"].kernel_params_of(-0.05))
+    assert not REGISTRY["relu6"].derivative_from_output(**REGISTRY["relu6"].kernel_params_of())
+    assert REGISTRY["linear"].derivative_from_output(**REGISTRY["linear"].kernel_params_of())

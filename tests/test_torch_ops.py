@@ -590,22 +590,21 @@ def _count_calls(monkeypatch, owner, name: str) -> list:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_calls_on_float_cpu_tensors_use_torchs_linear_part(monkeypatch, dtype):
-    # float32/float64 CPU tensors: the product or convolution is torch's own primitive (its autograd node
-    # for dx and dw), the bias + activation fastact's epilogue, forward and backward; no fastact GEMM.
-    from fastact import backends
+    # float32/float64 CPU tensors: the product or convolution and the bias are torch's own primitive (its
+    # autograd node for dx, dw and db), the activation fastact's kernel, forward and backward; no fastact GEMM.
     from fastact.torch import _bridge
 
     fastact.relu(np.ones(2))  # the host backend loaded
     products = _count_calls(monkeypatch, _bridge, "_torch_matmul")
-    monkeypatch.setattr(_ops, "_EPILOGUE_CALLS", {})  # so the counted module function is looked up
-    calls = _count_calls(monkeypatch, backends.host_fast_path().engine, "bias_act_pointers")
     x = _values((2, 3, 6, 6), dtype, seed=12).requires_grad_(True)
     w = _values((4, 3, 3, 3), dtype, seed=13).requires_grad_(True)
     b = _values((4,), dtype, seed=14).requires_grad_(True)
     y = ft.conv2d_bias_act(x, w, b, ACT, padding="same")
+    assert type(y.grad_fn).__name__ == "_ActivationAfterPrimitiveBackward"
+    assert type(y.grad_fn.next_functions[0][0]).__name__ == "ConvolutionBackward0"
     dy = torch.randn_like(y)
     got = torch.autograd.grad(y, (x, w, b), dy)
-    assert products == [] and [len(c) for c in calls] == [9, 11]  # the epilogue forward, then its backward
+    assert products == []
     stock = torch.nn.functional.leaky_relu(torch.nn.functional.conv2d(x, w, b, padding=1), 0.05)
     tolerance = dict(rtol=1e-5, atol=1e-5) if dtype is torch.float32 else dict(rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(y, stock, **tolerance)
@@ -621,40 +620,59 @@ def test_fused_calls_on_float_cpu_tensors_use_torchs_linear_part(monkeypatch, dt
     wd = _values((7, 3), dtype, seed=16)
     np.testing.assert_allclose(ft.dense_bias_act(xd, wd, None, "linear").numpy(), xd.numpy() @ wd.numpy(),
                                rtol=tolerance["rtol"])
+    bd = _values((3,), dtype, seed=17).requires_grad_(True)
+    yd = ft.dense_bias_act(xd, wd, bd, ACT)
+    assert type(yd.grad_fn).__name__ == "_ActivationAfterPrimitiveBackward"
+    assert type(yd.grad_fn.next_functions[0][0]).__name__ == "AddmmBackward0"
+    np.testing.assert_array_equal(yd.detach().numpy(),
+                                  torch.nn.functional.leaky_relu(torch.nn.functional.linear(xd, wd.t(), bd), 0.05).detach().numpy())
     assert products == []
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
-def test_fused_epilogue_in_training_gives_the_bias_act_ops_bits(dtype, data_format):
-    # Eager CPU training takes the fused calls' own autograd.Function (_ops.fused_epilogue); its values and
-    # gradients are the bias_act op's on the same z, also for a gradient that is not contiguous.
+@pytest.mark.parametrize("activation", [ACT, fastact.Activation("elu", alpha=0.5)], ids=["leaky_relu", "elu"])
+def test_fused_conv_in_training_is_torchs_convolution_then_fastacts_activation(dtype, data_format, activation):
+    # Eager CPU training: torch's convolution with the bias, then fastact's activation kernel by address,
+    # written over the convolution's result where the backward can read y instead of z (Leaky ReLU: y is
+    # saved) and into a new tensor otherwise (ELU: z is saved).  Values: the activation op's on torch's
+    # result; gradients: torch's convolution backward of fastact's activation backward; bit for bit, also
+    # for a gradient that is not contiguous.  The inputs are left as they were.
     fastact.relu(np.ones(2))  # the host backend loaded (before, the first call takes the general path)
-    x = _values((2, 3, 7, 7) if data_format == "NCHW" else (2, 7, 7, 3), dtype, seed=21).requires_grad_(True)
-    w = _values((4, 3, 3, 3) if data_format == "NCHW" else (3, 3, 3, 4), dtype, seed=22).requires_grad_(True)
+    nhwc = data_format == "NHWC"
+    x = _values((2, 7, 7, 3) if nhwc else (2, 3, 7, 7), dtype, seed=21).requires_grad_(True)
+    w = _values((3, 3, 3, 4) if nhwc else (4, 3, 3, 3), dtype, seed=22).requires_grad_(True)
     b = _values((4,), dtype, seed=23).requires_grad_(True)
-    y = ft.conv2d_bias_act(x, w, b, ACT, data_format=data_format)
-    assert type(y.grad_fn).__name__ == "_FusedEpilogueBackward"
-    axis = 1 if data_format == "NCHW" else -1
-    z = torch.nn.functional.conv2d(*((x, w) if data_format == "NCHW" else (x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1))))
-    z = z if data_format == "NCHW" else z.permute(0, 2, 3, 1)
-    z = z.detach().requires_grad_(True)
-    expected = ft.bias_act(z, b, ACT, axis=axis)
-    assert type(expected.grad_fn).__name__ != "_FusedEpilogueBackward"
-    np.testing.assert_array_equal(y.detach().numpy(), expected.detach().numpy())
+    inputs = [t.detach().clone() for t in (x, w, b)]
+    y = ft.conv2d_bias_act(x, w, b, activation, data_format=data_format)
+    node = y.grad_fn.next_functions[0][0] if nhwc else y.grad_fn  # NHWC: y is a permuted view
+    assert type(node).__name__ == "_ActivationAfterPrimitiveBackward"
+    saved = node.saved_tensors[0]
+    assert (saved.data_ptr() == y.data_ptr()) == (activation is ACT)  # y kept (over z) for Leaky ReLU only
+    for before, after in zip(inputs, (x, w, b)):
+        assert torch.equal(before, after.detach())
+
+    def conv(xx, ww, bb):  # what the fused call hands the activation: torch's convolution, in NCHW
+        return torch.nn.functional.conv2d(xx.permute(0, 3, 1, 2) if nhwc else xx, ww.permute(3, 2, 0, 1) if nhwc else ww, bb)
+
+    z = conv(x, w, b).detach().requires_grad_(True)
+    expected = getattr(ft, activation.name)(z, *activation.params.values())
+    assert type(expected.grad_fn).__name__ != "_ActivationAfterPrimitiveBackward"
+    to_nchw = (lambda t: t.permute(0, 3, 1, 2)) if nhwc else (lambda t: t)
+    np.testing.assert_array_equal(to_nchw(y).detach().numpy(), expected.detach().numpy())
     dy = _values(tuple(y.shape[:-1]) + (2 * y.shape[-1],), dtype, seed=24)[..., ::2]  # every other element
     assert not dy.is_contiguous()
-    got = torch.autograd.grad(y, (b,), dy, retain_graph=True)[0]
-    want_dz, want_db = torch.autograd.grad(expected, (z, b), dy)
-    np.testing.assert_array_equal(got.numpy(), want_db.numpy())
-    got_dx = torch.autograd.grad(y, (x,), dy, retain_graph=True)[0]
-    want_dx = torch.autograd.grad(
-        torch.nn.functional.conv2d(*((x, w) if data_format == "NCHW" else (x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1)))),
-        (x,), want_dz if data_format == "NCHW" else want_dz.permute(0, 3, 1, 2))[0]
-    np.testing.assert_array_equal(got_dx.numpy(), want_dx.numpy())
-    with pytest.raises(RuntimeError):  # no second derivative (as the bias_act op has none): an error, never zeros
+    got = torch.autograd.grad(y, (x, w, b), dy, retain_graph=True)
+    want_dz = torch.autograd.grad(expected, (z,), to_nchw(dy))[0]
+    want = torch.autograd.grad(conv(x, w, b), (x, w, b), want_dz)
+    for mine, theirs in zip(got, want):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    with pytest.raises(RuntimeError):  # no second derivative (as the activation ops have none): an error, never zeros
         g = torch.autograd.grad(y, (b,), dy, create_graph=True)[0]
         torch.autograd.grad(g.sum(), (x,))
+    with torch.no_grad():  # no autograd: the kernel over torch's result, the same values
+        np.testing.assert_array_equal(ft.conv2d_bias_act(x, w, b, activation, data_format=data_format).numpy(),
+                                      y.detach().numpy())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

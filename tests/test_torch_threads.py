@@ -132,7 +132,9 @@ def test_bench_torch_ops_measures_both_pools(tmp_path):
     report = json.loads(out.read_text())
     threads_section = report["threads"]
     assert threads_section["runtime"] == RUNTIME
-    for key in ("own pool over torch threads", "torch threads over torch F.leaky_relu"):
+    for key in ("own pool over torch threads", "torch threads over torch leaky_relu_",
+                "torch threads over torch F.leaky_relu"):
         assert threads_section[key]["ratio"]["median"] > 0
+    assert all(piece["median"] > 0 for piece in report["bias"]["times"].values()) and len(report["bias"]["times"]) == 8
     training = report["training"]
     assert training["step"]["ratio"]["median"] > 0 and training["step on fastact's own pool"]["ratio"]["median"] > 0

@@ -407,6 +407,19 @@ def _activation_key(function: str, activation: str | Activation) -> str:
     return f"{act.name}({', '.join(f'{k}={v!r}' for k, v in act.params.items())})"
 
 
+def fused_activation(function: str, activation: Any) -> Activation:
+    """A fused call's activation (a name or ``fastact.Activation``) as an Activation, checked as
+    :func:`activation_key` checks it; remembered, but for dynamo, which traces the function itself."""
+    if torch.compiler.is_compiling() or not isinstance(activation, (str, Activation)):
+        return _activation(function, activation)  # (the TypeError saying what is accepted, for anything else)
+    return _fused_activation(function, activation)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fused_activation(function: str, activation: str | Activation) -> Activation:
+    return _activation(function, activation)
+
+
 @functools.lru_cache(maxsize=1024)
 def activation_of(key: str) -> Activation:
     """The ``Activation`` an :func:`activation_key` string names."""
@@ -442,16 +455,21 @@ def _differentiable(backward_op: Op, tensors: int) -> tuple[Callable, Callable]:
 
 
 # --------------------------------------------------------------------------- #
-# The epilogue on CPU tensors (bias_act, and the fused dense/conv2d of ops.py)
+# The fused dense/conv2d of ops.py on CPU tensors
 #
 # On float32/float64 CPU tensors, fastact.torch's dense_bias_act and
-# conv2d_bias_act (ops.py) compute their linear part with torch's own primitive
-# (F.linear; F.conv2d, oneDNN on x86: its backward is torch's autograd node)
-# and the bias + activation with the bias_act op below, which runs fastact's
-# fused epilogue on the cpu backend (dz and dbias in one pass in the backward).
-# Why not fastact's own im2col + GEMM + col2im: torch's oneDNN convolution took
-# a third of its time on the AVX-512 dev VMs, and fastact's backward recomputes
-# the pre-activation (bench/bench_torch_ops.py keeps it as a comparison row).
+# conv2d_bias_act (ops.py) compute the product or convolution and the bias with
+# torch's own primitive (F.linear; F.conv2d, oneDNN on x86: its backward, dbias
+# included, is torch's autograd node) and the activation with fastact's kernel
+# (activation_after_primitive below), over the primitive's result where the
+# backward can read the output.  Why not fastact's own im2col + GEMM + col2im:
+# torch's oneDNN convolution took a third of its time on the AVX-512 dev VMs,
+# and fastact's backward recomputes the pre-activation (bench/bench_torch_ops.py
+# keeps it as a comparison row).  Why the bias is torch's and not fastact's
+# bias + activation epilogue: oneDNN adds it inside the convolution and sums
+# dbias in its weight pass at little cost, while the epilogue's per-channel
+# pass and its double dbias sums cost about twice the activation's pass
+# (bench/bench_torch_ops.py, "epilogue pieces").
 # The custom ops dense_bias_act / conv2d_bias_act stay fastact's whole fused
 # call (what CUDA tensors, 16-bit CPU tensors and direct torch.ops calls run).
 # --------------------------------------------------------------------------- #
@@ -467,6 +485,69 @@ def torch_linear_part(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in _TORCH_LINEAR_DTYPES
 
 
+def _flat_layout(t: torch.Tensor) -> bool:
+    """t's elements fill its memory in a layout torch.empty_like copies (C order, or channels-last for 4-d)."""
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+
+class _ActivationAfterPrimitive(torch.autograd.Function):
+    """y = act(z) on the fresh result z of torch's product or convolution (bias included), with autograd.
+
+    ``forward_call``/``backward_call``: the cpu module's elementwise pointer calls (FORWARD_CALLS /
+    BACKWARD_CALLS entries).  ``in_place``: y is written over z (nobody else holds z: torch's
+    primitive just made it, and its autograd node does not keep its output) and the backward reads
+    y, exact where the activation's derivative_from_output says so (Leaky ReLU, ReLU); otherwise y
+    is a new tensor and z is kept for the backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, forward_call: tuple, backward_call: tuple, in_place: bool):
+        y = z if in_place else torch.empty_like(z)
+        forward_call[2](z.numel(), y.data_ptr(), z.data_ptr())
+        if in_place:
+            ctx.mark_dirty(z)
+        ctx.save_for_backward(y if in_place else z)
+        ctx.backward_call = backward_call
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple:
+        x, = ctx.saved_tensors  # y or z, as forward saved it
+        if dy.stride() != x.stride() or dy.dtype is not x.dtype:
+            dy = torch.empty_like(x).copy_(dy)  # x's layout: the kernel walks both memories in step
+        dz = torch.empty_like(x)
+        ctx.backward_call[2](x.numel(), dz.data_ptr(), dy.data_ptr(), x.data_ptr())
+        return dz, None, None, None
+
+
+def activation_after_primitive(z: torch.Tensor, act: Activation) -> torch.Tensor:
+    """act(z) for fastact.torch's dense/conv2d on CPU tensors: z is torch's primitive's fresh result, bias added.
+
+    Eager CPU calls run fastact's elementwise kernel by address, over z itself where the backward
+    can read the output instead (or where autograd does not record the call), through
+    :class:`_ActivationAfterPrimitive` where it does.  Anything else (torch.compile, tensor
+    subclasses, another host backend, a strided z) takes the activation's custom op.  (Why the
+    bias is torch's: this section's heading.)
+    """
+    spec, values = act.spec, tuple(act.params.values())
+    if plain(z) and z.is_cpu and _flat_layout(z):
+        forward_call = pointer_call(spec, values, z.dtype, False)
+        if forward_call is not None:
+            check = spec.derivative_from_output
+            from_output = check is not None and check(**act.kernel_params)
+            if not (z.requires_grad and torch.is_grad_enabled()):
+                forward_call[2](z.numel(), z.data_ptr(), z.data_ptr())  # nobody else holds z
+                return z
+            backward_call = pointer_call(spec, values, z.dtype, True)
+            if backward_call is not None:
+                return _ActivationAfterPrimitive.apply(z, forward_call, backward_call, from_output)
+    return ACTIVATIONS[spec.name](z, *schema_values(spec, values))
+
+
+# --------------------------------------------------------------------------- #
+# The bias + activation epilogue on CPU tensors (the bias_act op)
+# --------------------------------------------------------------------------- #
 # (activation key, torch dtype) -> (the cpu module's bias_act_pointers, functor number, packed parameters,
 # dtype code, the backend they came from): computed once, as FORWARD_CALLS does for activations.
 _EPILOGUE_CALLS: dict = {}
@@ -508,37 +589,24 @@ def _host_epilogue(z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> tor
     """y = act(z + b along ``axis``) on the cpu backend, into a new tensor of z's layout.
 
     Contiguous float32/float64 memory goes to the compiled module by address (no NumPy views,
-    no argument checks: by hand, ~40 us a call less inside the bench CNN's training step, and its
-    step 1.2x -> ~1.0x stock's time);
+    no argument checks: by hand, ~40 us a call less on the bench CNN's first layer);
     anything else to fastact.bias_act on NumPy views.
     """
     sizes = _by_address(z, b, axis)
     call = None if sizes is None else _epilogue_call(key, z.dtype)
+    y = torch.empty_like(z)
     if call is not None:
-        return _epilogue_by_address(call, sizes, z, b)
-    y = torch.empty_like(z)
-    fastact.bias_act(host_array(z), host_array(b), activation_of(key), axis=axis, out=host_array(y))
+        call[0](call[1], call[2], call[3], *sizes, y.data_ptr(), z.data_ptr(), b.data_ptr())
+    else:
+        fastact.bias_act(host_array(z), host_array(b), activation_of(key), axis=axis, out=host_array(y))
     return y
 
 
-def _epilogue_by_address(call: tuple, sizes: tuple, z: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """y = act(z + b) into a new tensor of z's layout, by the pointer call ``call`` on memory _by_address
-    measured as ``sizes``."""
-    y = torch.empty_like(z)
-    call[0](call[1], call[2], call[3], *sizes, y.data_ptr(), z.data_ptr(), b.data_ptr())
-    return y
-
-
-def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor, key: str, axis: int,
-                            call: tuple | None = None) -> tuple:
+def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> tuple:
     """(dz, dbias): fastact's epilogue backward on the cpu backend, dz = dy act'(z + b) and dbias (summed in
-    double, in b's dtype) in one pass; dz C-contiguous, as the bias_act_backward op's fake promises.
-    ``call``: the pointer call of the forward, where the caller has it."""
+    double, in b's dtype) in one pass; dz C-contiguous, as the bias_act_backward op's fake promises."""
     sizes = _by_address(z, b, axis, dy)
-    if sizes is None:
-        call = None
-    elif call is None:
-        call = _epilogue_call(key, z.dtype)
+    call = None if sizes is None else _epilogue_call(key, z.dtype)
     if call is None:
         dz, dbias = fastact.bias_act_backward(host_array(dy), host_array(z), host_array(b), activation_of(key),
                                               axis=axis)
@@ -549,42 +617,6 @@ def _host_epilogue_backward(dy: torch.Tensor, z: torch.Tensor, b: torch.Tensor, 
     call[0](call[1], call[2], call[3], *sizes, dz.data_ptr(), dy.data_ptr(), z.data_ptr(), b.data_ptr(),
             dbias.data_ptr())
     return dz, dbias
-
-
-class _FusedEpilogue(torch.autograd.Function):
-    """act(z + b) with autograd on CPU memory the epilogue reads by address: the fused calls' epilogue.
-
-    What the bias_act op does on an eager CPU call (the same kernels: _host_epilogue and
-    _host_epilogue_backward's pointer calls), without its generic layers (the Op's eager
-    path, setup_context, the backward's routing): the fused layers call it once per layer
-    and step.  ``call`` and ``sizes`` come from :func:`fused_epilogue`'s checks.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, b: torch.Tensor, call: tuple, sizes: tuple, key: str, axis: int):
-        y = _epilogue_by_address(call, sizes, z, b)
-        ctx.save_for_backward(z, b)
-        ctx.call, ctx.arguments = call, (key, axis)
-        return y
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, dy: torch.Tensor) -> tuple:
-        z, b = ctx.saved_tensors
-        return (*_host_epilogue_backward(dy, z, b, *ctx.arguments, call=ctx.call), None, None, None, None)
-
-
-def fused_epilogue(z: torch.Tensor, b: torch.Tensor, key: str, axis: int) -> torch.Tensor | None:
-    """act(z + b along ``axis``) for a fused call on the result z of torch's product or convolution,
-    through :class:`_FusedEpilogue` where autograd records it and the memory allows the pointer
-    call; None elsewhere (the caller then takes the bias_act op)."""
-    if not (z.requires_grad or b.requires_grad) or not torch.is_grad_enabled() or not z.is_cpu or not plain(z):
-        return None
-    sizes = _by_address(z, b, axis)
-    call = None if sizes is None else _epilogue_call(key, z.dtype)
-    if call is None:
-        return None
-    return _FusedEpilogue.apply(z, b, call, sizes, key, axis)
 
 
 # --------------------------------------------------------------------------- #

@@ -313,8 +313,9 @@ class Linear(FastactModule, torch.nn.Linear):
 
     ``Linear(in_features, out_features, bias=True, device=None, dtype=None, activation="linear")``:
     torch's arguments, parameters and initialization, plus ``activation`` (a name or
-    ``fastact.Activation``; any elementwise activation).  The backward is fastact's
-    ``dense_bias_act_backward``.
+    ``fastact.Activation``; any elementwise activation).  The call is ``fastact.torch.dense_bias_act``:
+    on float32/float64 CPU tensors torch's ``F.linear`` with the bias (its backward for x, w and b)
+    and fastact's activation, forward and backward; elsewhere fastact's whole fused call.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
@@ -344,6 +345,8 @@ class Conv2d(FastactModule, torch.nn.Conv2d):
     groups=1, bias=True, padding_mode='zeros', device=None, dtype=None``), parameters and
     initialization, plus ``activation`` (default ``"linear"``).  ``padding_mode`` must be
     ``'zeros'`` (fastact pads with zeros).  Batched (N, C, H, W) and unbatched (C, H, W) input.
+    The call is ``fastact.torch.conv2d_bias_act`` (on float32/float64 CPU tensors torch's convolution
+    with the bias, then fastact's activation).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,

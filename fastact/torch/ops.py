@@ -220,18 +220,8 @@ def bias_act(x, bias, activation="relu", *, axis=1):
     return _ops.BIAS_ACT(x, bias, _ops.activation_key("bias_act", activation), _registry.integer("bias_act", "axis", axis))
 
 
-def _epilogue(z, b, key: str, axis: int):
-    """act(z + b along ``axis``) on the result of torch's primitive: the bias_act op; the activation's op
-    without a bias."""
-    if b is not None:
-        y = _ops.fused_epilogue(z, b, key, axis)  # eager CPU training: the pointer calls, fewer layers
-        return _ops.BIAS_ACT(z, b, key, axis) if y is None else y
-    act = _ops.activation_of(key)
-    return _ops.ACTIVATIONS[act.name](z, *_ops.schema_values(act.spec, tuple(act.params.values())))
-
-
 def _same_dtype_bias(x, w, b, features: int) -> bool:
-    """w and b in x's dtype and b (if any) 1-d of ``features``: what torch's primitive + bias_act assume
+    """w and b in x's dtype and b (if any) 1-d of ``features``: what torch's primitive + the activation assume
     (anything else goes to the fused op, whose checks say what is wrong)."""
     return w.dtype == x.dtype and (b is None or (b.dtype == x.dtype and b.dim() == 1 and b.shape[0] == features))
 
@@ -240,30 +230,31 @@ def dense_bias_act(x, w, b=None, activation="relu"):
     """``act(x @ w + b)`` with ``w`` of shape ``(in, out)`` (Keras Dense; torch's Linear stores ``w.T``).
 
     Gradients for x, w and b; b may be None.  16-bit inputs multiply in float32.  On float32/float64
-    CPU tensors the product is torch's (``F.linear``) and the bias + activation fastact's epilogue
-    (the ``bias_act`` op); elsewhere the whole call is fastact's (the ``dense_bias_act`` op).
+    CPU tensors the product and bias are torch's (``F.linear``) and the activation fastact's kernel
+    (``_ops.activation_after_primitive``); elsewhere the whole call is fastact's (the ``dense_bias_act`` op).
 
         >>> fastact.torch.dense_bias_act(torch.ones(2, 3), torch.ones(3, 4), torch.arange(4.0) - 4)
         tensor([[0., 0., 1., 2.],
                 [0., 0., 1., 2.]])
     """
-    _tensors("dense_bias_act", x=x, w=w, b=b)
-    key = _ops.activation_key("dense_bias_act", activation)
+    function = "dense_bias_act"
+    _tensors(function, x=x, w=w, b=b)
+    act = _ops.fused_activation(function, activation)
     if (_ops.torch_linear_part(x) and x.dim() >= 1 and w.dim() == 2 and x.shape[-1] == w.shape[0]
             and _same_dtype_bias(x, w, b, w.shape[1])):
         # F.linear on w.T: for a Linear's weight.t() that is the weight itself, whose gradient autograd
         # then computes in its own layout (x @ w would give it transposed, and AccumulateGrad a copy).
-        return _epilogue(torch.nn.functional.linear(x, w.t()), b, key, -1)
-    return _ops.DENSE(x, w, b, key)
+        return _ops.activation_after_primitive(torch.nn.functional.linear(x, w.t(), b), act)
+    return _ops.DENSE(x, w, b, _ops.activation_key(function, act))
 
 
 def conv2d_bias_act(x, w, b=None, activation="relu", *, stride=1, padding="valid", dilation=1, groups=1,
                     data_format="NCHW"):
     """``act(conv2d(x, w) + b)``, with fastact's conv2d conventions; gradients for x, w and b.
 
-    On float32/float64 CPU tensors the convolution is torch's (``F.conv2d``: oneDNN on x86) and the
-    bias + activation fastact's epilogue (the ``bias_act`` op); elsewhere the whole call is fastact's
-    (the ``conv2d_bias_act`` op: im2col, GEMM, epilogue).
+    On float32/float64 CPU tensors the convolution and bias are torch's (``F.conv2d``: oneDNN on x86)
+    and the activation fastact's kernel (``_ops.activation_after_primitive``); elsewhere the whole call
+    is fastact's (the ``conv2d_bias_act`` op: im2col, GEMM, epilogue).
 
     ``data_format="NCHW"``: x ``(N, C, H, W)``, w ``(O, C/groups, kh, kw)`` (torch's Conv2d weight);
     ``"NHWC"``: x ``(N, H, W, C)``, w ``(kh, kw, C/groups, O)`` (Keras).  ``padding``: ``"valid"``,
@@ -276,13 +267,13 @@ def conv2d_bias_act(x, w, b=None, activation="relu", *, stride=1, padding="valid
     """
     function = "conv2d_bias_act"
     _tensors(function, x=x, w=w, b=b)
-    key = _ops.activation_key(function, activation)
+    act = _ops.fused_activation(function, activation)
     geometry = _geometry(function, tuple(x.shape), tuple(w.shape), stride, padding, dilation, groups, data_format)
     if _ops.torch_linear_part(x) and _same_dtype_bias(x, w, b, geometry.out_channels):
-        return _conv2d_by_torch(x, w, b, key, geometry)
+        return _conv2d_by_torch(x, w, b, act, geometry)
     (top, bottom), (left, right) = geometry.padding
-    return _ops.CONV2D(x, w, b, key, list(geometry.stride), [top, bottom, left, right], list(geometry.dilation),
-                       geometry.groups, geometry.data_format)
+    return _ops.CONV2D(x, w, b, _ops.activation_key(function, act), list(geometry.stride),
+                       [top, bottom, left, right], list(geometry.dilation), geometry.groups, geometry.data_format)
 
 
 @functools.lru_cache(maxsize=256)
@@ -303,11 +294,13 @@ def _geometry(*args: Any):
         return _cached_geometry.__wrapped__(*args)
 
 
-def _conv2d_by_torch(x, w, b, key: str, geometry):
-    """torch's convolution (no bias) of the checked geometry, then fastact's epilogue along the channels.
+def _conv2d_by_torch(x, w, b, act, geometry):
+    """torch's convolution with the bias, of the checked geometry, then fastact's activation.
 
-    NHWC x and Keras' (kh, kw, C/groups, O) w are views of channels-last NCHW tensors; uneven padding
-    (TensorFlow's "same" with an even kernel or stride) pads x first, torch's padding being symmetric.
+    NHWC x and Keras' (kh, kw, C/groups, O) w are views of channels-last NCHW tensors (torch's
+    result is channels-last too, and the activation runs on it before it is seen as NHWC again);
+    uneven padding (TensorFlow's "same" with an even kernel or stride) pads x first, torch's padding
+    being symmetric.
     """
     nhwc = geometry.data_format == "NHWC"
     xt, wt = (x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1)) if nhwc else (x, w)
@@ -316,5 +309,6 @@ def _conv2d_by_torch(x, w, b, key: str, geometry):
         padding = (top, left)
     else:
         xt, padding = torch.nn.functional.pad(xt, (left, right, top, bottom)), (0, 0)
-    z = torch.nn.functional.conv2d(xt, wt, None, geometry.stride, padding, geometry.dilation, geometry.groups)
-    return _epilogue(z.permute(0, 2, 3, 1) if nhwc else z, b, key, -1 if nhwc else 1)
+    z = torch.nn.functional.conv2d(xt, wt, b, geometry.stride, padding, geometry.dilation, geometry.groups)
+    y = _ops.activation_after_primitive(z, act)
+    return y.permute(0, 2, 3, 1) if nhwc else y

@@ -201,10 +201,20 @@ class _WholeFusedCall:
         return self.model.parameters()
 
 
+def use_pool(runtime: str | None) -> None:
+    """fastact's kernels on the OpenMP runtime ``runtime`` (torch's), or on fastact's own pool (None).
+
+    Only where that changes: a switch costs ~0.1 ms (the runtime looked up again in each loaded
+    module), which a training loop never pays, so it must not land inside a timed step.
+    """
+    if threads.runtime() != runtime:
+        threads.run_on_openmp(runtime)
+
+
 def on_threads(runtime: str | None, call):
     """``call`` with fastact's kernels on the OpenMP runtime ``runtime`` (torch's), or on fastact's own pool (None)."""
     def run(r):
-        threads.run_on_openmp(runtime)
+        use_pool(runtime)
         return call(r)
     return run
 
@@ -224,7 +234,7 @@ def _timed_rounds(variants: dict, rounds: int, before) -> Interleaved:
     for r in range(rounds + 3):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
-            threads.run_on_openmp(variants[name][0])
+            use_pool(variants[name][0])
             argument = before(name)
             start = time.perf_counter()
             variants[name][1](argument)
@@ -332,8 +342,8 @@ def training_step(budget: Budget, batch: int) -> dict:
     result = interleaved({"patched": on_threads(runtime, step_of(patched)), "stock": stock_step}, budget, **settled)
     own = None
     if runtime is not None:
-        own = interleaved({"own pool": on_threads(None, step_of(copy.deepcopy(patched))),
-                           "stock": on_threads(runtime, stock_step)}, budget, **settled)
+        own = interleaved({"own pool": on_threads(None, step_of(copy.deepcopy(patched))), "stock": stock_step},
+                          budget, **settled)
     forward = interleaved({"patched": lambda r: patched(x), "stock": lambda r: stock(x)}, budget, **settled)
     whole_result = interleaved({"whole": step_of(whole), "stock": stock_step}, budget, **settled)
     whole_forward = interleaved({"whole": lambda r: whole(x), "stock": lambda r: stock(x)}, budget, **settled)

@@ -37,6 +37,11 @@ def run_on_openmp(path: str | None) -> None:
         apply(module)
 
 
+def runtime() -> str | None:
+    """The OpenMP runtime :func:`run_on_openmp` was last given (None: the module's own pool)."""
+    return _runtime
+
+
 def apply(module: ModuleType) -> None:
     """Give ``module`` the runtime chosen by :func:`run_on_openmp` (:func:`describe` tells whether it took)."""
     use = getattr(module, "use_openmp", None)

@@ -143,7 +143,12 @@ class Activation:
         return f"Activation({self.name!r}{args})"
 
     def __hash__(self) -> int:
-        return hash((self.name, tuple(sorted(self.params.items()))))
+        # Remembered: fused layers look their activation up in caches on every call (~1 us a hash).
+        value = self.__dict__.get("_hash")
+        if value is None:
+            value = hash((self.name, tuple(sorted(self.params.items()))))
+            object.__setattr__(self, "_hash", value)
+        return value
 
 
 def _document(spec: ActivationSpec, forward, backward) -> None:

@@ -150,6 +150,10 @@ class Activation:
             object.__setattr__(self, "_hash", value)
         return value
 
+    def __getstate__(self) -> dict:
+        # Not the remembered hash: str hashes differ from process to process (PYTHONHASHSEED).
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
 
 def _document(spec: ActivationSpec, forward, backward) -> None:
     """The declaration's docstrings on its pair of functions."""

@@ -158,6 +158,21 @@ def test_activation_object():
         fastact.Activation("leaky_relu", alpha=float("nan"))
 
 
+def test_activation_hash_is_remembered_but_not_pickled():
+    import pickle
+    import subprocess
+    import sys
+
+    act = fastact.Activation("leaky_relu", alpha=0.05)
+    assert hash(act) == hash(fastact.Activation("leaky_relu", alpha=0.05)) == hash(act)
+    assert "_hash" not in act.__getstate__()
+    # unpickled in a process with another string hash seed: equal objects hash alike there
+    code = ("import pickle, sys, fastact; a = pickle.loads(sys.stdin.buffer.read()); "
+            "b = fastact.Activation('leaky_relu', alpha=0.05); assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1")
+    subprocess.run([sys.executable, "-c", code], input=pickle.dumps(act), check=True, timeout=120,
+                   env={**__import__("os").environ, "PYTHONHASHSEED": "123"})
+
+
 def test_docstrings_carry_formula_and_example():
     for name in ELEMENTWISE + ["prelu"]:
         for f in (getattr(fastact, name), getattr(fastact, f"{name}_backward")):

@@ -466,10 +466,13 @@ def _differentiable(backward_op: Op, tensors: int) -> tuple[Callable, Callable]:
 # torch's oneDNN convolution took a third of its time on the AVX-512 dev VMs,
 # and fastact's backward recomputes the pre-activation (bench/bench_torch_ops.py
 # keeps it as a comparison row).  Why the bias is torch's and not fastact's
-# bias + activation epilogue: oneDNN adds it inside the convolution and sums
-# dbias in its weight pass at little cost, while the epilogue's per-channel
-# pass and its double dbias sums cost about twice the activation's pass
-# (bench/bench_torch_ops.py, "epilogue pieces").
+# bias + activation epilogue (what these layers ran before): the bias costs
+# about the same in either place (bench/bench_torch_ops.py, "Where the bias
+# goes": on the bench CNN's first layer oneDNN's bias took ~80 us forward and
+# ~140 us backward, fastact's epilogue ~55 and ~110 more than the activation
+# alone), and without it the activation is the plain elementwise kernel, which
+# for ReLU and Leaky ReLU runs over z: the forward allocates nothing (same
+# bench, "Threads": 0.47x torch's F.leaky_relu into a new tensor; the step).
 # The custom ops dense_bias_act / conv2d_bias_act stay fastact's whole fused
 # call (what CUDA tensors, 16-bit CPU tensors and direct torch.ops calls run).
 # --------------------------------------------------------------------------- #

@@ -5,7 +5,8 @@ Inside PyTorch that pool competes with torch's: torch's OpenMP workers keep spin
 for a while after each of its ops, waiting for the next one, so a fastact call right
 after a torch op ran its tasks on cores those workers held (on the 2-core dev VM a
 bias + Leaky ReLU epilogue after torch's convolution took 1.2-1.8x its time on
-torch's threads; ``python bench/bench_torch_ops.py``, section "threads").
+torch's threads, the Leaky ReLU the fused layers run now 1.7-2.9x;
+``python bench/bench_torch_ops.py``, section "threads").
 ``fastact.torch`` therefore calls :func:`run_on_openmp` with the OpenMP runtime torch
 was loaded with, and from then on the module's jobs run on torch's team of threads,
 as torch's own ops do, on ``min(fastact's thread count, torch.get_num_threads())``

@@ -220,22 +220,26 @@ def on_threads(runtime: str | None, call):
 
 
 def _first_layer():
-    """The bench CNN's first convolution's input, weight and bias (batch 64), and its fused activation."""
+    """The bench CNN's first convolution's input, weight and bias (batch 64), its fused activation, and that
+    activation's pointer calls as the fused layer takes them (``_ops._after_primitive_calls``; None where the
+    host backend has no compiled module)."""
     torch.manual_seed(0)
     act = fastact.Activation("leaky_relu", alpha=0.05)
-    return torch.randn(64, 1, 28, 28), torch.randn(32, 1, 3, 3), torch.randn(32), act
+    ft.leaky_relu(torch.ones(2), 0.05)  # loads the host backend
+    return (torch.randn(64, 1, 28, 28), torch.randn(32, 1, 3, 3), torch.randn(32), act,
+            _ops._after_primitive_calls(act, torch.float32))
 
 
 def _timed_rounds(variants: dict, rounds: int, before) -> Interleaved:
     """Each variant ``(runtime, call)`` timed alone, ``rounds`` times in rotated order after three warm-up rounds;
-    ``before(name)`` makes its input just before (untimed), with fastact's kernels on ``runtime``."""
+    ``before()`` makes its input just before (untimed), with fastact's kernels on ``runtime``."""
     times: dict = {name: [] for name in variants}
     names = list(variants)
     for r in range(rounds + 3):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
             use_pool(variants[name][0])
-            argument = before(name)
+            argument = before()
             start = time.perf_counter()
             variants[name][1](argument)
             if r >= 3:
@@ -246,22 +250,19 @@ def _timed_rounds(variants: dict, rounds: int, before) -> Interleaved:
 def activation_after_convolution(rounds: int) -> dict:
     """The bench CNN's first fused layer's activation, timed alone right after the torch convolution that made z."""
     runtime = _threads.torch_openmp_runtime()
-    x, w, b, act = _first_layer()
+    x, w, b, act, calls = _first_layer()
     if runtime is None:
         return {"runtime": None}
-    spec, values = act.spec, tuple(act.params.values())
-    ft.leaky_relu(torch.ones(2), 0.05)  # loads the host backend
-    call = _ops.pointer_call(spec, values, torch.float32, False)
-    if call is None:  # the host backend is not the cpu backend (not built here, or forced to numpy)
+    if calls is None:  # the host backend is not the cpu backend (not built here, or forced to numpy)
         return {"runtime": runtime, "not measured": f"no compiled kernel on the {fastact.get_backend()} backend"}
     # What the fused layer's forward runs (fastact/torch/_ops.py: activation_after_primitive): the activation
     # over z, the result of torch's convolution with the bias.  torch's own in-place leaky_relu_ is the like for
     # like; its out-of-place F.leaky_relu (what stock runs, into a new tensor) is for scale.
-    fastact_kernel = lambda z: call[2](z.numel(), z.data_ptr(), z.data_ptr())  # noqa: E731
+    fastact_kernel = lambda z: calls[1](z.numel(), z.data_ptr(), z.data_ptr())  # noqa: E731
     variants = {"torch threads": (runtime, fastact_kernel), "own pool": (None, fastact_kernel),
                 "torch leaky_relu_": (runtime, lambda z: F.leaky_relu_(z, 0.05)),
                 "torch F.leaky_relu": (runtime, lambda z: F.leaky_relu(z, 0.05))}
-    result = _timed_rounds(variants, rounds, lambda name: F.conv2d(x, w, b))
+    result = _timed_rounds(variants, rounds, lambda: F.conv2d(x, w, b))
     threads.run_on_openmp(runtime)
     return {"runtime": runtime, "shape": [64, 32, 26, 26],
             "own pool over torch threads": _ratio_row(result, "own pool", "torch threads"),
@@ -277,36 +278,31 @@ def where_the_bias_goes(rounds: int) -> dict:
     without dbias; fastact's epilogue backward (dz and dbias in one pass) and the activation's backward alone.
     All on torch's threads; the outputs of fastact's kernels go to buffers kept from call to call.
     """
-    x, w, b, act = _first_layer()
-    key = _ops.activation_key("bench", act)
-    ft.leaky_relu(torch.ones(2), 0.05)
-    forward = _ops.pointer_call(act.spec, tuple(act.params.values()), torch.float32, False)
-    backward = _ops.pointer_call(act.spec, tuple(act.params.values()), torch.float32, True)
-    epilogue = _ops._epilogue_call(key, torch.float32)
-    if forward is None or backward is None or epilogue is None:
+    x, w, b, act, calls = _first_layer()
+    epilogue = _ops._epilogue_call(_ops.activation_key("bench", act), torch.float32)
+    if calls is None or epilogue is None:
         return {"not measured": f"no compiled kernels on the {fastact.get_backend()} backend"}
     z = F.conv2d(x, w)
     dy, out, dbias = torch.randn_like(z), torch.empty_like(z), torch.empty(32)
     n, sizes = z.numel(), (64, 32, 26 * 26)
-    variants = {
-        "conv forward with bias": (None, lambda _: F.conv2d(x, w, b)),
-        "conv forward without bias": (None, lambda _: F.conv2d(x, w)),
-        "fastact bias + activation": (None, lambda _: epilogue[0](epilogue[1], epilogue[2], epilogue[3], *sizes,
-                                                                 out.data_ptr(), z.data_ptr(), b.data_ptr())),
-        "fastact activation alone": (None, lambda _: forward[2](n, out.data_ptr(), z.data_ptr())),
-        "conv backward with dbias": (None, lambda _: torch.ops.aten.convolution_backward(
-            dy, x, w, [32], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True])),
-        "conv backward without dbias": (None, lambda _: torch.ops.aten.convolution_backward(
-            dy, x, w, [32], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False])),
-        "fastact epilogue backward (dz, dbias)": (None, lambda _: epilogue[0](
+    conv_backward = lambda mask: torch.ops.aten.convolution_backward(  # noqa: E731
+        dy, x, w, [32], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+    pieces = {
+        "conv forward with bias": lambda _: F.conv2d(x, w, b),
+        "conv forward without bias": lambda _: F.conv2d(x, w),
+        "fastact bias + activation": lambda _: epilogue[0](epilogue[1], epilogue[2], epilogue[3], *sizes,
+                                                           out.data_ptr(), z.data_ptr(), b.data_ptr()),
+        "fastact activation alone": lambda _: calls[1](n, out.data_ptr(), z.data_ptr()),
+        "conv backward with dbias": lambda _: conv_backward([False, True, True]),
+        "conv backward without dbias": lambda _: conv_backward([False, True, False]),
+        "fastact epilogue backward (dz, dbias)": lambda _: epilogue[0](
             epilogue[1], epilogue[2], epilogue[3], *sizes, out.data_ptr(), dy.data_ptr(), z.data_ptr(), b.data_ptr(),
-            dbias.data_ptr())),
-        "fastact activation backward alone": (None, lambda _: backward[2](n, out.data_ptr(), dy.data_ptr(),
-                                                                          z.data_ptr())),
+            dbias.data_ptr()),
+        "fastact activation backward alone": lambda _: calls[2](n, out.data_ptr(), dy.data_ptr(), z.data_ptr()),
     }
     runtime = _threads.torch_openmp_runtime()
-    variants = {name: (runtime, call) for name, (_, call) in variants.items()}
-    result = _timed_rounds(variants, rounds, lambda name: None)
+    variants = {name: (runtime, call) for name, call in pieces.items()}
+    result = _timed_rounds(variants, rounds, lambda: None)
     threads.run_on_openmp(runtime)
     return {"shape": [64, 32, 26, 26], "times": {name: result.stats(name).as_dict() for name in variants}}
 

@@ -394,30 +394,26 @@ PRELU = Op(
 # --------------------------------------------------------------------------- #
 def activation_key(function: str, activation: Any) -> str:
     """A fused call's activation (name or ``fastact.Activation``), checked, as ``"name(p=v, ...)"``."""
-    if not isinstance(activation, (str, Activation)):
-        _activation(function, activation)  # raises the TypeError saying what is accepted
-    if torch.compiler.is_compiling():  # dynamo traces the function itself (it warns about lru_cache wrappers)
-        return _activation_key.__wrapped__(function, activation)
-    return _activation_key(function, activation)
-
-
-@functools.lru_cache(maxsize=1024)
-def _activation_key(function: str, activation: str | Activation) -> str:
-    act = _activation(function, activation)
-    return f"{act.name}({', '.join(f'{k}={v!r}' for k, v in act.params.items())})"
+    return _checked_activation(function, activation)[1]
 
 
 def fused_activation(function: str, activation: Any) -> Activation:
-    """A fused call's activation (a name or ``fastact.Activation``) as an Activation, checked as
-    :func:`activation_key` checks it; remembered, but for dynamo, which traces the function itself."""
+    """A fused call's activation (name or ``fastact.Activation``), checked, as an Activation."""
+    return _checked_activation(function, activation)[0]
+
+
+def _checked_activation(function: str, activation: Any) -> tuple[Activation, str]:
+    """(Activation, key) of a fused call's activation, remembered; anything but a name or Activation
+    gets _activation's TypeError saying what is accepted."""
     if torch.compiler.is_compiling() or not isinstance(activation, (str, Activation)):
-        return _activation(function, activation)  # (the TypeError saying what is accepted, for anything else)
-    return _fused_activation(function, activation)
+        return _activation_and_key.__wrapped__(function, activation)  # dynamo traces it (and warns on lru_cache)
+    return _activation_and_key(function, activation)
 
 
 @functools.lru_cache(maxsize=1024)
-def _fused_activation(function: str, activation: str | Activation) -> Activation:
-    return _activation(function, activation)
+def _activation_and_key(function: str, activation: str | Activation) -> tuple[Activation, str]:
+    act = _activation(function, activation)
+    return act, f"{act.name}({', '.join(f'{k}={v!r}' for k, v in act.params.items())})"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -556,6 +556,58 @@ def test_pointer_path_for_rows_along_the_last_axis(name, monkeypatch):
             np.testing.assert_array_equal(y.numpy(), getattr(fastact, name)(x.numpy(), axis))
 
 
+def _warmed_by_address(function, x):
+    """Calls ``function(x)`` with autograd until it takes ActivationByAddress (the forward's and the
+    backward's pointer calls remembered: a first call and its backward remember them); that call's y."""
+    for _ in range(3):
+        y = function(x)
+        if type(y.grad_fn).__name__ == "ActivationByAddressBackward":
+            return y
+        y.backward(torch.ones_like(y))
+    raise AssertionError(f"{function} never took ActivationByAddress")
+
+
+@pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_small_autograd_calls_by_address_give_fastacts_bits(name, params, dtype_name):
+    if dtype_name == "bfloat16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    reason = fastact.backends.unavailable_reason("cpu")
+    if reason is not None:
+        pytest.skip(reason)
+    if get_spec(name).form == "rowwise" and params.get("axis", -1) != -1:
+        params = {"axis": -1}  # by address along the last axis only (test_pointer_path_for_rows_... for others)
+    dtype = TORCH_DTYPES[dtype_name]
+    function = lambda t: getattr(ft, name)(t, **params)  # noqa: E731
+    with fastact.use_backend("cpu"):
+        x = _values((3, 5, 7), dtype, seed=4).requires_grad_(True)
+        y = _warmed_by_address(function, x)
+        expected_y = getattr(fastact, name)(_to_numpy(x), **params)
+        np.testing.assert_array_equal(_to_numpy(y), expected_y)
+        assert y.is_contiguous() and y.dtype == dtype and y.shape == x.shape
+        # dy contiguous (the pointer call), transposed and broadcast (the op's backward): the same bits.
+        for dy in (_values(x.shape, dtype, seed=5), _values((7, 5, 3), dtype, seed=6).permute(2, 1, 0),
+                   _values((1, 5, 7), dtype, seed=7).expand(3, 5, 7)):
+            y = function(x)
+            assert type(y.grad_fn).__name__ == "ActivationByAddressBackward"
+            (dx,) = torch.autograd.grad(y, x, dy)
+            expected_dx = getattr(fastact, f"{name}_backward")(_to_numpy(dy), _to_numpy(x), **params)
+            np.testing.assert_array_equal(_to_numpy(dx), expected_dx, err_msg=str(dy.stride()))
+        with torch.no_grad():  # no autograd recorded: a plain result
+            assert function(x).grad_fn is None
+
+
+@pytest.mark.parametrize("name,params", [("elu", {"alpha": 0.5}), ("silu", {}), ("softmax", {"axis": -1})])
+def test_small_autograd_calls_by_address_gradcheck_and_no_second_derivative(name, params):
+    function = lambda t: getattr(ft, name)(t, **params)  # noqa: E731
+    x = _values((4, 5), seed=4).requires_grad_(True)
+    _warmed_by_address(function, x)
+    assert torch.autograd.gradcheck(function, (x,))
+    g = torch.autograd.grad(function(x).sum(), x, create_graph=True)[0]
+    with pytest.raises(RuntimeError):  # no second derivative (as the activation ops have none): an error, never zeros
+        torch.autograd.grad(g.sum(), x)
+
+
 def test_remembered_small_calls_still_refuse_values_of_the_wrong_type():
     # 1 == 1.0 == True: a remembered call for one must not let the refused others through.
     x = torch.linspace(-2, 2, 16)

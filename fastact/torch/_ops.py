@@ -185,6 +185,48 @@ def _direct(spec: _registry.ActivationSpec, values: tuple, x: torch.Tensor, dy: 
     return y
 
 
+class ActivationByAddress(torch.autograd.Function):
+    """A small eager activation with autograd: y = act(x) by the cpu module's pointer calls (fastact.torch.NAME).
+
+    ``forward_call``/``backward_call``: the FORWARD_CALLS / BACKWARD_CALLS entries' calls for the
+    values; ``length``: 0 for an elementwise activation, the row length of a row-wise one (along
+    x's last axis); ``fallback``: the activation op's backward (``Op.backward``, with ``values``),
+    which takes any gradient this one's pointer call does not (a strided or broadcast dy, a
+    create_graph backward). x is saved, as the op's autograd rule saves it.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, forward_call: Callable, backward_call: Callable, length: int,
+                fallback: Callable, values: tuple) -> torch.Tensor:
+        y = torch.empty_like(x)
+        if length:
+            forward_call(x.numel() // length, length, y.data_ptr(), x.data_ptr())
+        else:
+            forward_call(x.numel(), y.data_ptr(), x.data_ptr())
+        ctx.save_for_backward(x)
+        ctx.calls = (backward_call, length, fallback, values)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple:
+        x, = ctx.saved_tensors
+        backward_call, length, fallback, values = ctx.calls
+        if type(dy) is torch.Tensor and dy.dtype is x.dtype and dy.is_contiguous() and not torch.is_grad_enabled():
+            dx = torch.empty_like(x)
+            if length:
+                backward_call(x.numel() // length, length, dx.data_ptr(), x.data_ptr(), dy.data_ptr())
+            else:
+                backward_call(x.numel(), dx.data_ptr(), dy.data_ptr(), x.data_ptr())
+        else:
+            ctx.values = values
+            dx = fallback(ctx, dy)[0]
+        return dx, None, None, None, None, None
+
+
+# Function.apply's own checks (functorch transforms, setup_context) are the caller's: its C part directly.
+activation_by_address = torch._C._FunctionBase.__dict__["apply"].__get__(None, ActivationByAddress)
+
+
 def _activation_ops(spec: _registry.ActivationSpec) -> tuple[Op, Op]:
     forward_function = getattr(fastact, spec.name)
     backward_function = getattr(fastact, f"{spec.name}_backward")

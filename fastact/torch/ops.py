@@ -29,7 +29,7 @@ from ..activations import (
 )
 from .. import backends as _backends
 from . import _ops
-from ._library import _Eager, _dispatch_modes, _function_modes, _functorch_wrapped, plain
+from ._library import eager_apply, _dispatch_modes, _function_modes, _functorch_wrapped, plain
 from ._ops import _PRELU_CALLS
 
 _compiler = torch.compiler
@@ -37,6 +37,7 @@ _backend_context = _backends._context  # fastact.use_backend's; else the process
 _Tensor = torch.Tensor
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _empty_like = torch.empty_like
+_by_address = _ops.activation_by_address
 _grad_enabled = torch.is_grad_enabled
 
 __all__ = [
@@ -59,23 +60,27 @@ def _activation(spec: _registry.ActivationSpec, x: Any, *values: Any) -> torch.T
     op = _ops.ACTIVATIONS[spec.name]
     if plain(x):
         if x.requires_grad and torch.is_grad_enabled():
-            return _Eager.apply(op, x, *values)
+            return eager_apply(op, x, *values)  # (plain(x): the values are numbers)
         return op.eager_compute(x, *values)
     _check_tensor(spec.name, "x", x)
     return op.overload(x, *_ops.schema_values(spec, values))
 
 
 # The public function of each activation, written from its declaration (exec, as dataclasses writes
-# __init__): fastact's signature, then the small call (a plain contiguous CPU tensor that autograd
-# does not track) straight to the cpu module by the pointer call _ops.pointer_call remembered,
-# with _library.plain's checks and the values' types spelled out; anything else through
-# _activation.  Spelled out because on 1 Ki elements every 0.1 us is 10% of torch's own call
-# (bench/bench_torch_ops.py): a generic *values function cost about 0.3 us more per call.
+# __init__): fastact's signature, then the small call (a plain contiguous CPU tensor) straight to the
+# cpu module by the pointer call _ops.pointer_call remembered, with _library.plain's checks and the
+# values' types spelled out: without autograd into a new tensor, with it through
+# _ops.ActivationByAddress (once the backward's pointer call is remembered too: the first backward
+# of these values remembers it); anything else through _activation.  Spelled out because on 1 Ki
+# elements every 0.1 us is 10% of torch's own call (bench/bench_torch_ops.py): a generic *values
+# function cost about 0.3 us more per call, and the autograd call through _activation's
+# autograd.Function (its op's generic forward and backward) 2.2-2.5x torch's F.leaky_relu against
+# 1.2x for ActivationByAddress (forward + backward of 1 Ki float32, thread time, AMD EPYC dev VM).
 # torch.compiler.is_compiling() reads _is_compiling_flag after a call to torch.jit.is_scripting();
 # dynamo, tracing these, reads the flag True (compilation holds it so).
 _SMALL_CALL = """
 def {name}(x{signature}):
-    if (not _compiler._is_compiling_flag and type(x) is _Tensor and not x.requires_grad and x.is_cpu
+    if (not _compiler._is_compiling_flag and type(x) is _Tensor and x.is_cpu
             and not _dispatch_modes() and not _function_modes() and not _functorch_wrapped(x)
             and x.is_contiguous()):
         try:
@@ -89,34 +94,51 @@ def {name}(x{signature}):
 {run}
     return _activation(_spec, x{arguments})
 """
-_RUN_ELEMENTWISE = """                y = _empty_like(x)
-                call[2](n, y.data_ptr(), x.data_ptr())
-                return y"""
-_RUN_ROWS = """                length = _ops.row_length(x, {axis})  # along the last axis only
-                if length:
+# Both branches: length is 0 for an elementwise activation, the row length for a row-wise one.
+_RUN = """                if not (x.requires_grad and _grad_enabled()):
                     y = _empty_like(x)
-                    call[2](n // length, length, y.data_ptr(), x.data_ptr())
-                    return y"""
+                    if length:
+                        call[2](n // length, length, y.data_ptr(), x.data_ptr())
+                    else:
+                        call[2](n, y.data_ptr(), x.data_ptr())
+                    return y
+                back = _backward_calls.get((({values}), x.dtype))
+                if back is not None and back[2] is not None and back[0] == call[0] and back[1] == call[1]:
+                    return _by_address(x, call[2], back[2], length, _op.backward, ({values}))"""
+_ELEMENTWISE_LENGTH = """                length = 0
+"""
+# (_ops.row_length spelled out: the entry's types made {axis} an int; the call cost 0.25 us of ~3.3.)
+_ROWS_LENGTH = """                length = x.shape[-1] if x.ndim and ({axis} == -1 or {axis} == x.ndim - 1) else 0  # last axis only
+                if length:
+"""
 
 
 def _public(spec: _registry.ActivationSpec) -> Any:
     """``fastact.torch.NAME`` for activation ``spec`` (see _SMALL_CALL), documented by _document.
 
     Written into this module's own namespace, with its constants as module names (``_spec_NAME``,
-    ``_calls_NAME``, ``_default_NAME_PARAM``): torch.compile looks a function's globals up in its module.
+    ``_calls_NAME``, ``_backward_calls_NAME``, ``_op_NAME``, ``_default_NAME_PARAM``): torch.compile looks a function's globals up in its module.
     """
     names = [p.name for p in spec.params]
     constants = {f"_spec_{spec.name}": spec, f"_calls_{spec.name}": _ops.FORWARD_CALLS[spec.name],
+                 f"_backward_calls_{spec.name}": _ops.BACKWARD_CALLS[spec.name], f"_op_{spec.name}": _ops.ACTIVATIONS[spec.name],
                  **{f"_default_{spec.name}_{p.name}": p.default for p in spec.params if not p.required}}
     globals().update(constants)
     signature = "".join(f", {p.name}" if p.required else f", {p.name}=_default_{spec.name}_{p.name}"
                         for p in spec.params)
     tuple_of = (lambda items: "".join(f"{item}, " for item in items))
-    run = _RUN_ROWS.format(axis=names[0]) if spec.form == "rowwise" else _RUN_ELEMENTWISE
-    source = _SMALL_CALL.format(name=spec.name, signature=signature, values=tuple_of(names),
+    values = tuple_of(names)
+    run = _RUN.format(values=values)
+    if spec.form == "rowwise":  # one level deeper, under "if length:"
+        run = _ROWS_LENGTH.format(axis=names[0]) + "\n".join("    " + line for line in run.splitlines())
+    else:
+        run = _ELEMENTWISE_LENGTH + run
+    source = _SMALL_CALL.format(name=spec.name, signature=signature, values=values,
                                 types=tuple_of(f"type({n})" for n in names), run=run,
-                                arguments="".join(f", {n}" for n in names)).replace(
-        "_calls.get", f"_calls_{spec.name}.get").replace("_activation(_spec,", f"_activation(_spec_{spec.name},")
+                                arguments="".join(f", {n}" for n in names))
+    for generic, own in (("_calls.get", f"_calls_{spec.name}.get"), ("_backward_calls.get", f"_backward_calls_{spec.name}.get"),
+                         ("_activation(_spec,", f"_activation(_spec_{spec.name},"), ("_op.backward", f"_op_{spec.name}.backward")):
+        source = source.replace(generic, own)
     namespace: dict = {}
     exec(compile(source, f"<fastact.torch.{spec.name}>", "exec"), globals(), namespace)  # noqa: S102 (our template)
     function = namespace[spec.name]
@@ -189,7 +211,7 @@ def prelu(x, alpha):
             and alpha.is_cpu and not _dispatch_modes() and not _function_modes() and not _functorch_wrapped(x)
             and not _functorch_wrapped(alpha)):
         if (x.requires_grad or alpha.requires_grad) and _grad_enabled():
-            return _Eager.apply(_ops.PRELU, x, alpha)
+            return eager_apply(_ops.PRELU, x, alpha)  # (x and alpha checked as plain() checks)
         dtype = x.dtype
         call = None if not x.is_contiguous() or alpha.dtype is not dtype else _PRELU_CALLS.get(
             (x.shape, alpha.shape, dtype, _backend_context.get() or _backends._default))

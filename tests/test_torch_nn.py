@@ -142,6 +142,30 @@ def test_fused_conv2d_matches_torch(options):
     _compare(ours, theirs, _input((3, 7, 8)), TOLERANCE[torch.float64])  # unbatched
 
 
+def _graph(node) -> list:
+    """The autograd graph under ``node``, as the names of its nodes, depth first."""
+    if node is None:
+        return []
+    return [type(node).__name__, [_graph(child) for child, _ in node.next_functions]]
+
+
+@pytest.mark.parametrize("layer", ["Linear", "Conv2d"])
+def test_fused_layers_on_float_cpu_tensors_are_torchs_layer_then_fastacts_activation(layer):
+    # Under the activation's node, the autograd graph of torch's own layer: its product or convolution
+    # with the bias, the weight taken as is (no transposes of its own), fastact's backward on top.
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(5, 4) if layer == "Linear" else torch.nn.Conv2d(3, 4, 3, padding="same")
+    ours = getattr(ftnn, layer).from_torch(copy.deepcopy(theirs), activation=ACT)
+    x = _input((2, 5) if layer == "Linear" else (2, 3, 6, 6), torch.float32).requires_grad_(True)
+    ours(x)  # (a first call loads the cpu backend, through the activation's op)
+    y = ours(x)
+    assert type(y.grad_fn).__name__ == "_ActivationAfterPrimitiveBackward"
+    assert [_graph(child) for child, _ in y.grad_fn.next_functions][0] == _graph(theirs(x).grad_fn)
+    torch.testing.assert_close(y, torch.nn.functional.leaky_relu(theirs(x), 0.05))
+    with pytest.raises(TypeError, match="same dtype"):  # another dtype than the layer's: the fused call's error
+        ours(x.double())
+
+
 def test_fused_layers_default_to_the_identity_and_share_torchs_initialization():
     torch.manual_seed(1)
     theirs = torch.nn.Conv2d(2, 3, 3)

@@ -332,7 +332,13 @@ class Linear(FastactModule, torch.nn.Linear):
         return super().from_torch(module, activation=activation)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return ops.dense_bias_act(input, self.weight.t(), self.bias, self.activation)
+        weight, bias = self.weight, self.bias
+        if _ops.torch_linear_part(input) and weight.dtype is input.dtype and (bias is None or bias.dtype is input.dtype):
+            # What fastact.torch.dense_bias_act computes here, without its argument checks and the two
+            # transposes of weight it takes in Keras' layout (two more autograd nodes); _ops.activation_after_primitive.
+            z = torch.nn.functional.linear(input, weight, bias)
+            return _ops.activation_after_primitive(z, _ops.fused_activation("Linear", self.activation))
+        return ops.dense_bias_act(input, weight.t(), bias, self.activation)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation!r}"
@@ -370,6 +376,13 @@ class Conv2d(FastactModule, torch.nn.Conv2d):
         return super().from_torch(module, activation=activation)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if _ops.torch_linear_part(input) and weight.dtype is input.dtype and (bias is None or bias.dtype is input.dtype):
+            # torch's own Conv2d forward (padding_mode "zeros"), then fastact's activation: what
+            # fastact.torch.conv2d_bias_act computes here, without its geometry checks (torch's module
+            # checked its arguments; F.conv2d checks the input as torch's Conv2d does).
+            z = torch.nn.functional.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            return _ops.activation_after_primitive(z, _ops.fused_activation("Conv2d", self.activation))
         unbatched = input.dim() == 3
         x = input.unsqueeze(0) if unbatched else input
         y = ops.conv2d_bias_act(x, self.weight, self.bias, self.activation, stride=self.stride,

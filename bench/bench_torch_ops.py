@@ -12,9 +12,10 @@ so the noise of a shared machine cancels in the ratios, not in the absolute time
    that requires grad (``autograd``).  Goal for 1 Ki: <= 2x.
 2. **where the time goes** in a small ``fastact.torch.leaky_relu`` call: its pieces
    timed alone (the small-call branch a contiguous tensor without autograd takes: its
-   checks, the result's allocation, the module call by address; the pointer path of
-   autograd calls; the general path a strided tensor takes: the tensor -> NumPy view,
-   fastact's own call, the NumPy -> tensor wrap; the autograd.Function; the custom op
+   checks, the result's allocation, the module call by address; the op's pointer path
+   (a first call's); the general path a strided tensor takes: the tensor -> NumPy view,
+   fastact's own call, the NumPy -> tensor wrap; the call with autograd (its
+   autograd.Function, forward only); the custom op
    through torch's dispatcher).
 3. **large tensors** (16 Mi float32 elements, 64 MiB): ``fastact.torch.OP(x)`` against
    ``fastact.OP(x.numpy())`` (the cpu backend on the same memory; a copy would show
@@ -133,12 +134,12 @@ def where_the_time_goes(budget: Budget) -> dict:
         "  its checks, as plain(x) makes them": lambda r: _library.plain(x),
         "  its result's allocation (torch.empty_like)": lambda r: torch.empty_like(x),
         "  the module call by address": lambda r: cpu_call[0](*cpu_call[1], SMALL, y.data_ptr(), x.data_ptr()),
-        "the pointer path of autograd calls (_ops._direct)": lambda r: _ops._direct(spec, (0.1,), x, None),
+        "the op's pointer path (_ops._direct: a first call, the op's backward)": lambda r: _ops._direct(spec, (0.1,), x, None),
         "parameters, validated (kernel_params_of; once per value on the paths above)": lambda r: spec.kernel_params_of(0.1),
         "strided x: the general path, tensor -> NumPy view (x.numpy())": lambda r: _bridge.as_array(x),
         "  fastact.leaky_relu on the view": lambda r: fastact.leaky_relu(xn, 0.1),
         "  NumPy -> tensor (torch.from_numpy)": lambda r: _bridge.as_tensor(yn),
-        "with autograd: fastact.torch.leaky_relu(x) (autograd.Function)": lambda r: ft.leaky_relu(xg, 0.1),
+        "with autograd: fastact.torch.leaky_relu(x) (_ops.ActivationByAddress)": lambda r: ft.leaky_relu(xg, 0.1),
         "with autograd: torch F.leaky_relu(x)": lambda r: F.leaky_relu(xg, 0.1),
         "custom op through torch's dispatcher, no grad": lambda r: op.overload(x, 0.1),
         "custom op through torch's dispatcher, with autograd": lambda r: op.overload(xg, 0.1),

@@ -556,6 +556,15 @@ def test_pointer_path_for_rows_along_the_last_axis(name, monkeypatch):
             np.testing.assert_array_equal(y.numpy(), getattr(fastact, name)(x.numpy(), axis))
 
 
+def _skip_without_the_cpu_backend_for(dtype_name: str) -> None:
+    """Skip a test of the cpu backend's pointer calls where it is not built, or bfloat16 without ml_dtypes."""
+    if dtype_name == "bfloat16" and ml_dtypes is None:
+        pytest.skip("bfloat16 needs ml_dtypes")
+    reason = fastact.backends.unavailable_reason("cpu")
+    if reason is not None:
+        pytest.skip(reason)
+
+
 def _warmed_by_address(function, x):
     """Calls ``function(x)`` with autograd until it takes ActivationByAddress (the forward's and the
     backward's pointer calls remembered: a first call and its backward remember them); that call's y."""
@@ -570,11 +579,7 @@ def _warmed_by_address(function, x):
 @pytest.mark.parametrize("dtype_name", list(TORCH_DTYPES))
 @pytest.mark.parametrize("name,params", CASES, ids=IDS)
 def test_small_autograd_calls_by_address_give_fastacts_bits(name, params, dtype_name):
-    if dtype_name == "bfloat16" and ml_dtypes is None:
-        pytest.skip("bfloat16 needs ml_dtypes")
-    reason = fastact.backends.unavailable_reason("cpu")
-    if reason is not None:
-        pytest.skip(reason)
+    _skip_without_the_cpu_backend_for(dtype_name)
     if get_spec(name).form == "rowwise" and params.get("axis", -1) != -1:
         params = {"axis": -1}  # by address along the last axis only (test_pointer_path_for_rows_... for others)
     dtype = TORCH_DTYPES[dtype_name]
@@ -791,11 +796,7 @@ def test_fused_calls_with_mixed_dtypes_or_bad_bias_take_the_fused_op():
 @pytest.mark.parametrize("shapes", [((2, 3, 4, 5), (3, 1, 1)), ((2, 4, 5, 3), (3,)), ((6, 7), ()), ((6, 7), (1,)),
                                     ((3, 4), (3, 4)), ((2, 3, 4, 5), (1, 3, 1, 1))])
 def test_prelu_by_address_gives_the_general_paths_bits(dtype_name, shapes, monkeypatch):
-    if dtype_name == "bfloat16" and ml_dtypes is None:
-        pytest.skip("bfloat16 needs ml_dtypes")
-    reason = fastact.backends.unavailable_reason("cpu")
-    if reason is not None:
-        pytest.skip(reason)
+    _skip_without_the_cpu_backend_for(dtype_name)
     dtype = TORCH_DTYPES[dtype_name]
     x_shape, alpha_shape = shapes
     with fastact.use_backend("cpu"):

@@ -84,7 +84,7 @@ def {name}(x{signature}):
             and not _dispatch_modes() and not _function_modes() and not _functorch_wrapped(x)
             and x.is_contiguous()):
         try:
-            call = _calls.get((({values}), x.dtype))
+            call = _calls_{name}.get((({values}), x.dtype))
         except TypeError:  # an unhashable value: _activation says what is wrong
             call = None
         if call is not None and call[2] is not None:
@@ -92,7 +92,7 @@ def {name}(x{signature}):
             if (call[0] == ({types}) and call[1] == (_backend_context.get() or _backends._default)
                     and n <= call[3]):
 {run}
-    return _activation(_spec, x{arguments})
+    return _activation(_spec_{name}, x{arguments})
 """
 # Both branches: length is 0 for an elementwise activation, the row length for a row-wise one.
 _RUN = """                if not (x.requires_grad and _grad_enabled()):
@@ -102,9 +102,9 @@ _RUN = """                if not (x.requires_grad and _grad_enabled()):
                     else:
                         call[2](n, y.data_ptr(), x.data_ptr())
                     return y
-                back = _backward_calls.get((({values}), x.dtype))
+                back = _backward_calls_{name}.get((({values}), x.dtype))
                 if back is not None and back[2] is not None and back[0] == call[0] and back[1] == call[1]:
-                    return _by_address(x, call[2], back[2], length, _op.backward, ({values}))"""
+                    return _by_address(x, call[2], back[2], length, _op_{name}.backward, ({values}))"""
 _ELEMENTWISE_LENGTH = """                length = 0
 """
 # (_ops.row_length spelled out: the entry's types made {axis} an int; the call cost 0.25 us of ~3.3.)
@@ -117,18 +117,20 @@ def _public(spec: _registry.ActivationSpec) -> Any:
     """``fastact.torch.NAME`` for activation ``spec`` (see _SMALL_CALL), documented by _document.
 
     Written into this module's own namespace, with its constants as module names (``_spec_NAME``,
-    ``_calls_NAME``, ``_backward_calls_NAME``, ``_op_NAME``, ``_default_NAME_PARAM``): torch.compile looks a function's globals up in its module.
+    ``_calls_NAME``, ``_backward_calls_NAME``, ``_op_NAME``, ``_default_NAME_PARAM``): torch.compile
+    looks a function's globals up in its module.
     """
     names = [p.name for p in spec.params]
     constants = {f"_spec_{spec.name}": spec, f"_calls_{spec.name}": _ops.FORWARD_CALLS[spec.name],
-                 f"_backward_calls_{spec.name}": _ops.BACKWARD_CALLS[spec.name], f"_op_{spec.name}": _ops.ACTIVATIONS[spec.name],
+                 f"_backward_calls_{spec.name}": _ops.BACKWARD_CALLS[spec.name],
+                 f"_op_{spec.name}": _ops.ACTIVATIONS[spec.name],
                  **{f"_default_{spec.name}_{p.name}": p.default for p in spec.params if not p.required}}
     globals().update(constants)
     signature = "".join(f", {p.name}" if p.required else f", {p.name}=_default_{spec.name}_{p.name}"
                         for p in spec.params)
     tuple_of = (lambda items: "".join(f"{item}, " for item in items))
     values = tuple_of(names)
-    run = _RUN.format(values=values)
+    run = _RUN.format(name=spec.name, values=values)
     if spec.form == "rowwise":  # one level deeper, under "if length:"
         run = _ROWS_LENGTH.format(axis=names[0]) + "\n".join("    " + line for line in run.splitlines())
     else:
@@ -136,9 +138,6 @@ def _public(spec: _registry.ActivationSpec) -> Any:
     source = _SMALL_CALL.format(name=spec.name, signature=signature, values=values,
                                 types=tuple_of(f"type({n})" for n in names), run=run,
                                 arguments="".join(f", {n}" for n in names))
-    for generic, own in (("_calls.get", f"_calls_{spec.name}.get"), ("_backward_calls.get", f"_backward_calls_{spec.name}.get"),
-                         ("_activation(_spec,", f"_activation(_spec_{spec.name},"), ("_op.backward", f"_op_{spec.name}.backward")):
-        source = source.replace(generic, own)
     namespace: dict = {}
     exec(compile(source, f"<fastact.torch.{spec.name}>", "exec"), globals(), namespace)  # noqa: S102 (our template)
     function = namespace[spec.name]

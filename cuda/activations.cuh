@@ -235,7 +235,11 @@ struct GaussianTailFloat {
   float w, r, density;  // w = a / (2 + a), r = R(1 - 2w): M = (1 - w) r and a M = 2 w r; density = phi(a) 2^64
 
   __device__ __forceinline__ explicit GaussianTailFloat(float a) {
+#if defined(FASTACT_HOST_COMPILER) && !defined(FASTACT_EMULATOR)
+    const float r2 = 1.0f / (a + 2.0f);  // the cpu backend divides (then w is exact to its rounding)
+#else
     const float r2 = rcp_approx(a + 2.0f);
+#endif
     const float q = a * r2;
     w = fmaf(fmaf(-q, a, fmaf(-2.0f, q, a)), r2, q);  // q + (a - q (a + 2)) / (a + 2)
     const float u = fmaf(w, -2.0f, 1.0f);

@@ -308,6 +308,14 @@ class Relu(_Elementwise, torch.nn.Module):
 # --------------------------------------------------------------------------- #
 # Fused layers
 # --------------------------------------------------------------------------- #
+def _on_torchs_primitive(input: torch.Tensor, weight: torch.Tensor, bias: Any) -> bool:
+    """Whether a fused Linear/Conv2d computes its product or convolution with torch's primitive (F.linear,
+    F.conv2d) then fastact's activation: float32/float64 CPU input, weight and bias in its dtype (anything
+    else takes the fused call, whose checks say what is wrong)."""
+    return (_ops.torch_linear_part(input) and weight.dtype is input.dtype
+            and (bias is None or bias.dtype is input.dtype))
+
+
 class Linear(FastactModule, torch.nn.Linear):
     """``torch.nn.Linear`` with a fused activation: ``act(x @ weight.T + bias)`` in one fastact call.
 
@@ -333,7 +341,7 @@ class Linear(FastactModule, torch.nn.Linear):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
-        if _ops.torch_linear_part(input) and weight.dtype is input.dtype and (bias is None or bias.dtype is input.dtype):
+        if _on_torchs_primitive(input, weight, bias):
             # What fastact.torch.dense_bias_act computes here, without its argument checks and the two
             # transposes of weight it takes in Keras' layout (two more autograd nodes); _ops.activation_after_primitive.
             z = torch.nn.functional.linear(input, weight, bias)
@@ -377,7 +385,7 @@ class Conv2d(FastactModule, torch.nn.Conv2d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
-        if _ops.torch_linear_part(input) and weight.dtype is input.dtype and (bias is None or bias.dtype is input.dtype):
+        if _on_torchs_primitive(input, weight, bias):
             # torch's own Conv2d forward (padding_mode "zeros"), then fastact's activation: what
             # fastact.torch.conv2d_bias_act computes here, without its geometry checks (torch's module
             # checked its arguments; F.conv2d checks the input as torch's Conv2d does).

@@ -83,8 +83,9 @@ def {name}(x{signature}):
     if (not _compiler._is_compiling_flag and type(x) is _Tensor and x.is_cpu
             and not _dispatch_modes() and not _function_modes() and not _functorch_wrapped(x)
             and x.is_contiguous()):
+        key = (({values}), x.dtype)
         try:
-            call = _calls_{name}.get((({values}), x.dtype))
+            call = _calls_{name}.get(key)
         except TypeError:  # an unhashable value: _activation says what is wrong
             call = None
         if call is not None and call[2] is not None:
@@ -102,7 +103,7 @@ _RUN = """                if not (x.requires_grad and _grad_enabled()):
                     else:
                         call[2](n, y.data_ptr(), x.data_ptr())
                     return y
-                back = _backward_calls_{name}.get((({values}), x.dtype))
+                back = _backward_calls_{name}.get(key)  # (hashable: the forward's lookup took it)
                 if back is not None and back[2] is not None and back[0] == call[0] and back[1] == call[1]:
                     return _by_address(x, call[2], back[2], length, _op_{name}.backward, ({values}))"""
 _ELEMENTWISE_LENGTH = """                length = 0
